@@ -181,7 +181,9 @@ class LocalNeo4j:
     def check_credentials(self) -> None:
         """Connects with the configured password; raises LaunchError with the reason otherwise."""
         try:
-            with neo4j.GraphDatabase.driver(self.uri, auth=(self.user, self.password)) as driver:
+            # a short timeout: a port held by something that never speaks Bolt must not hang us
+            with neo4j.GraphDatabase.driver(self.uri, auth=(self.user, self.password),
+                                           connection_timeout=5, connection_acquisition_timeout=5) as driver:
                 driver.verify_connectivity()
         except AuthError as exc:
             raise LaunchError(

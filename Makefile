@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make run` and `make test`. Each does its own set-up:
+# virtual environment, Python packages, generated protobuf code, Neo4j's jars from Maven.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PROTOS := $(wildcard protos/identity/v1/*.proto)
+GEN    := identity/v1/.generated
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install proto neo4j neo4j-stop run test test-unit bench clean
+
+install: $(INSTALLED) $(GEN)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Generated code must exist before the editable install maps the `identity` package.
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -q 'grpcio-tools==1.85.1'
+	$(MAKE) --no-print-directory proto
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+proto: $(GEN)
+
+$(GEN): $(PROTOS) | $(PY)
+	rm -rf identity
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	touch identity/__init__.py identity/v1/__init__.py $@
+
+neo4j: install
+	$(PY) -m localneo4j start
+
+neo4j-stop:
+	-$(PY) -m localneo4j stop
+
+run: neo4j
+	exec $(PY) -m server
+
+test: neo4j
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+clean: neo4j-stop
+	rm -rf $(VENV) identity *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Identity resolution service: identifiers and touchpoints stitched into profiles in Neo4j."""

@@ -1,0 +1,1 @@
+"""gRPC transport: servicers translate messages and status codes, and nothing else."""

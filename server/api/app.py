@@ -1,0 +1,62 @@
+"""Builds the gRPC server: the two services, standard health checking and reflection."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from identity.v1 import identity_service_pb2, identity_service_pb2_grpc, segment_service_pb2, segment_service_pb2_grpc
+
+from server.api.identity_servicer import IdentityServicer
+from server.api.segment_servicer import SegmentServicer
+from server.config import Settings
+from server.identity.ingest import Ingestor
+
+SERVICE_NAMES = (
+    identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
+)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def stop(self, grace: float) -> None:
+        """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+def create_server(settings: Settings, ingestor: Ingestor) -> RunningServer:
+    """Binds settings.listen (port 0 picks a free port) and starts serving; returns the bound port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
+        IdentityServicer(ingestor, settings.ingest_batch_size, settings.ingest_batch_wait), server
+    )
+    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
+    server.start()
+    running = RunningServer(server, port, health_servicer)
+    running.set_serving(True)
+    return running

@@ -1,0 +1,71 @@
+"""The one table from the service's exceptions to gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[errors.IdentityError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.StorageFailure: grpc.StatusCode.INTERNAL,
+    errors.ConfigurationError: grpc.StatusCode.INTERNAL,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def abort_for(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    """Ends the RPC with the status for exc; anything unexpected is logged, not sent on."""
+    for kind, code in STATUS_OF.items():
+        if isinstance(exc, kind):
+            context.abort(code, str(exc))
+    log.exception("unexpected error")
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def unary(method: F) -> F:
+    """Maps exceptions of a unary method to status codes."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            _abort_unless_aborted(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def streaming(method: F) -> F:
+    """Maps exceptions of a response-streaming method to status codes."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            _abort_unless_aborted(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _abort_unless_aborted(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    if context.code() is not None:  # the method aborted on purpose; grpc signals that by raising
+        raise exc
+    abort_for(context, exc)
+
+
+def not_yet(context: grpc.ServicerContext, rpc: str, area: str) -> NoReturn:
+    """Answers UNIMPLEMENTED, naming the part of the roadmap that will bring the RPC."""
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet: it arrives with {area}")

@@ -1,0 +1,78 @@
+"""Settings of the server, from flags or the environment, validated once at start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.errors import ConfigurationError
+from server.graph import Neo4jSettings
+from server.identity.rules import DEFAULT_RULES_FILE
+
+DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str
+    neo4j: Neo4jSettings
+    rules_file: Path
+    max_workers: int
+    max_concurrent_rpcs: int
+    ingest_batch_size: int
+    ingest_batch_wait: float
+    shutdown_grace: float
+    log_level: str
+
+
+def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(prog="identity-server", description="Identity resolution gRPC server")
+    add = parser.add_argument
+    add("--listen", default=env.get("IDENTITY_LISTEN", "127.0.0.1:50051"), help="host:port to serve gRPC on")
+    add("--neo4j-uri", default=env.get("NEO4J_URI", "bolt://127.0.0.1:7687"),
+        help="bolt:// for one server, neo4j:// for a cluster with routing")
+    add("--neo4j-user", default=env.get("NEO4J_USER", "neo4j"))
+    add("--neo4j-password", default=env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD))
+    add("--neo4j-database", default=env.get("NEO4J_DATABASE", "neo4j"))
+    add("--rules", default=env.get("IDENTITY_RULES", str(DEFAULT_RULES_FILE)), help="identity rules YAML file")
+    add("--max-workers", type=int, default=int(env.get("IDENTITY_MAX_WORKERS", "32")),
+        help="threads serving RPCs; each open stream holds one")
+    add("--max-concurrent-rpcs", type=int, default=int(env.get("IDENTITY_MAX_CONCURRENT_RPCS", "0")),
+        help="RPCs beyond this many are refused with RESOURCE_EXHAUSTED (0: max-workers)")
+    add("--ingest-batch-size", type=int, default=int(env.get("IDENTITY_INGEST_BATCH_SIZE", "500")))
+    add("--ingest-batch-wait", type=float, default=float(env.get("IDENTITY_INGEST_BATCH_WAIT", "0.01")),
+        help="seconds a partial ingest batch waits for more events")
+    add("--shutdown-grace", type=float, default=float(env.get("IDENTITY_SHUTDOWN_GRACE", "20")),
+        help="seconds in-flight RPCs get to finish on SIGTERM")
+    add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
+    args = parser.parse_args(argv)
+    return _validated(args)
+
+
+def _validated(args: argparse.Namespace) -> Settings:
+    if ":" not in args.listen:
+        raise ConfigurationError(f"--listen {args.listen!r} must be host:port")
+    for name in ("max_workers", "ingest_batch_size"):
+        if getattr(args, name) < 1:
+            raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
+        raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
+    if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
+        raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
+    return Settings(
+        listen=args.listen,
+        neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database),
+        rules_file=Path(args.rules),
+        max_workers=args.max_workers,
+        max_concurrent_rpcs=args.max_concurrent_rpcs or args.max_workers,
+        ingest_batch_size=args.ingest_batch_size,
+        ingest_batch_wait=args.ingest_batch_wait,
+        shutdown_grace=args.shutdown_grace,
+        log_level=args.log_level,
+    )

@@ -1,0 +1,31 @@
+"""The service's one exception tree. `server/api/status.py` maps it to gRPC status codes."""
+
+from __future__ import annotations
+
+
+class IdentityError(Exception):
+    """Base of every error the service raises on purpose; the message is safe to show clients."""
+
+
+class InvalidArgument(IdentityError):
+    """The request is malformed; the message names the field and what is wrong with it."""
+
+
+class NotFound(IdentityError):
+    """The profile, identifier or segment asked for does not exist."""
+
+
+class FailedPrecondition(IdentityError):
+    """The request is well-formed but the graph is not in a state that allows it."""
+
+
+class StorageUnavailable(IdentityError):
+    """Neo4j could not be reached or kept failing transiently; the client may retry."""
+
+
+class StorageFailure(IdentityError):
+    """Neo4j refused a query for a reason a retry will not fix; details go to the server log only."""
+
+
+class ConfigurationError(IdentityError):
+    """Settings or configuration files are invalid; raised at start, never per request."""

@@ -1,0 +1,169 @@
+"""The one place that talks to Neo4j: the driver, transactions, retries and named queries.
+
+Queries live in `cypher/**/*.cypher`, one per file, named by their path without the
+extension (`cypher/ingest/record_touchpoints.cypher` is `ingest/record_touchpoints`). They
+are read once at start into a read-only mapping; Python never builds query text, and every
+user value reaches Neo4j as a parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, LiteralString, TypeVar, cast
+
+import neo4j
+from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
+
+from server.errors import ConfigurationError, StorageFailure, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+CYPHER_DIR = Path(__file__).resolve().parent.parent / "cypher"
+SCHEMA_QUERY = "schema"
+
+T = TypeVar("T")
+
+
+def load_queries(root: Path = CYPHER_DIR) -> Mapping[str, str]:
+    """Reads every named query below root; start fails on an empty file or a missing folder."""
+    if not root.is_dir():
+        raise ConfigurationError(f"query folder {root} does not exist")
+    queries: dict[str, str] = {}
+    for path in sorted(root.rglob("*.cypher")):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        text = path.read_text(encoding="utf-8").strip()
+        if not _strip_comments(text):
+            raise ConfigurationError(f"query file {path} has no Cypher in it")
+        queries[name] = text
+    return MappingProxyType(queries)
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.strip().startswith("//")).strip()
+
+
+def split_statements(text: str) -> list[str]:
+    """Splits a schema file into its statements (separated by a `;` at the end of a line)."""
+    parts = re.split(r";\s*(?:\n|$)", _strip_comments(text))
+    return [part.strip() for part in parts if part.strip()]
+
+
+@dataclass(frozen=True)
+class Neo4jSettings:
+    uri: str
+    user: str
+    password: str
+    database: str
+
+
+class Graph:
+    """Runs named queries in managed transactions that the driver retries on transient errors.
+
+    Write queries must therefore be idempotent: every write MERGEs on a natural key.
+    """
+
+    def __init__(self, settings: Neo4jSettings, queries: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.queries = queries if queries is not None else load_queries()
+        self._driver = neo4j.GraphDatabase.driver(
+            settings.uri,
+            auth=(settings.user, settings.password),
+            notifications_min_severity=neo4j.NotificationMinimumSeverity.WARNING,
+        )
+
+    def __enter__(self) -> Graph:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def verify(self) -> None:
+        """Checks that Neo4j answers and accepts the credentials; raises a message for operators."""
+        try:
+            self._driver.verify_connectivity()
+        except AuthError as exc:
+            raise ConfigurationError(
+                f"Neo4j at {self.settings.uri} rejected user {self.settings.user!r}: wrong password? "
+                f"Set NEO4J_PASSWORD (or --neo4j-password) to that server's password. ({exc.message})"
+            ) from exc
+        except (ServiceUnavailable, DriverError, OSError) as exc:
+            raise StorageUnavailable(f"Neo4j at {self.settings.uri} is not reachable: {exc}") from exc
+
+    def query(self, name: str) -> LiteralString:
+        """The text of a named query: read from cypher/ at start, never built from user input."""
+        try:
+            return cast(LiteralString, self.queries[name])
+        except KeyError:
+            raise ConfigurationError(f"no query named {name!r} in {CYPHER_DIR}") from None
+
+    def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Runs a named read query and returns its records as dicts."""
+        query = self.query(name)
+        return self._run(name, lambda session: session.execute_read(_records, query, params))
+
+    def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Runs a named write query in one retried transaction and returns its records."""
+        query = self.query(name)
+        return self._run(name, lambda session: session.execute_write(_records, query, params))
+
+    def write_many(self, steps: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+        """Runs several named queries in one retried transaction, so that they commit together."""
+        named = [(self.query(name), params) for name, params in steps]
+
+        def work(tx: neo4j.ManagedTransaction) -> list[list[dict[str, Any]]]:
+            return [_records(tx, query, params) for query, params in named]
+
+        return self._run("+".join(name for name, _ in steps), lambda session: session.execute_write(work))
+
+    def stream(self, name: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Yields the records of a named read query one at a time, in constant memory.
+
+        Uses an explicit read transaction (not retried: records already yielded cannot be
+        taken back), fetching in batches of the driver's fetch size.
+        """
+        query = self.query(name)
+        try:
+            with self._session() as session, session.begin_transaction() as tx:
+                for record in tx.run(query, params):
+                    yield record.data()
+        except (ServiceUnavailable, SessionExpired, TransientError) as exc:
+            raise StorageUnavailable(f"Neo4j failed while streaming {name}: {exc}") from exc
+        except Neo4jError as exc:
+            log.error("query %s failed: %s", name, exc)
+            raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
+
+    def apply_schema(self) -> int:
+        """Applies `cypher/schema.cypher` (constraints and indexes, all IF NOT EXISTS)."""
+        statements = split_statements(self.queries[SCHEMA_QUERY])
+        with self._session() as session:
+            for statement in statements:
+                session.run(cast(LiteralString, statement)).consume()
+        return len(statements)
+
+    def _session(self) -> neo4j.Session:
+        return self._driver.session(database=self.settings.database)
+
+    def _run(self, name: str, work: Callable[[neo4j.Session], T]) -> T:
+        """Runs work in a session; Neo4j's errors become the service's, with the query named in the log."""
+        try:
+            with self._session() as session:
+                return work(session)
+        except (ServiceUnavailable, SessionExpired, TransientError) as exc:
+            raise StorageUnavailable(f"Neo4j is unavailable: {exc}") from exc
+        except Neo4jError as exc:
+            if exc.is_retryable():
+                raise StorageUnavailable(f"Neo4j kept failing transiently: {exc}") from exc
+            log.error("query %s failed: %s", name, exc)
+            raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
+
+
+def _records(tx: neo4j.ManagedTransaction, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [record.data() for record in tx.run(query, params)]

@@ -1,0 +1,1 @@
+"""The identity domain: normalisation, stitching, linkage, profiles, journeys, segments."""

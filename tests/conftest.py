@@ -1,0 +1,27 @@
+"""Shared fixtures: one Neo4j per test session, tests isolated by data (unique ids), not restarts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from localneo4j import LaunchError, Neo4jTarget, provision
+
+
+@pytest.fixture(scope="session")
+def neo4j_target() -> Iterator[Neo4jTarget]:
+    """The Neo4j of this run: NEO4J_URI, a testcontainer (NEO4J_RUNTIME=docker) or the local one."""
+    try:
+        target = provision()
+    except LaunchError as exc:
+        pytest.fail(f"no Neo4j for the tests: {exc}", pytrace=False)
+    yield target
+    target.release()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A prefix unique to one test, so that tests sharing the database never see each other's data."""
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,121 @@
+"""`python -m server` as operators run it: start-up errors, health, SIGTERM draining."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
+
+from server.graph import Neo4jSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(neo4j: Neo4jSettings, **overrides: str) -> dict[str, str]:
+    env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_USER": neo4j.user, "NEO4J_PASSWORD": neo4j.password,
+           "NEO4J_DATABASE": neo4j.database}
+    return {**env, **overrides}
+
+
+def start_server(env: dict[str, str], port: int, *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", *flags],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    health = health_pb2_grpc.HealthStub(channel)
+    while time.monotonic() < deadline:
+        try:
+            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                return channel
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise AssertionError(f"server on {port} did not report SERVING within {timeout} s")
+
+
+def test_wrong_password_gives_a_clear_start_up_error(neo4j_settings: Neo4jSettings) -> None:
+    env = server_env(neo4j_settings, NEO4J_PASSWORD="certainly-not-the-password")
+    done = subprocess.run([sys.executable, "-m", "server", "--listen", "127.0.0.1:0"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "rejected user 'neo4j'" in done.stderr and "NEO4J_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_neo4j_gives_a_clear_start_up_error(neo4j_settings: Neo4jSettings) -> None:
+    env = server_env(neo4j_settings, NEO4J_URI=f"bolt://127.0.0.1:{free_port()}")
+    done = subprocess.run([sys.executable, "-m", "server", "--listen", "127.0.0.1:0"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "is not reachable" in done.stderr
+
+
+def test_bad_flag_value_is_refused_before_connecting() -> None:
+    done = subprocess.run([sys.executable, "-m", "server", "--neo4j-uri", "http://localhost:7474"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "must start with bolt:// or neo4j://" in done.stderr
+
+
+def slow_events(uid: str, count: int, sent: threading.Event) -> Iterator[pb.Event]:
+    for n in range(count):
+        yield pb.Event(event_id=f"{uid}-{n}", type="page_view", source="web",
+                       identifiers=[common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])
+        if n == 0:
+            sent.set()
+        time.sleep(0.3)
+
+
+def test_sigterm_drains_an_open_ingest_stream_then_exits(neo4j_settings: Neo4jSettings, uid: str) -> None:
+    port = free_port()
+    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "30")
+    try:
+        channel = wait_serving(port)
+        stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+        first_sent = threading.Event()
+        acks = stub.Ingest(slow_events(uid, 6, first_sent), timeout=60)
+        first = next(acks)
+        proc.send_signal(signal.SIGTERM)
+        rest = list(acks)
+        statuses = [a.status for a in [first, *rest]]
+        assert statuses == [pb.ACK_STATUS_ACCEPTED] * 6
+        assert proc.wait(timeout=60) == 0
+        output = proc.stdout.read() if proc.stdout else ""
+        assert "draining" in output and "stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings, uid: str) -> None:
+    port = free_port()
+    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "30")
+    try:
+        channel = wait_serving(port)
+        stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+        acks = stub.Ingest(slow_events(uid, 8, threading.Event()), timeout=60)
+        next(acks)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError):  # new RPCs are refused once the server stops accepting
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert len(list(acks)) == 7
+    finally:
+        proc.wait(timeout=60)

@@ -1,0 +1,42 @@
+"""Ingest batching: full batches go at once, a trickle waits at most max_wait."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from server.batching import batched
+
+
+def test_a_burst_is_cut_into_full_batches() -> None:
+    assert list(batched(iter(range(7)), max_size=3, max_wait=1.0)) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_partial_batch_is_released_after_max_wait() -> None:
+    def trickle() -> Iterator[int]:
+        yield 1
+        time.sleep(0.5)
+        yield 2
+
+    began = time.monotonic()
+    batches = batched(trickle(), max_size=100, max_wait=0.05)
+    assert next(batches) == [1]
+    assert time.monotonic() - began < 0.4, "the first batch waited for the second item"
+    assert list(batches) == [[2]]
+
+
+def test_an_error_in_the_source_reaches_the_consumer_after_the_items_before_it() -> None:
+    def broken() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("client went away")
+
+    batches = batched(broken(), max_size=10, max_wait=0.01)
+    assert next(batches) == [1]
+    with pytest.raises(RuntimeError, match="client went away"):
+        next(batches)
+
+
+def test_an_empty_source_gives_no_batches() -> None:
+    assert list(batched(iter([]), max_size=5, max_wait=0.01)) == []

@@ -1,0 +1,85 @@
+"""The architecture rules a newcomer can rely on: who may import what, and the named queries."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from server.errors import ConfigurationError
+from server.graph import CYPHER_DIR, load_queries, split_statements
+
+SERVER = Path(__file__).resolve().parents[2] / "server"
+CLIENT = SERVER.parent / "client"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def python_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
+
+
+def test_only_the_graph_layer_imports_the_neo4j_driver() -> None:
+    offenders = [p.relative_to(SERVER) for p in python_files(SERVER)
+                 if p.name != "graph.py" and any(m.split(".")[0] == "neo4j" for m in imported_modules(p))]
+    assert offenders == []
+
+
+def test_only_the_api_imports_grpc_and_generated_code() -> None:
+    def transport(module: str) -> bool:
+        return module.split(".")[0] in {"grpc", "grpc_health", "grpc_reflection", "identity", "google"}
+
+    offenders = [p.relative_to(SERVER) for p in python_files(SERVER)
+                 if "api" not in p.relative_to(SERVER).parts and any(transport(m) for m in imported_modules(p))]
+    assert offenders == []
+
+
+def test_the_client_does_not_import_the_server() -> None:
+    offenders = [p.name for p in python_files(CLIENT) if any(m.split(".")[0] == "server" for m in imported_modules(p))]
+    assert offenders == []
+
+
+def test_every_query_file_is_loaded_by_its_path_name() -> None:
+    queries = load_queries()
+    files = {p.relative_to(CYPHER_DIR).with_suffix("").as_posix() for p in CYPHER_DIR.rglob("*.cypher")}
+    assert set(queries) == files and "schema" in queries
+
+
+def test_every_query_opens_with_a_comment_of_purpose() -> None:
+    undocumented = [name for name, text in load_queries().items() if not text.startswith("//")]
+    assert undocumented == []
+
+
+def test_an_empty_query_file_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "broken.cypher").write_text("// only a comment\n")
+    with pytest.raises(ConfigurationError, match="has no Cypher"):
+        load_queries(tmp_path)
+
+
+def test_schema_statements_are_split_on_line_ending_semicolons() -> None:
+    text = "// comment\nCREATE INDEX a IF NOT EXISTS FOR (n:A) ON (n.x);\n\nCREATE INDEX b IF NOT EXISTS FOR (n:B) ON (n.y);\n"
+    assert split_statements(text) == [
+        "CREATE INDEX a IF NOT EXISTS FOR (n:A) ON (n.x)",
+        "CREATE INDEX b IF NOT EXISTS FOR (n:B) ON (n.y)",
+    ]
+
+
+def test_no_python_builds_cypher_text() -> None:
+    """Query text lives in cypher/; an f-string or concatenation holding Cypher keywords is a leak."""
+    keywords = ("MATCH (", "MERGE (", "CREATE (", "UNWIND $")
+    offenders = []
+    for path in python_files(SERVER):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(k in node.value for k in keywords):
+                offenders.append(f"{path.relative_to(SERVER)}:{node.lineno}")
+    assert offenders == []
