@@ -12,3 +12,9 @@ FOR (p:Profile) REQUIRE p.profile_id IS UNIQUE;
 
 CREATE INDEX touchpoint_occurred_at IF NOT EXISTS
 FOR (t:Touchpoint) ON (t.occurred_at);
+
+CREATE CONSTRAINT suppressed_hash IF NOT EXISTS
+FOR (s:Suppressed) REQUIRE s.hash IS UNIQUE;
+
+CREATE INDEX profile_active IF NOT EXISTS
+FOR (p:Profile) ON (p.active);

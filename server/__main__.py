@@ -12,7 +12,6 @@ from server.api.app import create_server
 from server.config import Settings, parse_settings
 from server.errors import IdentityError
 from server.graph import Graph
-from server.identity.ingest import Ingestor
 from server.identity.rules import load_rules
 
 log = logging.getLogger("server")
@@ -25,7 +24,7 @@ def serve(settings: Settings, stop: threading.Event) -> None:
         graph.verify()
         applied = graph.apply_schema()
         log.info("Neo4j at %s is up; %d schema statements applied", settings.neo4j.uri, applied)
-        running = create_server(settings, Ingestor(graph, rules))
+        running = create_server(settings, graph, rules)
         host = settings.listen.rsplit(":", 1)[0]
         log.info("serving gRPC on %s:%d", host, running.port)
         stop.wait()

@@ -13,6 +13,7 @@ from server.graph import Neo4jSettings
 from server.identity.rules import DEFAULT_RULES_FILE
 
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
+DEFAULT_SALT = "identity-local-salt"  # for local runs only: set IDENTITY_SUPPRESSION_SALT in production
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -27,6 +28,7 @@ class Settings:
     ingest_batch_wait: float
     shutdown_grace: float
     log_level: str
+    suppression_salt: str
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +52,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="seconds a partial ingest batch waits for more events")
     add("--shutdown-grace", type=float, default=float(env.get("IDENTITY_SHUTDOWN_GRACE", "20")),
         help="seconds in-flight RPCs get to finish on SIGTERM")
+    add("--suppression-salt", default=env.get("IDENTITY_SUPPRESSION_SALT", DEFAULT_SALT),
+        help="secret salt of forgotten identifiers' hashes; the same on every server, never changed")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -75,4 +79,5 @@ def _validated(args: argparse.Namespace) -> Settings:
         ingest_batch_wait=args.ingest_batch_wait,
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
+        suppression_salt=args.suppression_salt,
     )

@@ -74,6 +74,8 @@ class Graph:
             settings.uri,
             auth=(settings.user, settings.password),
             notifications_min_severity=neo4j.NotificationMinimumSeverity.WARNING,
+            # "unknown label or property" is normal on a fresh database, before the first write
+            notifications_disabled_classifications=[neo4j.NotificationDisabledClassification.UNRECOGNIZED],
         )
 
     def __enter__(self) -> Graph:
@@ -114,14 +116,13 @@ class Graph:
         query = self.query(name)
         return self._run(name, lambda session: session.execute_write(_records, query, params))
 
-    def write_many(self, steps: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-        """Runs several named queries in one retried transaction, so that they commit together."""
-        named = [(self.query(name), params) for name, params in steps]
+    def transaction(self, label: str, work: Callable[[Tx], T]) -> T:
+        """Runs work in one write transaction that the driver retries on transient errors.
 
-        def work(tx: neo4j.ManagedTransaction) -> list[list[dict[str, Any]]]:
-            return [_records(tx, query, params) for query, params in named]
-
-        return self._run("+".join(name for name, _ in steps), lambda session: session.execute_write(work))
+        work may run more than once, so it must not have effects outside the transaction;
+        everything it decides is recomputed from what it reads on each attempt.
+        """
+        return self._run(label, lambda session: session.execute_write(lambda tx: work(Tx(self, tx))))
 
     def stream(self, name: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Yields the records of a named read query one at a time, in constant memory.
@@ -163,6 +164,17 @@ class Graph:
                 raise StorageUnavailable(f"Neo4j kept failing transiently: {exc}") from exc
             log.error("query %s failed: %s", name, exc)
             raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
+
+
+class Tx:
+    """A transaction that runs named queries, handed to the work of Graph.transaction."""
+
+    def __init__(self, graph: Graph, tx: neo4j.ManagedTransaction) -> None:
+        self._graph = graph
+        self._tx = tx
+
+    def run(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        return _records(self._tx, self._graph.query(name), params)
 
 
 def _records(tx: neo4j.ManagedTransaction, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,7 +13,10 @@ from identity.v1 import identity_service_pb2, identity_service_pb2_grpc, segment
 from server.api.identity_servicer import IdentityServicer
 from server.api.segment_servicer import SegmentServicer
 from server.config import Settings
+from server.graph import Graph
 from server.identity.ingest import Ingestor
+from server.identity.profiles import Profiles
+from server.identity.rules import IdentityRules
 
 SERVICE_NAMES = (
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
@@ -38,14 +41,16 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
-def create_server(settings: Settings, ingestor: Ingestor) -> RunningServer:
+def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> RunningServer:
     """Binds settings.listen (port 0 picks a free port) and starts serving; returns the bound port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
+    ingestor = Ingestor(graph, rules, settings.suppression_salt)
+    profiles = Profiles(graph, rules, settings.suppression_salt)
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
-        IdentityServicer(ingestor, settings.ingest_batch_size, settings.ingest_batch_wait), server
+        IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait), server
     )
     segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb
 
-from server.identity.model import Ack, AckStatus, EventInput
+from server.errors import InvalidArgument
+from server.identity.journeys import decode_cursor
+from server.identity.model import (
+    Ack,
+    AckStatus,
+    Channel,
+    EventInput,
+    Identifier,
+    IdentityGraphView,
+    JourneyFilter,
+    LookupMiss,
+    ProfileKey,
+    ProfileView,
+    Touchpoint,
+)
 
 CHANNEL_NAMES = {
     common_pb2.CHANNEL_UNSPECIFIED: "",
     common_pb2.CHANNEL_ONLINE: "online",
     common_pb2.CHANNEL_OFFLINE: "offline",
 }
+CHANNEL_OF = {Channel.ONLINE: common_pb2.CHANNEL_ONLINE, Channel.OFFLINE: common_pb2.CHANNEL_OFFLINE}
 ACK_STATUS = {
     AckStatus.ACCEPTED: pb.ACK_STATUS_ACCEPTED,
     AckStatus.DUPLICATE: pb.ACK_STATUS_DUPLICATE,
@@ -39,3 +56,108 @@ def ingest_ack(ack: Ack) -> pb.IngestAck:
     return pb.IngestAck(event_id=ack.event_id, status=ACK_STATUS[ack.status], profile_id=ack.profile_id,
                         reason=ack.reason)
 
+
+
+def to_timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC).replace(tzinfo=None))
+    return stamp
+
+
+def from_timestamp(message: Message, field: str) -> datetime | None:
+    return getattr(message, field).ToDatetime(tzinfo=UTC) if message.HasField(field) else None
+
+
+def identifier(message: common_pb2.Identifier) -> Identifier:
+    return Identifier(message.type, message.value)
+
+
+def to_identifier(value: Identifier) -> common_pb2.Identifier:
+    return common_pb2.Identifier(type=value.type, value=value.value)
+
+
+def profile_key(ref: common_pb2.ProfileRef) -> ProfileKey:
+    """The domain's key for a ProfileRef; an empty ref is the client's mistake."""
+    kind = ref.WhichOneof("key")
+    if kind == "identifier":
+        return identifier(ref.identifier)
+    if kind == "profile_id":
+        return ref.profile_id
+    raise InvalidArgument("ref is empty: set identifier {type, value} or profile_id")
+
+
+def profile(view: ProfileView) -> pb.Profile:
+    return pb.Profile(
+        profile_id=view.profile_id,
+        merged_profile_ids=view.merged_profile_ids,
+        identifiers=[pb.ProfileIdentifier(identifier=to_identifier(h.identifier), first_seen=to_timestamp(h.first_seen),
+                                          last_seen=to_timestamp(h.last_seen)) for h in view.identifiers],
+        traits=[pb.GoldenTrait(key=t.key, value=t.value, source=t.source, observed_at=to_timestamp(t.observed_at))
+                for t in view.traits],
+        touchpoints_by_channel=dict(view.touchpoints_by_channel),
+        first_seen=to_timestamp(view.first_seen),
+        last_seen=to_timestamp(view.last_seen),
+    )
+
+
+def lookup_result(request_id: str, answer: ProfileView | LookupMiss) -> pb.LookupResult:
+    if isinstance(answer, LookupMiss):
+        return pb.LookupResult(request_id=request_id, not_found=pb.NotFound(reason=answer.reason))
+    return pb.LookupResult(request_id=request_id, profile=profile(answer))
+
+
+OUTSIDE = "outside: belongs to another profile or none"
+
+
+def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
+    profile_node = f"profile:{view.profile_id}"
+    nodes = [pb.GraphNode(node_id=profile_node, profile_id=view.profile_id)]
+    nodes += [pb.GraphNode(node_id=str(i.identifier), identifier=to_identifier(i.identifier),
+                           flags=i.flags if i.member else (*i.flags, OUTSIDE))
+              for i in view.identifiers]
+    edges = [pb.GraphEdge(
+        from_node_id=str(link.a), to_node_id=str(link.b),
+        kind=pb.LINK_KIND_DETERMINISTIC if link.accepted else pb.LINK_KIND_REJECTED,
+        evidence=pb.LinkEvidence(event_ids=link.event_ids, times_seen=link.times_seen,
+                                 first_seen=to_timestamp(link.first_seen), last_seen=to_timestamp(link.last_seen),
+                                 reason=link.reason),
+    ) for link in view.links]
+    return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges)
+
+
+def journey_filter(request: pb.TraverseJourneyRequest) -> JourneyFilter:
+    if request.limit < 0:
+        raise InvalidArgument("limit must not be negative")
+    since, until = from_timestamp(request, "since"), from_timestamp(request, "until")
+    if since and until and since >= until:
+        raise InvalidArgument("since must be before until")
+    unknown = [c for c in request.channels if c not in (common_pb2.CHANNEL_ONLINE, common_pb2.CHANNEL_OFFLINE)]
+    if unknown:
+        raise InvalidArgument("channels may only hold CHANNEL_ONLINE and CHANNEL_OFFLINE")
+    return JourneyFilter(
+        since=since,
+        until=until,
+        types=tuple(request.types),
+        channels=tuple(CHANNEL_NAMES[c] for c in request.channels),
+        sources=tuple(request.sources),
+        descending=request.descending,
+        after=decode_cursor(request.cursor) if request.cursor else None,
+        limit=request.limit,
+    )
+
+
+def journey_step(touchpoint: Touchpoint, cursor: str) -> pb.JourneyStep:
+    return pb.JourneyStep(
+        cursor=cursor,
+        touchpoint=common_pb2.Touchpoint(
+            event_id=touchpoint.event_id,
+            occurred_at=to_timestamp(touchpoint.occurred_at),
+            source=touchpoint.source,
+            channel=CHANNEL_OF[touchpoint.channel],
+            type=touchpoint.type,
+            identifiers=[to_identifier(i) for i in touchpoint.identifiers],
+            properties=dict(touchpoint.properties),
+        ),
+    )

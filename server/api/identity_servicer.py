@@ -10,15 +10,21 @@ from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as
 from server.api import convert
 from server.api.status import not_yet, streaming, unary
 from server.batching import batched
+from server.errors import InvalidArgument
+from server.graph import Graph
+from server.identity import journeys
 from server.identity.ingest import Ingestor
+from server.identity.model import Identifier, ProfileKey
+from server.identity.profiles import Profiles
 
 LINKAGE = "probabilistic record linkage (issue 4)"
-GRAPH = "the identity graph: stitching, profiles and journeys (issue 3)"
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
-    def __init__(self, ingestor: Ingestor, batch_size: int, batch_wait: float) -> None:
+    def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float) -> None:
+        self.graph = graph
         self.ingestor = ingestor
+        self.profiles = profiles
         self.batch_size = batch_size
         self.batch_wait = batch_wait
 
@@ -31,18 +37,47 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def ImportRecords(self, request_iterator, context):  # type: ignore[no-untyped-def]
         not_yet(context, "ImportRecords", LINKAGE)
 
-    def LookupProfiles(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "LookupProfiles", GRAPH)
+    @streaming
+    def LookupProfiles(
+        self, request_iterator: Iterator[pb.LookupRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.LookupResult]:
+        for batch in batched(request_iterator, self.batch_size, self.batch_wait):
+            keys = [self._lookup_key(request) for request in batch]
+            answers = self.profiles.lookup(keys)
+            yield from (convert.lookup_result(r.request_id, a) for r, a in zip(batch, answers))
+
+    def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
+        """A bad reference becomes an in-stream miss: one bad request never ends the stream."""
+        try:
+            return self.profiles.normalize_key(convert.profile_key(request.ref))
+        except InvalidArgument as exc:
+            return exc
 
     @unary
-    def GetIdentityGraph(self, request, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "GetIdentityGraph", GRAPH)
+    def GetIdentityGraph(self, request: pb.GetIdentityGraphRequest, context: grpc.ServicerContext) -> pb.IdentityGraph:
+        return convert.identity_graph(self.profiles.identity_graph(convert.profile_key(request.ref)))
 
-    def TraverseJourney(self, request, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "TraverseJourney", GRAPH)
+    @streaming
+    def TraverseJourney(
+        self, request: pb.TraverseJourneyRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.JourneyStep]:
+        filters = convert.journey_filter(request)
+        profile_id = self.profiles.resolve(convert.profile_key(request.ref))
+        for touchpoint, cursor in journeys.traverse(self.graph, profile_id, filters):
+            yield convert.journey_step(touchpoint, cursor)
 
-    def ForgetProfile(self, request, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "ForgetProfile", GRAPH)
+    @unary
+    def ForgetProfile(self, request: pb.ForgetProfileRequest, context: grpc.ServicerContext) -> pb.ForgetProfileResponse:
+        forgotten = self.profiles.forget(convert.profile_key(request.ref))
+        return pb.ForgetProfileResponse(profile_id=forgotten.profile_id, identifiers_forgotten=forgotten.identifiers,
+                                        touchpoints_erased=forgotten.touchpoints)
 
-    def UnlinkIdentifier(self, request, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "UnlinkIdentifier", GRAPH)
+    @unary
+    def UnlinkIdentifier(
+        self, request: pb.UnlinkIdentifierRequest, context: grpc.ServicerContext
+    ) -> pb.UnlinkIdentifierResponse:
+        if not request.HasField("identifier"):
+            raise InvalidArgument("identifier is required")
+        other: Identifier | None = convert.identifier(request.linked_to) if request.HasField("linked_to") else None
+        parts = self.profiles.unlink(convert.identifier(request.identifier), other, request.reason)
+        return pb.UnlinkIdentifierResponse(profile_ids=parts)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.errors import InvalidArgument
-from server.graph import Graph
+from server.graph import Graph, Tx
 from server.identity.model import Ack, AckStatus, Channel, EventInput, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
+from server.identity.stitching import stitch, suppression_hash
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
@@ -36,6 +38,9 @@ def validate_event(rules: IdentityRules, event: EventInput, received_at: datetim
         raise InvalidArgument(f"occurred_at {occurred_at.isoformat()} is before 1970 or in the future")
     if not event.identifiers:
         raise InvalidArgument("the event carries no identifiers")
+    if len(event.identifiers) > rules.max_identifiers_per_event:
+        raise InvalidArgument(f"the event carries {len(event.identifiers)} identifiers "
+                              f"(at most {rules.max_identifiers_per_event})")
     identifiers = tuple(sorted({normalize_identifier(rules, t, v) for t, v in event.identifiers}))
     if not event.type.strip():
         raise InvalidArgument("type is empty (e.g. page_view, identify, purchase)")
@@ -59,17 +64,19 @@ def _channel(name: str) -> Channel:
 
 
 class Ingestor:
-    """Writes batches of events; one batch is one transaction."""
+    """Writes batches of events; one batch is one transaction, stitching included."""
 
-    def __init__(self, graph: Graph, rules: IdentityRules) -> None:
+    def __init__(self, graph: Graph, rules: IdentityRules, suppression_salt: str) -> None:
         self.graph = graph
         self.rules = rules
+        self.salt = suppression_salt
 
     def ingest(self, events: Sequence[EventInput]) -> list[Ack]:
         """Acks every event in the order given, after the valid ones are committed."""
         received_at = datetime.now(UTC)
         acks: dict[int, Ack] = {}
         fresh: dict[str, tuple[int, Touchpoint]] = {}
+        repeated: list[tuple[int, str]] = []
         for position, event in enumerate(events):
             try:
                 touchpoint = validate_event(self.rules, event, received_at)
@@ -77,20 +84,62 @@ class Ingestor:
                 acks[position] = Ack(event.event_id, AckStatus.REJECTED, reason=str(exc))
                 continue
             if touchpoint.event_id in fresh:
-                acks[position] = Ack(touchpoint.event_id, AckStatus.DUPLICATE)
+                repeated.append((position, touchpoint.event_id))
                 continue
             fresh[touchpoint.event_id] = (position, touchpoint)
-        for event_id, created in self._write([t for _, t in fresh.values()]).items():
-            position, _ = fresh[event_id]
-            acks[position] = Ack(event_id, AckStatus.ACCEPTED if created else AckStatus.DUPLICATE)
+        if fresh:
+            batch = [t for _, t in fresh.values()]
+            outcome = self.graph.transaction("ingest", lambda tx: write_batch(tx, self.rules, self.salt, batch, received_at))
+            for event_id, (position, _) in fresh.items():
+                if event_id in outcome.suppressed:
+                    acks[position] = Ack(event_id, AckStatus.REJECTED, reason=outcome.suppressed[event_id])
+                    continue
+                status = AckStatus.ACCEPTED if event_id in outcome.created else AckStatus.DUPLICATE
+                acks[position] = Ack(event_id, status, outcome.profiles.get(event_id) or "")
+            for position, event_id in repeated:
+                acks[position] = Ack(event_id, AckStatus.DUPLICATE, outcome.profiles.get(event_id) or "")
         return [acks[position] for position in range(len(events))]
 
-    def _write(self, touchpoints: list[Touchpoint]) -> dict[str, bool]:
-        if not touchpoints:
-            return {}
-        batch = uuid.uuid4().hex
-        records = self.graph.write("ingest/record_touchpoints", batch=batch, rows=[_row(t) for t in touchpoints])
-        return {record["event_id"]: record["created"] for record in records}
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    created: frozenset[str]
+    profiles: dict[str, str | None]
+    suppressed: dict[str, str]
+
+
+def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touchpoint], now: datetime) -> BatchOutcome:
+    """Records the touchpoints, stitches the new ones, and reads back every event's profile.
+
+    Events that carry an identifier of a forgotten person are refused, and nothing of them
+    is written.
+    """
+    suppressed = suppressed_events(tx, salt, touchpoints)
+    touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
+    batch = uuid.uuid4().hex
+    records = tx.run("ingest/record_touchpoints", batch=batch, rows=[_row(t) for t in touchpoints])
+    created = frozenset(r["event_id"] for r in records if r["created"])
+    plan = stitch(tx, rules, [t for t in touchpoints if t.event_id in created], now)
+    profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
+    known = [t.event_id for t in touchpoints if t.event_id not in created]
+    if known:
+        for record in tx.run("ingest/profiles_of_events", event_ids=known):
+            profiles[record["event_id"]] = record["profile_id"]
+    return BatchOutcome(created, profiles, suppressed)
+
+
+def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[str, str]:
+    """Events carrying a suppressed identifier, each with the reason for its rejection."""
+    hashes = {suppression_hash(salt, i): i for t in touchpoints for i in t.identifiers}
+    found = {r["hash"] for r in tx.run("ingest/suppressed", hashes=sorted(hashes))}
+    if not found:
+        return {}
+    refused = {}
+    for touchpoint in touchpoints:
+        forgotten = [i for i in touchpoint.identifiers if suppression_hash(salt, i) in found]
+        if forgotten:
+            refused[touchpoint.event_id] = f"{forgotten[0]} belongs to a forgotten person and is suppressed"
+    return refused
 
 
 def _row(touchpoint: Touchpoint) -> dict[str, Any]:

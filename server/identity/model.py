@@ -66,3 +66,86 @@ class Ack:
     status: AckStatus
     profile_id: str = ""
     reason: str = ""
+
+
+ProfileKey = Identifier | str  # an identifier the profile holds, or a (current or merged) profile id
+
+
+@dataclass(frozen=True)
+class HeldIdentifier:
+    identifier: Identifier
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class GoldenTraitView:
+    key: str
+    value: str
+    source: str
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """A unified profile as lookups serve it."""
+
+    profile_id: str
+    identifiers: tuple[HeldIdentifier, ...]
+    merged_profile_ids: tuple[str, ...]
+    traits: tuple[GoldenTraitView, ...]
+    touchpoints_by_channel: Mapping[str, int]
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class LookupMiss:
+    reason: str
+
+
+@dataclass(frozen=True)
+class GraphIdentifier:
+    identifier: Identifier
+    member: bool
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphLink:
+    """An edge of the identity graph with the evidence that made or refused it."""
+
+    a: Identifier
+    b: Identifier
+    accepted: bool
+    reason: str
+    times_seen: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IdentityGraphView:
+    profile_id: str
+    identifiers: tuple[GraphIdentifier, ...]
+    links: tuple[GraphLink, ...]
+
+
+@dataclass(frozen=True)
+class JourneyFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    types: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    descending: bool = False
+    after: tuple[datetime, str] | None = None  # the cursor: (occurred_at, event_id) of the last step
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    profile_id: str
+    identifiers: int
+    touchpoints: int

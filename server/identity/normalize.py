@@ -33,6 +33,8 @@ def normalize_identifier(rules: IdentityRules, type_name: str, raw_value: str) -
         raise InvalidArgument(f"identifier {kind.name} has an empty value")
     if len(value) > rules.max_value_length:
         raise InvalidArgument(f"identifier {kind.name} is longer than {rules.max_value_length} characters")
+    if rules.is_blocklisted(kind.name, value):  # junk is kept (and flagged), not refused
+        return Identifier(kind.name, value.lower())
     if kind.rule == "email":
         value = _email(value)
     elif kind.rule == "phone":

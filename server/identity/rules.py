@@ -7,7 +7,7 @@ message that names it, rather than surfacing as odd behaviour under load.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,9 +35,36 @@ class IdentityRules:
     identifier_types: Mapping[str, IdentifierType]
     default_region: str
     max_value_length: int
+    priority: tuple[str, ...] = ()
+    per_profile_limits: Mapping[str, int] = field(default_factory=dict)
+    shared_after: int = 2
+    blocklist: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    max_identifiers_per_event: int = 16
+    source_priority: tuple[str, ...] = ()
 
     def type_named(self, name: str) -> IdentifierType | None:
         return self.identifier_types.get(name)
+
+    def rank(self, type_name: str) -> int:
+        """Lower is more important; types missing from `priority` come last, in name order."""
+        try:
+            return self.priority.index(type_name)
+        except ValueError:
+            return len(self.priority)
+
+    def is_strong(self, type_name: str) -> bool:
+        kind = self.identifier_types.get(type_name)
+        return bool(kind and kind.strong)
+
+    def is_blocklisted(self, type_name: str, raw_value: str) -> bool:
+        return raw_value.strip().lower() in self.blocklist.get(type_name, frozenset())
+
+    def source_rank(self, source: str) -> int:
+        """Lower is more trusted for the golden record."""
+        try:
+            return self.source_priority.index(source)
+        except ValueError:
+            return len(self.source_priority)
 
 
 def load_rules(path: Path = DEFAULT_RULES_FILE) -> IdentityRules:
@@ -64,7 +91,58 @@ def parse_rules(data: Mapping[str, Any], source: str = "identity rules") -> Iden
     max_length = data.get("max_value_length", 512)
     if not isinstance(max_length, int) or max_length < 1:
         raise ConfigurationError(f"{source}: max_value_length must be a positive whole number")
-    return IdentityRules(MappingProxyType(types), region, max_length)
+    return IdentityRules(
+        identifier_types=MappingProxyType(types),
+        default_region=region,
+        max_value_length=max_length,
+        priority=_priority(data, types, source),
+        per_profile_limits=MappingProxyType(_limits(data, types, source)),
+        shared_after=_positive(data, "shared_after", 2, source),
+        blocklist=MappingProxyType(_blocklist(data, types, source)),
+        max_identifiers_per_event=_positive(data, "max_identifiers_per_event", 16, source),
+        source_priority=tuple(str(s) for s in data.get("source_priority", []) or []),
+    )
+
+
+def _positive(data: Mapping[str, Any], key: str, default: int, source: str) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{source}: {key} must be a positive whole number")
+    return value
+
+
+def _known_types(names: Any, types: Mapping[str, IdentifierType], key: str, source: str) -> list[str]:
+    unknown = sorted(set(names) - set(types))
+    if unknown:
+        raise ConfigurationError(f"{source}: {key} names unknown identifier types: {', '.join(map(str, unknown))}")
+    return list(names)
+
+
+def _priority(data: Mapping[str, Any], types: Mapping[str, IdentifierType], source: str) -> tuple[str, ...]:
+    listed = data.get("priority") or []
+    if not isinstance(listed, list) or len(set(listed)) != len(listed):
+        raise ConfigurationError(f"{source}: priority must be a list of identifier types without repeats")
+    _known_types(listed, types, "priority", source)
+    return tuple(listed) + tuple(sorted(set(types) - set(listed)))
+
+
+def _limits(data: Mapping[str, Any], types: Mapping[str, IdentifierType], source: str) -> dict[str, int]:
+    limits = data.get("per_profile_limits") or {}
+    if not isinstance(limits, dict):
+        raise ConfigurationError(f"{source}: per_profile_limits must map identifier types to numbers")
+    _known_types(limits, types, "per_profile_limits", source)
+    for name, limit in limits.items():
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigurationError(f"{source}: per_profile_limits.{name} must be a positive whole number")
+    return dict(limits)
+
+
+def _blocklist(data: Mapping[str, Any], types: Mapping[str, IdentifierType], source: str) -> dict[str, frozenset[str]]:
+    listed = data.get("blocklist") or {}
+    if not isinstance(listed, dict):
+        raise ConfigurationError(f"{source}: blocklist must map identifier types to lists of values")
+    _known_types(listed, types, "blocklist", source)
+    return {name: frozenset(str(v).strip().lower() for v in values or []) for name, values in listed.items()}
 
 
 def _identifier_type(name: str, spec: Any, source: str) -> IdentifierType:

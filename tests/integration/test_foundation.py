@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -143,6 +145,7 @@ def test_every_named_query_compiles(graph: Graph, driver: Driver) -> None:
     """EXPLAIN plans each query without running it: a typo in any cypher/ file fails here."""
     from server.graph import split_statements
 
+    logging.getLogger("neo4j.notifications").setLevel(logging.ERROR)  # EXPLAIN warns of unset parameters
     for name, text in graph.queries.items():
         statements = split_statements(text) if name == "schema" else [text]
         for statement in statements:

@@ -1,0 +1,24 @@
+// Erases a person: the profile's touchpoints, identifiers and golden record. Only salted
+// hashes of the identifiers stay, as Suppressed nodes, so that ingest can refuse them later.
+// The profile node stays as a tombstone (no personal data) so its id answers "forgotten".
+// $profile_id; $hashes: [string] (salted hashes of the profile's identifiers); $now.
+// Returns identifiers, touchpoints (how many were erased).
+MATCH (p:Profile {profile_id: $profile_id, active: true})
+CALL (p) {
+  MATCH (p)<-[:BELONGS_TO]-(:Identifier)<-[:CARRIED {primary: true}]-(t:Touchpoint)
+  DETACH DELETE t
+  RETURN count(t) AS touchpoints
+}
+CALL (p) {
+  MATCH (p)<-[:BELONGS_TO]-(i:Identifier)
+  DETACH DELETE i
+  RETURN count(i) AS identifiers
+}
+CALL {
+  UNWIND $hashes AS hash
+  MERGE (s:Suppressed {hash: hash})
+    ON CREATE SET s.since = $now
+}
+SET p.active = false, p.forgotten = true, p.forgotten_at = $now,
+    p.golden = null, p.first_seen = null, p.last_seen = null
+RETURN identifiers, touchpoints

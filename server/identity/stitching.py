@@ -1,0 +1,407 @@
+"""Deterministic stitching with merge protection: which identifiers link, which profiles merge.
+
+The planner is a pure function of what the transaction read from Neo4j (identifiers, their
+profiles, flags and co-occurrences) and the batch of new touchpoints. It decides; the ingest
+transaction writes the decisions. Keeping it pure makes every rule testable without a
+database and keeps the transaction retry-safe: each attempt plans afresh from what it read.
+
+Rules, in the order they apply to each event:
+1. A blocklisted value (junk typed at tills and in forms) is flagged and links nothing.
+2. A value seen with more than `shared_after` distinct identifiers of one strong type (a
+   family tablet, a shop's phone) is flagged as shared and links no more; the profile it
+   belonged to is split along its remaining links (see profiles.split_profile).
+3. A link between identifiers of different profiles merges them, unless the merged profile
+   would hold more identifiers of a type than `per_profile_limits` allows: then the link is
+   kept as a rejected edge with the reason, and the profiles stay apart (the contested,
+   lower-priority identifier stays where it was).
+4. A pair that an operator unlinked stays unlinked.
+5. The smaller profile is merged into the larger; on a tie, into the older (existing before
+   this batch), then into the lower id, so that every server decides the same way.
+The touchpoint belongs to the profile of its highest-priority identifier that is not
+blocklisted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from server.graph import Tx
+from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json
+from server.identity.model import Identifier, Touchpoint
+from server.identity.rules import IdentityRules
+
+BLOCKLISTED = "blocklisted"
+SHARED = "shared"
+
+
+@dataclass(frozen=True)
+class IdentifierState:
+    """An identifier as the graph knows it before the batch."""
+
+    identifier: Identifier
+    profile_id: str | None = None
+    flag: str | None = None
+    # Distinct strong identifiers already seen with this one (capped when read).
+    strong_neighbours: frozenset[Identifier] = frozenset()
+
+
+@dataclass
+class ProfileState:
+    """A profile as the batch sees it: what merge protection and the golden record need."""
+
+    profile_id: str
+    size: int = 0
+    limited: dict[str, set[str]] = field(default_factory=dict)
+    golden: GoldenRecord = field(default_factory=dict)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    touchpoints: dict[str, int] = field(default_factory=dict)
+    is_new: bool = False
+
+    def absorb(self, other: ProfileState) -> None:
+        self.size += other.size
+        for kind, values in other.limited.items():
+            self.limited.setdefault(kind, set()).update(values)
+        self.golden = merged(self.golden, other.golden)
+        self.first_seen = _earliest(self.first_seen, other.first_seen)
+        self.last_seen = _latest(self.last_seen, other.last_seen)
+        for channel, count in other.touchpoints.items():
+            self.touchpoints[channel] = self.touchpoints.get(channel, 0) + count
+
+
+@dataclass(frozen=True)
+class LinkDecision:
+    """Whether two identifiers seen together are linked, and the evidence either way."""
+
+    a: Identifier
+    b: Identifier
+    accepted: bool
+    reason: str
+    event_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Merge:
+    absorbed: str
+    survivor: str
+    link: LinkDecision
+
+
+@dataclass(frozen=True)
+class Flag:
+    identifier: Identifier
+    flag: str
+    reason: str
+
+
+@dataclass
+class StitchPlan:
+    """Everything the ingest transaction writes for one batch."""
+
+    links: list[LinkDecision] = field(default_factory=list)
+    new_profiles: list[str] = field(default_factory=list)
+    assignments: dict[Identifier, str] = field(default_factory=dict)
+    merges: list[Merge] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    primaries: dict[str, Identifier] = field(default_factory=dict)
+    touchpoint_profiles: dict[str, str] = field(default_factory=dict)
+    profiles: dict[str, ProfileState] = field(default_factory=dict)
+
+
+def new_profile_id() -> str:
+    return uuid.uuid4().hex
+
+
+def suppression_hash(salt: str, identifier: Identifier) -> str:
+    """A salted hash that lets ingest recognise a forgotten identifier without keeping it."""
+    return hmac.new(salt.encode(), str(identifier).encode(), "sha256").hexdigest()
+
+
+class Planner:
+    """Plans one batch; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        rules: IdentityRules,
+        identifiers: Mapping[Identifier, IdentifierState],
+        profiles: Mapping[str, ProfileState],
+        unlinked_pairs: Iterable[frozenset[Identifier]] = (),
+        make_id: Callable[[], str] = new_profile_id,
+    ) -> None:
+        self.rules = rules
+        self.profile_of: dict[Identifier, str | None] = {i: s.profile_id for i, s in identifiers.items()}
+        self.flag_of: dict[Identifier, str | None] = {i: s.flag for i, s in identifiers.items()}
+        self.neighbours: dict[Identifier, set[Identifier]] = {i: set(s.strong_neighbours) for i, s in identifiers.items()}
+        self.profiles: dict[str, ProfileState] = dict(profiles)
+        self.parent: dict[str, str] = {}
+        self.unlinked = set(unlinked_pairs)
+        self.make_id = make_id
+        self.plan = StitchPlan()
+
+    # -- union-find over profile ids ---------------------------------------------------------
+
+    def find(self, profile_id: str) -> str:
+        root = profile_id
+        while root in self.parent:
+            root = self.parent[root]
+        while profile_id != root:  # path compression
+            self.parent[profile_id], profile_id = root, self.parent[profile_id]
+        return root
+
+    def current_profile(self, identifier: Identifier) -> str | None:
+        profile_id = self.profile_of.get(identifier)
+        return self.find(profile_id) if profile_id else None
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def plan_batch(self, touchpoints: Sequence[Touchpoint]) -> StitchPlan:
+        for touchpoint in touchpoints:
+            self._plan_event(touchpoint)
+        for touchpoint in touchpoints:
+            self._attribute(touchpoint)
+        self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
+        return self.plan
+
+    def _plan_event(self, touchpoint: Touchpoint) -> None:
+        ordered = sorted(touchpoint.identifiers, key=lambda i: (self.rules.rank(i.type), i.value))
+        for identifier in ordered:
+            self._admit(identifier)
+        self._detect_shared(ordered)
+        for a, b in itertools.combinations(ordered, 2):
+            self.plan.links.append(self._decide(a, b, touchpoint))
+        primary = next((i for i in ordered if self.flag_of.get(i) != BLOCKLISTED), None)
+        if primary is not None:
+            self.plan.primaries[touchpoint.event_id] = primary
+
+    def _admit(self, identifier: Identifier) -> None:
+        """Flags a blocklisted value; gives an identifier without a profile a new one."""
+        self.neighbours.setdefault(identifier, set())
+        if self.flag_of.get(identifier) is None and self.rules.is_blocklisted(identifier.type, identifier.value):
+            self._flag(identifier, BLOCKLISTED, f"{identifier} is on the blocklist of junk values")
+        if self.flag_of.get(identifier) == BLOCKLISTED or self.profile_of.get(identifier):
+            return
+        profile = ProfileState(self.make_id(), is_new=True)
+        self.profiles[profile.profile_id] = profile
+        self.plan.new_profiles.append(profile.profile_id)
+        self._assign(identifier, profile)
+
+    def _assign(self, identifier: Identifier, profile: ProfileState) -> None:
+        self.profile_of[identifier] = profile.profile_id
+        self.plan.assignments[identifier] = profile.profile_id
+        profile.size += 1
+        if identifier.type in self.rules.per_profile_limits:
+            profile.limited.setdefault(identifier.type, set()).add(identifier.value)
+
+    def _flag(self, identifier: Identifier, flag: str, reason: str) -> None:
+        self.flag_of[identifier] = flag
+        self.plan.flags.append(Flag(identifier, flag, reason))
+
+    def _detect_shared(self, identifiers: Sequence[Identifier]) -> None:
+        limit = self.rules.shared_after
+        for x, y in itertools.permutations(identifiers, 2):
+            if not self.rules.is_strong(y.type) or y.type == x.type or self.flag_of.get(y) == BLOCKLISTED:
+                continue
+            seen = self.neighbours[x]
+            seen.add(y)
+            count = sum(1 for n in seen if n.type == y.type)
+            if count > limit and self.flag_of.get(x) is None:
+                self._flag(x, SHARED, f"{x} was seen with {count} different {y.type} values (more than {limit})")
+
+    def _decide(self, a: Identifier, b: Identifier, touchpoint: Touchpoint) -> LinkDecision:
+        def decision(accepted: bool, reason: str) -> LinkDecision:
+            return LinkDecision(a, b, accepted, reason, touchpoint.event_id, touchpoint.occurred_at)
+
+        for identifier in (a, b):
+            flag = self.flag_of.get(identifier)
+            if flag is not None:
+                return decision(False, f"{identifier} is {flag}")
+        if frozenset((a, b)) in self.unlinked:
+            return decision(False, "unlinked by an operator")
+        pa, pb = self.current_profile(a), self.current_profile(b)
+        assert pa is not None and pb is not None, "admitted identifiers have profiles"
+        if pa == pb:
+            return decision(True, "seen together")
+        conflict = self._limit_conflict(self.profiles[pa], self.profiles[pb])
+        if conflict:
+            return decision(False, conflict)
+        link = decision(True, "seen together")
+        self._merge(pa, pb, link)
+        return link
+
+    def _limit_conflict(self, one: ProfileState, other: ProfileState) -> str:
+        for kind, limit in self.rules.per_profile_limits.items():
+            values = one.limited.get(kind, set()) | other.limited.get(kind, set())
+            if len(values) > limit:
+                return f"merging would give one profile {len(values)} {kind} values (limit {limit})"
+        return ""
+
+    def _merge(self, pa: str, pb: str, link: LinkDecision) -> None:
+        survivor, absorbed = sorted((self.profiles[pa], self.profiles[pb]), key=_survival_order)
+        survivor.absorb(absorbed)
+        self.parent[absorbed.profile_id] = survivor.profile_id
+        self.plan.merges.append(Merge(absorbed.profile_id, survivor.profile_id, link))
+
+    def _attribute(self, touchpoint: Touchpoint) -> None:
+        """Counts the touchpoint and its traits in the profile of its primary identifier."""
+        primary = self.plan.primaries.get(touchpoint.event_id)
+        profile_id = self.current_profile(primary) if primary else None
+        if profile_id is None:
+            return
+        self.plan.touchpoint_profiles[touchpoint.event_id] = profile_id
+        profile = self.profiles[profile_id]
+        profile.first_seen = _earliest(profile.first_seen, touchpoint.occurred_at)
+        profile.last_seen = _latest(profile.last_seen, touchpoint.occurred_at)
+        channel = touchpoint.channel.value
+        profile.touchpoints[channel] = profile.touchpoints.get(channel, 0) + 1
+        observe(profile.golden, observations(self.rules, touchpoint))
+
+    def _live_profiles(self) -> list[str]:
+        return sorted({self.find(pid) for pid in self.profiles})
+
+
+def observations(rules: IdentityRules, touchpoint: Touchpoint) -> list[TraitObservation]:
+    rank = rules.source_rank(touchpoint.source)
+    return [TraitObservation(k, v, touchpoint.source, touchpoint.occurred_at, rank) for k, v in touchpoint.traits.items()]
+
+
+def _survival_order(profile: ProfileState) -> tuple[int, bool, str]:
+    return (-profile.size, profile.is_new, profile.profile_id)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+
+# -- the transaction around the planner ------------------------------------------------------
+
+EVIDENCE_KEPT = 10  # recent event ids an edge keeps as evidence
+
+
+def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now: datetime) -> StitchPlan:
+    """Reads the state the batch touches (locking it), plans, and writes the plan."""
+    if not touchpoints:
+        return StitchPlan()
+    identifiers = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers}, now)
+    profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
+    profiles = read_profiles(tx, rules, profile_ids, now)
+    unlinked = read_unlinked_pairs(tx, touchpoints)
+    plan = Planner(rules, identifiers, profiles, unlinked).plan_batch(touchpoints)
+    write_plan(tx, plan, now)
+    from server.identity.profiles import split_profile  # profiles builds on stitching
+
+    for flag in plan.flags:
+        profile_id = plan.assignments.get(flag.identifier) or identifiers[flag.identifier].profile_id
+        if flag.flag == SHARED and profile_id:
+            split_profile(tx, rules, profile_id, f"{flag.identifier} flagged: {flag.reason}", now)
+    return plan
+
+
+def read_identifiers(tx: Tx, rules: IdentityRules, keys: set[Identifier], now: datetime) -> dict[Identifier, IdentifierState]:
+    strong = sorted(t for t in rules.identifier_types if rules.is_strong(t))
+    cap = len(strong) * rules.shared_after + 1
+    rows = [{"type": i.type, "value": i.value} for i in sorted(keys)]
+    states = {}
+    for r in tx.run("stitching/read_identifiers", keys=rows, strong_types=strong, cap=cap, now=now):
+        identifier = Identifier(r["type"], r["value"])
+        neighbours = frozenset(Identifier(n["type"], n["value"]) for n in r["neighbours"])
+        states[identifier] = IdentifierState(identifier, r["profile_id"], r["flag"], neighbours)
+    return states
+
+
+def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: datetime) -> dict[str, ProfileState]:
+    if not profile_ids:
+        return {}
+    records = tx.run("stitching/read_profiles", profile_ids=profile_ids,
+                     limited_types=sorted(rules.per_profile_limits), now=now)
+    return {r["profile_id"]: profile_state(r) for r in records}
+
+
+def profile_state(record: Mapping[str, object]) -> ProfileState:
+    limited: dict[str, set[str]] = {}
+    for item in record["limited"]:  # type: ignore[attr-defined]
+        limited.setdefault(item["type"], set()).add(item["value"])
+    return ProfileState(
+        profile_id=str(record["profile_id"]),
+        size=int(record["size"]),  # type: ignore[call-overload]
+        limited=limited,
+        golden=from_json(record["golden"]),  # type: ignore[arg-type]
+        first_seen=to_datetime(record["first_seen"]),
+        last_seen=to_datetime(record["last_seen"]),
+        touchpoints={"online": int(record["touchpoints_online"]),  # type: ignore[call-overload]
+                     "offline": int(record["touchpoints_offline"])},  # type: ignore[call-overload]
+    )
+
+
+def read_unlinked_pairs(tx: Tx, touchpoints: Sequence[Touchpoint]) -> set[frozenset[Identifier]]:
+    pairs = [_pair_row(a, b) for t in touchpoints for a, b in itertools.combinations(sorted(t.identifiers), 2)]
+    if not pairs:
+        return set()
+    records = tx.run("stitching/read_unlinked_pairs", pairs=pairs)
+    return {frozenset((Identifier(r["a_type"], r["a_value"]), Identifier(r["b_type"], r["b_value"]))) for r in records}
+
+
+def write_plan(tx: Tx, plan: StitchPlan, now: datetime) -> None:
+    """Writes in an order that keeps every step valid: profiles exist before anything points to them."""
+    if plan.new_profiles:
+        tx.run("profiles/create", profile_ids=plan.new_profiles, now=now)
+    if plan.assignments:
+        tx.run("profiles/assign", rows=[{"type": i.type, "value": i.value, "profile_id": p}
+                                        for i, p in sorted(plan.assignments.items())])
+    if plan.merges:
+        tx.run("profiles/merge", now=now, rows=[
+            {"absorbed": m.absorbed, "survivor": m.survivor, "event_id": m.link.event_id,
+             **_pair_row(*sorted((m.link.a, m.link.b)))} for m in plan.merges])
+    accepted = [_link_row(link) for link in plan.links if link.accepted]
+    rejected = [{**_link_row(link), "reason": link.reason} for link in plan.links if not link.accepted]
+    if accepted:
+        tx.run("stitching/record_links", rows=accepted, evidence_kept=EVIDENCE_KEPT)
+    if rejected:
+        tx.run("stitching/record_rejections", rows=rejected, evidence_kept=EVIDENCE_KEPT)
+    if plan.flags:
+        tx.run("stitching/flag_identifiers", now=now, rows=[
+            {"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
+            for f in plan.flags])
+    if plan.primaries:
+        tx.run("ingest/mark_primaries", rows=[{"event_id": e, "type": i.type, "value": i.value}
+                                              for e, i in plan.primaries.items()])
+    tx.run("profiles/update_summary", rows=[summary_row(p) for p in plan.profiles.values()])
+
+
+def summary_row(profile: ProfileState) -> dict[str, object]:
+    return {
+        "profile_id": profile.profile_id,
+        "golden": to_json(profile.golden),
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "touchpoints_online": profile.touchpoints.get("online", 0),
+        "touchpoints_offline": profile.touchpoints.get("offline", 0),
+    }
+
+
+def _pair_row(a: Identifier, b: Identifier) -> dict[str, str]:
+    return {"a_type": a.type, "a_value": a.value, "b_type": b.type, "b_value": b.value}
+
+
+def _link_row(link: LinkDecision) -> dict[str, object]:
+    a, b = sorted((link.a, link.b))
+    return {**_pair_row(a, b), "event_id": link.event_id, "occurred_at": link.occurred_at}
+
+
+def to_datetime(value: object) -> datetime | None:
+    """Neo4j returns its own DateTime type; the domain works with datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return value.to_native()  # type: ignore[attr-defined, no-any-return]
