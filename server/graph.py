@@ -141,6 +141,11 @@ class Graph:
             log.error("query %s failed: %s", name, exc)
             raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
 
+    def run_batched(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Runs a query that commits in batches itself (CALL ... IN TRANSACTIONS): auto-commit only."""
+        query = self.query(name)
+        return self._run(name, lambda session: [record.data() for record in session.run(query, params)])
+
     def apply_schema(self) -> int:
         """Applies `cypher/schema.cypher` (constraints and indexes, all IF NOT EXISTS)."""
         statements = split_statements(self.queries[SCHEMA_QUERY])

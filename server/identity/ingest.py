@@ -18,7 +18,7 @@ from server.graph import Graph, Tx
 from server.identity.model import Ack, AckStatus, Channel, EventInput, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
-from server.identity.stitching import stitch, suppression_hash
+from server.identity.stitching import SHARED, stitch, suppression_hash
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
@@ -121,7 +121,8 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     created = frozenset(r["event_id"] for r in records if r["created"])
     plan = stitch(tx, rules, [t for t in touchpoints if t.event_id in created], now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
-    known = [t.event_id for t in touchpoints if t.event_id not in created]
+    split = any(flag.flag == SHARED for flag in plan.flags)  # a split may have moved this batch's events
+    known = [t.event_id for t in touchpoints if split or t.event_id not in created]
     if known:
         for record in tx.run("ingest/profiles_of_events", event_ids=known):
             profiles[record["event_id"]] = record["profile_id"]

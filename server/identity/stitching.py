@@ -301,9 +301,9 @@ def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now:
     from server.identity.profiles import split_profile  # profiles builds on stitching
 
     for flag in plan.flags:
-        profile_id = plan.assignments.get(flag.identifier) or identifiers[flag.identifier].profile_id
-        if flag.flag == SHARED and profile_id:
-            split_profile(tx, rules, profile_id, f"{flag.identifier} flagged: {flag.reason}", now)
+        if flag.flag == SHARED:
+            (record,) = tx.run("stitching/profile_of", type=flag.identifier.type, value=flag.identifier.value)
+            split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now)
     return plan
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import grpc
 import pytest
+from identity.v1 import identity_service_pb2_grpc
 from neo4j import Driver, GraphDatabase
 
 from localneo4j import Neo4jTarget
@@ -53,3 +54,8 @@ def channel(grpc_server: RunningServer) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         yield channel
+
+
+@pytest.fixture(scope="session")
+def identity(channel: grpc.Channel) -> identity_service_pb2_grpc.IdentityServiceStub:
+    return identity_service_pb2_grpc.IdentityServiceStub(channel)
