@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, LiteralString, TypeVar, cast
@@ -51,6 +52,21 @@ def split_statements(text: str) -> list[str]:
     """Splits a schema file into its statements (separated by a `;` at the end of a line)."""
     parts = re.split(r";\s*(?:\n|$)", _strip_comments(text))
     return [part.strip() for part in parts if part.strip()]
+
+
+def epoch_millis(moment: datetime | None) -> int | None:
+    """Times cross into Neo4j as epoch milliseconds: the driver's own temporal conversion costs
+    more than the query on the ingest path. Queries turn them into datetimes."""
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def to_datetime(value: object) -> datetime | None:
+    """A time read from Neo4j (epoch milliseconds, or a driver DateTime) as an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return value.to_native()  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass(frozen=True)

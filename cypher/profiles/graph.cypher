@@ -17,13 +17,13 @@ RETURN
     MATCH (p)<-[:BELONGS_TO]-(a:Identifier)-[l:LINKED|REJECTED_LINK]->(b:Identifier)
     RETURN {kind: CASE type(l) WHEN 'LINKED' THEN 'linked' ELSE 'rejected' END,
             a_type: a.type, a_value: a.value, b_type: b.type, b_value: b.value,
-            reason: l.reason, times_seen: l.times_seen, first_seen: l.first_seen,
-            last_seen: l.last_seen, event_ids: l.event_ids} AS edge
+            reason: l.reason, times_seen: l.times_seen, first_seen: l.first_seen.epochMillis,
+            last_seen: l.last_seen.epochMillis, event_ids: l.event_ids} AS edge
     UNION
     MATCH (p)<-[:BELONGS_TO]-(b:Identifier)<-[l:REJECTED_LINK]-(a:Identifier)
     WHERE NOT (a)-[:BELONGS_TO]->(p)
     RETURN {kind: 'rejected',
             a_type: a.type, a_value: a.value, b_type: b.type, b_value: b.value,
-            reason: l.reason, times_seen: l.times_seen, first_seen: l.first_seen,
-            last_seen: l.last_seen, event_ids: l.event_ids} AS edge
+            reason: l.reason, times_seen: l.times_seen, first_seen: l.first_seen.epochMillis,
+            last_seen: l.last_seen.epochMillis, event_ids: l.event_ids} AS edge
   } AS edges

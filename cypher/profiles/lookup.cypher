@@ -1,7 +1,8 @@
 // Profiles for a batch of lookups, each by identifier or by profile id (current or merged).
 // An index seek plus one hop: identifiers point at their profile.
 // $refs: [{type, value, profile_id}] (either type and value, or profile_id).
-// Returns n (position in $refs), profile_id (null when not found), forgotten, and the profile.
+// Returns n (position in $refs), profile_id (null when not found), forgotten, and the profile
+// (times in epoch milliseconds).
 UNWIND range(0, size($refs) - 1) AS n
 WITH n, $refs[n] AS ref
 OPTIONAL MATCH (:Identifier {type: ref.type, value: ref.value})-[:BELONGS_TO]->(held:Profile)
@@ -14,14 +15,14 @@ RETURN
   coalesce(named.forgotten, false) AS forgotten,
   CASE WHEN p IS NULL THEN [] ELSE COLLECT {
     MATCH (p)<-[:BELONGS_TO]-(i:Identifier)
-    RETURN {type: i.type, value: i.value, first_seen: i.first_seen, last_seen: i.last_seen}
+    RETURN {type: i.type, value: i.value, first_seen: i.first_seen.epochMillis, last_seen: i.last_seen.epochMillis}
   } END AS identifiers,
   CASE WHEN p IS NULL THEN [] ELSE COLLECT {
     MATCH (p)<-[:MERGED_INTO*1..]-(old:Profile)
     RETURN old.profile_id
   } END AS merged_profile_ids,
   p.golden AS golden,
-  p.first_seen AS first_seen,
-  p.last_seen AS last_seen,
+  p.first_seen.epochMillis AS first_seen,
+  p.last_seen.epochMillis AS last_seen,
   coalesce(p.touchpoints_online, 0) AS touchpoints_online,
   coalesce(p.touchpoints_offline, 0) AS touchpoints_offline

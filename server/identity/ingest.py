@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.errors import InvalidArgument
-from server.graph import Graph, Tx
+from server.graph import Graph, Tx, epoch_millis
 from server.identity.model import Ack, AckStatus, Channel, EventInput, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
-from server.identity.stitching import SHARED, stitch, suppression_hash
+from server.identity.stitching import SHARED, primary_identifier, stitch, suppression_hash
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
@@ -117,7 +117,7 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     suppressed = suppressed_events(tx, salt, touchpoints)
     touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
     batch = uuid.uuid4().hex
-    records = tx.run("ingest/record_touchpoints", batch=batch, rows=[_row(t) for t in touchpoints])
+    records = tx.run("ingest/record_touchpoints", batch=batch, rows=[_row(rules, t) for t in touchpoints])
     created = frozenset(r["event_id"] for r in records if r["created"])
     plan = stitch(tx, rules, [t for t in touchpoints if t.event_id in created], now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
@@ -143,14 +143,15 @@ def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[
     return refused
 
 
-def _row(touchpoint: Touchpoint) -> dict[str, Any]:
+def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
+    primary = primary_identifier(rules, touchpoint)
     return {
         "event_id": touchpoint.event_id,
-        "occurred_at": touchpoint.occurred_at,
+        "occurred_at": epoch_millis(touchpoint.occurred_at),
         "source": touchpoint.source,
         "channel": touchpoint.channel.value,
         "type": touchpoint.type,
         "traits": json.dumps(touchpoint.traits, sort_keys=True),
         "properties": json.dumps(touchpoint.properties, sort_keys=True),
-        "identifiers": [{"type": i.type, "value": i.value} for i in touchpoint.identifiers],
+        "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary} for i in touchpoint.identifiers],
     }

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from server.errors import InvalidArgument
-from server.graph import Graph
+from server.graph import Graph, to_datetime
 from server.identity.model import Channel, Identifier, JourneyFilter, Touchpoint
-from server.identity.stitching import to_datetime
 
 NO_LIMIT = 2**62
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from server.errors import InvalidArgument, NotFound
-from server.graph import Graph, Tx
+from server.graph import Graph, Tx, to_datetime
 from server.identity.golden import GoldenRecord, TraitObservation, from_json, observe
 from server.identity.model import (
     Forgotten,
@@ -29,7 +29,7 @@ from server.identity.model import (
 )
 from server.identity.normalize import normalize_identifier
 from server.identity.rules import IdentityRules
-from server.identity.stitching import ProfileState, new_profile_id, summary_row, suppression_hash, to_datetime
+from server.identity.stitching import ProfileState, new_profile_id, summary_row, suppression_hash
 
 
 def components(members: Mapping[Identifier, Iterable[Identifier]]) -> list[set[Identifier]]:

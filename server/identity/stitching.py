@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.graph import Tx
+from server.graph import Tx, epoch_millis, to_datetime
 from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json
 from server.identity.model import Identifier, Touchpoint
 from server.identity.rules import IdentityRules
@@ -175,7 +175,7 @@ class Planner:
         self._detect_shared(ordered)
         for a, b in itertools.combinations(ordered, 2):
             self.plan.links.append(self._decide(a, b, touchpoint))
-        primary = next((i for i in ordered if self.flag_of.get(i) != BLOCKLISTED), None)
+        primary = primary_identifier(self.rules, touchpoint)
         if primary is not None:
             self.plan.primaries[touchpoint.event_id] = primary
 
@@ -265,6 +265,16 @@ class Planner:
         return sorted({self.find(pid) for pid in self.profiles})
 
 
+def primary_identifier(rules: IdentityRules, touchpoint: Touchpoint) -> Identifier | None:
+    """The identifier that decides the touchpoint's profile: the highest-priority one that is not junk.
+
+    It depends on configuration only, not on the graph, so ingest marks it when it writes the
+    touchpoint.
+    """
+    candidates = [i for i in touchpoint.identifiers if not rules.is_blocklisted(i.type, i.value)]
+    return min(candidates, key=lambda i: (rules.rank(i.type), i.value), default=None)
+
+
 def observations(rules: IdentityRules, touchpoint: Touchpoint) -> list[TraitObservation]:
     rank = rules.source_rank(touchpoint.source)
     return [TraitObservation(k, v, touchpoint.source, touchpoint.occurred_at, rank) for k, v in touchpoint.traits.items()]
@@ -292,10 +302,9 @@ def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now:
     """Reads the state the batch touches (locking it), plans, and writes the plan."""
     if not touchpoints:
         return StitchPlan()
-    identifiers = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers}, now)
+    identifiers, unlinked = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers})
     profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
     profiles = read_profiles(tx, rules, profile_ids, now)
-    unlinked = read_unlinked_pairs(tx, touchpoints)
     plan = Planner(rules, identifiers, profiles, unlinked).plan_batch(touchpoints)
     write_plan(tx, plan, now)
     from server.identity.profiles import split_profile  # profiles builds on stitching
@@ -307,16 +316,21 @@ def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now:
     return plan
 
 
-def read_identifiers(tx: Tx, rules: IdentityRules, keys: set[Identifier], now: datetime) -> dict[Identifier, IdentifierState]:
+def read_identifiers(
+    tx: Tx, rules: IdentityRules, keys: set[Identifier]
+) -> tuple[dict[Identifier, IdentifierState], set[frozenset[Identifier]]]:
+    """The identifiers' states, and the pairs among them that an operator unlinked."""
     strong = sorted(t for t in rules.identifier_types if rules.is_strong(t))
     cap = len(strong) * rules.shared_after + 1
     rows = [{"type": i.type, "value": i.value} for i in sorted(keys)]
     states = {}
-    for r in tx.run("stitching/read_identifiers", keys=rows, strong_types=strong, cap=cap, now=now):
+    unlinked: set[frozenset[Identifier]] = set()
+    for r in tx.run("stitching/read_identifiers", keys=rows, strong_types=strong, cap=cap):
         identifier = Identifier(r["type"], r["value"])
         neighbours = frozenset(Identifier(n["type"], n["value"]) for n in r["neighbours"])
         states[identifier] = IdentifierState(identifier, r["profile_id"], r["flag"], neighbours)
-    return states
+        unlinked.update(frozenset((identifier, Identifier(o["type"], o["value"]))) for o in r["unlinked"])
+    return states, unlinked
 
 
 def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: datetime) -> dict[str, ProfileState]:
@@ -343,14 +357,6 @@ def profile_state(record: Mapping[str, object]) -> ProfileState:
     )
 
 
-def read_unlinked_pairs(tx: Tx, touchpoints: Sequence[Touchpoint]) -> set[frozenset[Identifier]]:
-    pairs = [_pair_row(a, b) for t in touchpoints for a, b in itertools.combinations(sorted(t.identifiers), 2)]
-    if not pairs:
-        return set()
-    records = tx.run("stitching/read_unlinked_pairs", pairs=pairs)
-    return {frozenset((Identifier(r["a_type"], r["a_value"]), Identifier(r["b_type"], r["b_value"]))) for r in records}
-
-
 def write_plan(tx: Tx, plan: StitchPlan, now: datetime) -> None:
     """Writes in an order that keeps every step valid: profiles exist before anything points to them."""
     if plan.new_profiles:
@@ -372,9 +378,6 @@ def write_plan(tx: Tx, plan: StitchPlan, now: datetime) -> None:
         tx.run("stitching/flag_identifiers", now=now, rows=[
             {"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
             for f in plan.flags])
-    if plan.primaries:
-        tx.run("ingest/mark_primaries", rows=[{"event_id": e, "type": i.type, "value": i.value}
-                                              for e, i in plan.primaries.items()])
     tx.run("profiles/update_summary", rows=[summary_row(p) for p in plan.profiles.values()])
 
 
@@ -382,8 +385,8 @@ def summary_row(profile: ProfileState) -> dict[str, object]:
     return {
         "profile_id": profile.profile_id,
         "golden": to_json(profile.golden),
-        "first_seen": profile.first_seen,
-        "last_seen": profile.last_seen,
+        "first_seen": epoch_millis(profile.first_seen),
+        "last_seen": epoch_millis(profile.last_seen),
         "touchpoints_online": profile.touchpoints.get("online", 0),
         "touchpoints_offline": profile.touchpoints.get("offline", 0),
     }
@@ -395,13 +398,4 @@ def _pair_row(a: Identifier, b: Identifier) -> dict[str, str]:
 
 def _link_row(link: LinkDecision) -> dict[str, object]:
     a, b = sorted((link.a, link.b))
-    return {**_pair_row(a, b), "event_id": link.event_id, "occurred_at": link.occurred_at}
-
-
-def to_datetime(value: object) -> datetime | None:
-    """Neo4j returns its own DateTime type; the domain works with datetime."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return value.to_native()  # type: ignore[attr-defined, no-any-return]
+    return {**_pair_row(a, b), "event_id": link.event_id, "occurred_at": epoch_millis(link.occurred_at)}
