@@ -18,7 +18,8 @@ from server.graph import Graph, Tx, epoch_millis
 from server.identity.model import Ack, AckStatus, Channel, EventInput, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
-from server.identity.stitching import SHARED, primary_identifier, stitch, suppression_hash
+from server.identity.profiles import split_profile
+from server.identity.stitching import SHARED, StitchPlan, primary_identifier, stitch, suppression_hash
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
@@ -120,13 +121,22 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     records = tx.run("ingest/record_touchpoints", batch=batch, rows=[_row(rules, t) for t in touchpoints])
     created = frozenset(r["event_id"] for r in records if r["created"])
     plan = stitch(tx, rules, [t for t in touchpoints if t.event_id in created], now)
+    split = split_shared(tx, rules, plan, now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
-    split = any(flag.flag == SHARED for flag in plan.flags)  # a split may have moved this batch's events
-    known = [t.event_id for t in touchpoints if split or t.event_id not in created]
+    known = [t.event_id for t in touchpoints if split or t.event_id not in created]  # a split moves events
     if known:
         for record in tx.run("ingest/profiles_of_events", event_ids=known):
             profiles[record["event_id"]] = record["profile_id"]
     return BatchOutcome(created, profiles, suppressed)
+
+
+def split_shared(tx: Tx, rules: IdentityRules, plan: StitchPlan, now: datetime) -> bool:
+    """Splits the profiles held together by identifiers this batch flagged as shared."""
+    shared = [flag for flag in plan.flags if flag.flag == SHARED]
+    for flag in shared:
+        (record,) = tx.run("stitching/profile_of", type=flag.identifier.type, value=flag.identifier.value)
+        split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now)
+    return bool(shared)
 
 
 def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[str, str]:

@@ -299,7 +299,11 @@ EVIDENCE_KEPT = 10  # recent event ids an edge keeps as evidence
 
 
 def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now: datetime) -> StitchPlan:
-    """Reads the state the batch touches (locking it), plans, and writes the plan."""
+    """Reads the state the batch touches (locked), plans, and writes the plan.
+
+    Profiles fused through an identifier this batch flagged as shared still need splitting
+    (ingest.write_batch does it with profiles.split_profile).
+    """
     if not touchpoints:
         return StitchPlan()
     identifiers, unlinked = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers})
@@ -307,12 +311,6 @@ def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now:
     profiles = read_profiles(tx, rules, profile_ids, now)
     plan = Planner(rules, identifiers, profiles, unlinked).plan_batch(touchpoints)
     write_plan(tx, plan, now)
-    from server.identity.profiles import split_profile  # profiles builds on stitching
-
-    for flag in plan.flags:
-        if flag.flag == SHARED:
-            (record,) = tx.run("stitching/profile_of", type=flag.identifier.type, value=flag.identifier.value)
-            split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now)
     return plan
 
 
