@@ -1,0 +1,250 @@
+"""IdentityClient: the identity resolution API as typed Python calls over the generated stubs.
+
+Refs are accepted in every form people hold them (a ProfileRef, an Identifier, "type:value",
+a profile id), so that callers never assemble oneofs by hand. Streams are Python iterators
+that start on first use and cancel their call when the iterator is closed or dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc, segment_service_pb2 as seg
+from identity.v1 import segment_service_pb2_grpc
+
+from client.jsonl import event_from_json, record_from_json
+from client.messages import (
+    Event,
+    ForgetProfileResponse,
+    IdentityGraph,
+    Identifier,
+    ImportProgress,
+    IngestAck,
+    JourneyStep,
+    LookupResult,
+    Profile,
+    ProfileRef,
+    Rule,
+    Segment,
+    SegmentChange,
+    SegmentMember,
+    SourceRecord,
+    UnlinkIdentifierResponse,
+    identifier,
+    parse_channel,
+    parse_identifier,
+    parse_timestamp,
+    profile_ref,
+    ref,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ADDRESS_VARIABLE = "IDENTITY_ADDRESS"
+# Unary calls get a deadline so that a hung server cannot hang a script; streams get none,
+# because an ingest or a journey may rightly run for hours.
+DEFAULT_TIMEOUT = 30.0
+
+Ref = ProfileRef | Identifier | str
+Timeish = str | int | float | datetime | Timestamp
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+__all__ = [
+    "ADDRESS_VARIABLE", "DEFAULT_ADDRESS", "IdentityClient", "Ref", "Relay", "Segments",
+    "event_from_json", "identifier", "parse_identifier", "profile_ref", "record_from_json", "ref",
+]
+
+
+class IdentityClient:
+    """One connection to the identity service; a context manager that closes the channel it opened."""
+
+    def __init__(self, target: str | grpc.Channel | None = None, *, timeout: float | None = DEFAULT_TIMEOUT,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        """target is an address ("host:port"; default IDENTITY_ADDRESS, then 127.0.0.1:50051) or a
+        channel the caller owns and closes; credentials turn the address into a TLS channel."""
+        if isinstance(target, grpc.Channel):
+            self.address = None
+            self._channel, self._owns_channel = target, False
+        else:
+            self.address = target or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
+            self._channel, self._owns_channel = _open_channel(self.address, credentials), True
+        self.timeout = timeout
+        self._identity = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self.segments = Segments(self._channel, timeout)
+
+    def __enter__(self) -> IdentityClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel if this client opened it; a channel passed in belongs to its caller."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def ingest(self, events: Iterable[Event]) -> Iterator[IngestAck]:
+        """One ack per event, in the order sent, each yielded as it arrives.
+
+        If the events iterable raises, the events before it are still acked, and then its
+        exception is raised here (gRPC alone would turn it into a bare CANCELLED).
+        """
+        return _bidi(self._identity.Ingest, events)
+
+    def import_records(self, records: Iterable[SourceRecord]) -> Iterator[ImportProgress]:
+        """Progress while the server links the records, then one summary, which ends the stream."""
+        return _bidi(self._identity.ImportRecords, records)
+
+    def lookup(self, refs: Iterable[Ref]) -> Iterator[LookupResult]:
+        """One result per ref, in order; request_id is the ref's position ("0", "1", ...).
+
+        A miss is a result with not_found set, never an exception, so one stream serves a batch.
+        """
+        requests = (pb.LookupRequest(request_id=str(n), ref=ref(target)) for n, target in enumerate(refs))
+        return _bidi(self._identity.LookupProfiles, requests)
+
+    def lookup_one(self, target: Ref) -> Profile | None:
+        """The profile a ref names, or None when there is none."""
+        (result,) = _bidi(self._identity.LookupProfiles, [pb.LookupRequest(request_id="0", ref=ref(target))],
+                          self.timeout)
+        return result.profile if result.WhichOneof("result") == "profile" else None
+
+    def identity_graph(self, target: Ref) -> IdentityGraph:
+        """The nodes and edges of the profile a ref names, every edge with its evidence."""
+        return self._identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=ref(target)), timeout=self.timeout)
+
+    def journey(self, target: Ref, *, since: Timeish | None = None, until: Timeish | None = None,
+                types: Iterable[str] | str = (), channels: Iterable[str | int] | str = (),
+                sources: Iterable[str] | str = (), descending: bool = False, cursor: str = "",
+                limit: int = 0) -> Iterator[JourneyStep]:
+        """A profile's touchpoints in time order within [since, until); pass a step's cursor to resume after it.
+
+        Times are RFC 3339 text, epoch seconds or aware datetimes. Filters are checked here,
+        before the call, so a typo fails at once rather than on first iteration.
+        """
+        request = pb.TraverseJourneyRequest(
+            ref=ref(target), types=_names(types), channels=[parse_channel(c) for c in _names(channels)],
+            sources=_names(sources), descending=descending, cursor=cursor, limit=limit,
+        )
+        if since is not None:
+            request.since.CopyFrom(parse_timestamp(since))
+        if until is not None:
+            request.until.CopyFrom(parse_timestamp(until))
+        return _served(self._identity.TraverseJourney, request)
+
+    def forget(self, target: Ref) -> ForgetProfileResponse:
+        """Erases the person a ref names; only salted hashes of their identifiers remain."""
+        return self._identity.ForgetProfile(pb.ForgetProfileRequest(ref=ref(target)), timeout=self.timeout)
+
+    def unlink(self, identifier: Identifier | str, linked_to: Identifier | str | None = None,
+               reason: str = "") -> UnlinkIdentifierResponse:
+        """Takes an identifier out of its profile, or only its link to linked_to; answers the resulting profiles."""
+        request = pb.UnlinkIdentifierRequest(identifier=_identifier_of(identifier), reason=reason)
+        if linked_to is not None:
+            request.linked_to.CopyFrom(_identifier_of(linked_to))
+        return self._identity.UnlinkIdentifier(request, timeout=self.timeout)
+
+    def health(self, service: str = "") -> str:
+        """The standard health check's status name ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
+        answer = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+
+
+class Segments:
+    """The segment service: rule-based audiences over profiles, and their change feed."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self._stub = segment_service_pb2_grpc.SegmentServiceStub(channel)
+        self.timeout = timeout
+
+    def upsert(self, name: str, rule: Rule, description: str = "") -> Segment:
+        """Stores the rule as the segment's next version and evaluates it."""
+        request = seg.UpsertSegmentRequest(name=name, description=description, rule=rule)
+        return self._stub.UpsertSegment(request, timeout=self.timeout)
+
+    def get(self, name: str) -> Segment:
+        return self._stub.GetSegment(seg.GetSegmentRequest(name=name), timeout=self.timeout)
+
+    def members(self, name: str, identifier_types: Iterable[str] | str = (),
+                page_size: int = 0) -> Iterator[SegmentMember]:
+        """Current members, each with its identifiers of identifier_types (all types when empty)."""
+        request = seg.ListSegmentMembersRequest(name=name, identifier_types=_names(identifier_types),
+                                                page_size=page_size)
+        return _served(self._stub.ListSegmentMembers, request)
+
+    def watch(self, name: str, after_position: int = 0) -> Iterator[SegmentChange]:
+        """Enter and exit changes after a position; keep the last position seen to resume exactly once."""
+        return _served(self._stub.WatchSegment, seg.WatchSegmentRequest(name=name, after_position=after_position))
+
+
+class Relay(Generic[Request]):
+    """Hands a caller's requests to gRPC, keeping an exception instead of letting it cancel the call.
+
+    gRPC reads request iterators on a thread of its own and turns an exception there into a
+    bare CANCELLED, losing the cause. The relay ends the request stream cleanly instead, so
+    the server answers everything sent, and raise_error() passes the cause on afterwards.
+    """
+
+    def __init__(self, requests: Iterable[Request]) -> None:
+        self._requests = iter(requests)
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Relay[Request]:
+        return self
+
+    def __next__(self) -> Request:
+        if self.error is not None:
+            raise StopIteration
+        try:
+            return next(self._requests)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self.error = exc
+            raise StopIteration from None
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _bidi(call: Callable[..., Any], requests: Iterable[Request], timeout: float | None = None) -> Iterator[Answer]:
+    relay = Relay(requests)
+    answers = call(relay, timeout=timeout)
+    try:
+        yield from answers
+    finally:
+        answers.cancel()
+    relay.raise_error()
+
+
+def _served(call: Callable[..., Any], request: Any) -> Iterator[Answer]:
+    answers = call(request)
+    try:
+        yield from answers
+    finally:
+        answers.cancel()
+
+
+def _open_channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, credentials)
+
+
+def _identifier_of(value: Identifier | str) -> Identifier:
+    return value if isinstance(value, Identifier) else parse_identifier(value)
+
+
+def _names(values: Iterable[Any] | str) -> list[Any]:
+    """A lone string is one name, not a sequence of letters."""
+    return [values] if isinstance(values, str) else list(values)

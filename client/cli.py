@@ -1,0 +1,286 @@
+"""The `identity` command: JSON Lines in, JSON out, exit codes a script can act on.
+
+Exit codes: 0 all went well; 1 some events or records were rejected, or the server is not
+serving; 2 bad input or a gRPC error; 3 a looked-up profile does not exist. Every input is
+checked before the first call, so a typo on line 9000 does not leave 8999 events sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from identity.v1 import identity_service_pb2 as pb
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
+
+from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient
+from client.jsonl import event_from_json, read_jsonl, record_from_json
+from client.messages import InputError, describe, parse_channel, parse_identifier, parse_timestamp, ref
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_UNHEALTHY = 1
+EXIT_ERROR = 2
+EXIT_NOT_FOUND = 3
+# Below this many lines a progress bar is only flicker.
+LARGE_INPUT = 1000
+EPOCH_SECONDS = re.compile(r"-?\d+(\.\d+)?")
+
+Lines = Callable[[], Iterator[str]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand; errors become one line on stderr and an exit code, never a traceback."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        return args.run(args)
+    except InputError as exc:
+        return fail(str(exc))
+    except grpc.RpcError as exc:
+        return fail(rpc_error_text(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="identity", description="Client of the identity resolution service.")
+    parser.add_argument("--address",
+                        help=f"host:port of the server (default ${ADDRESS_VARIABLE}, else {DEFAULT_ADDRESS})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds a single (non-streaming) call may take (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="send events from a JSON Lines file")
+    ingest.add_argument("file", metavar="FILE.jsonl", help="one event per line; - reads stdin")
+    ingest.set_defaults(run=run_ingest)
+
+    records = commands.add_parser("import", help="import offline source records from a JSON Lines file")
+    records.add_argument("file", metavar="FILE.jsonl", help="one source record per line; - reads stdin")
+    records.add_argument("--source", default="", help="source of records whose line names none (e.g. crm)")
+    records.set_defaults(run=run_import)
+
+    lookup = commands.add_parser("lookup", help="print profiles as JSON, one per line")
+    lookup.add_argument("refs", nargs="+", metavar="REF", help="type:value, or a profile id")
+    lookup.set_defaults(run=run_lookup)
+
+    graph = commands.add_parser("graph", help="print the identity graph of a profile as JSON")
+    graph.add_argument("ref", metavar="REF", help="type:value, or a profile id")
+    graph.set_defaults(run=run_graph)
+
+    add_journey_parser(commands)
+
+    forget = commands.add_parser("forget", help="erase a person (irreversible)")
+    forget.add_argument("ref", metavar="REF", help="type:value, or a profile id")
+    forget.set_defaults(run=run_forget)
+
+    unlink = commands.add_parser("unlink", help="take an identifier out of its profile, or cut one link")
+    unlink.add_argument("identifier", metavar="TYPE:VALUE")
+    unlink.add_argument("--from", dest="linked_to", metavar="TYPE:VALUE", help="cut only the link to this identifier")
+    unlink.add_argument("--reason", default="", help="why, kept with the rejected link")
+    unlink.set_defaults(run=run_unlink)
+
+    health = commands.add_parser("health", help="print the server's health status; exit 1 unless SERVING")
+    health.add_argument("--service", default="", help="one service's status (default: the whole server)")
+    health.set_defaults(run=run_health)
+    return parser
+
+
+def add_journey_parser(commands: Any) -> None:
+    journey = commands.add_parser("journey", help="print a profile's touchpoints in time order, one per line")
+    journey.add_argument("ref", metavar="REF", help="type:value, or a profile id")
+    journey.add_argument("--since", metavar="TIME", help="from this time on (RFC 3339 or epoch seconds)")
+    journey.add_argument("--until", metavar="TIME", help="before this time (RFC 3339 or epoch seconds)")
+    journey.add_argument("--type", dest="types", metavar="TYPE", action="append", default=[],
+                         help="touchpoint type; repeatable")
+    journey.add_argument("--channel", dest="channels", metavar="CHANNEL", action="append", default=[],
+                         help="online or offline; repeatable")
+    journey.add_argument("--source", dest="sources", metavar="SOURCE", action="append", default=[],
+                         help="source; repeatable")
+    journey.add_argument("--desc", action="store_true", help="newest first")
+    journey.add_argument("--limit", metavar="N", type=int, default=0,
+                         help="at most this many touchpoints (default: all)")
+    journey.add_argument("--cursor", metavar="CURSOR", default="", help="resume after the step with this cursor")
+    journey.set_defaults(run=run_journey)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    lines, name = input_lines(args.file)
+    total = count_valid(lines, event_from_json, name)
+    statuses: Counter[int] = Counter()
+    with connect(args) as identity, progress_bar(total, "ingest") as show:
+        for ack in identity.ingest(read_jsonl(lines(), event_from_json, name)):
+            statuses[ack.status] += 1
+            if ack.status == pb.ACK_STATUS_REJECTED:
+                print(f"rejected {ack.event_id}: {ack.reason}", file=sys.stderr)
+            if show:
+                show(statuses.total(), "ingest")
+    print(f"accepted {statuses[pb.ACK_STATUS_ACCEPTED]}, duplicate {statuses[pb.ACK_STATUS_DUPLICATE]}, "
+          f"rejected {statuses[pb.ACK_STATUS_REJECTED]}")
+    return EXIT_REJECTED if statuses[pb.ACK_STATUS_REJECTED] else EXIT_OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    lines, name = input_lines(args.file)
+    convert = partial(record_from_json, default_source=args.source)
+    total = count_valid(lines, convert, name)
+    summary = None
+    with connect(args) as identity, progress_bar(total, "import") as show:
+        for progress in identity.import_records(read_jsonl(lines(), convert, name)):
+            if progress.WhichOneof("kind") == "summary":
+                summary = progress.summary
+            elif show:
+                show(progress.status.records_done, progress.status.phase)
+            else:
+                status = progress.status
+                print(f"{status.phase}: {status.records_done} of {status.records_received} records", file=sys.stderr)
+    if summary is None:
+        return fail("the import ended without a summary")
+    return report_import(summary)
+
+
+def report_import(summary: pb.ImportSummary) -> int:
+    for rejection in summary.rejections:
+        print(f"rejected {rejection.record_id}: {rejection.reason}", file=sys.stderr)
+    print(f"records {summary.records}, new profiles {summary.new_profiles}, "
+          f"linked deterministic {summary.linked_deterministic}, linked probabilistic {summary.linked_probabilistic}, "
+          f"possible matches {summary.possible_matches}, rejected {summary.rejected}")
+    return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def run_lookup(args: argparse.Namespace) -> int:
+    refs = [ref(text) for text in args.refs]
+    missing = 0
+    with connect(args) as identity:
+        for result in identity.lookup(refs):
+            if result.WhichOneof("result") == "profile":
+                print_json(result.profile)
+                continue
+            missing += 1
+            print(f"identity: not found: {describe(refs[int(result.request_id)])}: {result.not_found.reason}",
+                  file=sys.stderr)
+    return EXIT_NOT_FOUND if missing else EXIT_OK
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    target = ref(args.ref)
+    with connect(args) as identity:
+        print_json(identity.identity_graph(target))
+    return EXIT_OK
+
+
+def run_journey(args: argparse.Namespace) -> int:
+    target = ref(args.ref)
+    if args.limit < 0:
+        raise InputError(f"--limit {args.limit} is negative; use 0 for all")
+    filters = dict(since=cli_time("--since", args.since), until=cli_time("--until", args.until), types=args.types,
+                   channels=[parse_channel(name) for name in args.channels], sources=args.sources,
+                   descending=args.desc, limit=args.limit, cursor=args.cursor)
+    with connect(args) as identity:
+        for step in identity.journey(target, **filters):
+            print_json(step)
+    return EXIT_OK
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    target = ref(args.ref)
+    with connect(args) as identity:
+        print_json(identity.forget(target))
+    return EXIT_OK
+
+
+def run_unlink(args: argparse.Namespace) -> int:
+    identifier = parse_identifier(args.identifier)
+    linked_to = parse_identifier(args.linked_to) if args.linked_to is not None else None
+    with connect(args) as identity:
+        print_json(identity.unlink(identifier, linked_to, args.reason))
+    return EXIT_OK
+
+
+def run_health(args: argparse.Namespace) -> int:
+    with connect(args) as identity:
+        status = identity.health(args.service)
+    print(status)
+    return EXIT_OK if status == "SERVING" else EXIT_UNHEALTHY
+
+
+def connect(args: argparse.Namespace) -> IdentityClient:
+    return IdentityClient(args.address, timeout=args.timeout)
+
+
+def input_lines(path: str) -> tuple[Lines, str]:
+    """A way to read the input twice (once to check every line, once to send) and its name for messages."""
+    if path == "-":
+        lines = sys.stdin.read().splitlines()
+        return (lambda: iter(lines)), "<stdin>"
+    return partial(file_lines, path), path
+
+
+def file_lines(path: str) -> Iterator[str]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            yield from file
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def count_valid(lines: Lines, convert: Callable[[Mapping[str, Any]], Any], name: str) -> int:
+    """Checks every line before anything is sent; the count sizes the progress bar."""
+    return sum(1 for _ in read_jsonl(lines(), convert, name))
+
+
+def cli_time(option: str, text: str | None) -> Timestamp | None:
+    """A time from the command line: RFC 3339, or epoch seconds when it is a plain number."""
+    if text is None:
+        return None
+    try:
+        if EPOCH_SECONDS.fullmatch(text):
+            return parse_timestamp(float(text) if "." in text else int(text))
+        return parse_timestamp(text)
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None] | None]:
+    """An update function (done, phase) while a person watches a large input; None otherwise."""
+    if total < LARGE_INPUT or not sys.stderr.isatty():
+        yield None
+        return
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, phase: bar.update(task, completed=done, description=phase)
+
+
+def print_json(message: Message) -> None:
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), ensure_ascii=False), flush=True)
+
+
+def rpc_error_text(error: grpc.RpcError) -> str:
+    """`CODE: details` from a failed call; an RpcError that is not a call has only its text."""
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    if code is None or details is None:
+        return str(error)
+    return f"{code().name}: {details()}"
+
+
+def fail(message: str) -> int:
+    print(f"identity: {message}", file=sys.stderr)
+    return EXIT_ERROR

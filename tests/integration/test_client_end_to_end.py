@@ -1,0 +1,84 @@
+"""The Python client and the `identity` CLI against the real server and Neo4j."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client import IdentityClient, parse_identifier
+from server.api.app import RunningServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def address(grpc_server: RunningServer) -> str:
+    return f"127.0.0.1:{grpc_server.port}"
+
+
+def identity_cli(address: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "client", "--address", address, *args], cwd=REPO, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def write_events(path: Path, uid: str) -> Path:
+    lines = [
+        {"event_id": f"{uid}-1", "occurred_at": "2026-11-28T10:00:00Z", "source": "web", "channel": "online",
+         "type": "page_view", "identifiers": {"cookie": f"c-{uid}"}},
+        {"event_id": f"{uid}-2", "occurred_at": "2026-11-28T10:05:00Z", "source": "web", "type": "identify",
+         "identifiers": [{"type": "cookie", "value": f"c-{uid}"}, {"type": "email", "value": f"Ann.{uid}@Example.com"}],
+         "traits": {"first_name": "Ann"}},
+        {"event_id": f"{uid}-3", "occurred_at": "2026-11-28T11:00:00Z", "source": "pos", "channel": "offline",
+         "type": "purchase", "identifiers": {"email": f"ann.{uid}@example.com", "loyalty_id": f"L-{uid}"},
+         "properties": {"amount": 19.99}},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_cli_ingests_json_lines_and_looks_the_person_up(address: str, tmp_path: Path, uid: str) -> None:
+    ingested = identity_cli(address, "ingest", str(write_events(tmp_path / "events.jsonl", uid)))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "accepted 3, duplicate 0, rejected 0" in ingested.stdout
+    looked_up = identity_cli(address, "lookup", f"cookie:c-{uid}")
+    assert looked_up.returncode == 0, looked_up.stderr
+    profile = json.loads(looked_up.stdout)
+    values = {i["identifier"]["value"] for i in profile["identifiers"]}
+    assert values == {f"c-{uid}", f"ann.{uid}@example.com", f"L-{uid}"}
+    assert {t["key"]: t["value"] for t in profile["traits"]} == {"first_name": "Ann"}
+    journey = identity_cli(address, "journey", f"email:ann.{uid}@example.com", "--desc")
+    assert [json.loads(line)["touchpoint"]["event_id"] for line in journey.stdout.splitlines()] == \
+        [f"{uid}-3", f"{uid}-2", f"{uid}-1"]
+
+
+def test_cli_reports_a_miss_and_a_rejected_event(address: str, tmp_path: Path, uid: str) -> None:
+    missing = identity_cli(address, "lookup", f"cookie:nobody-{uid}")
+    assert missing.returncode == 3 and f"no profile holds cookie:nobody-{uid}" in missing.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"event_id": f"{uid}-x", "type": "page_view", "identifiers": {"email": "nope"}}) + "\n")
+    rejected = identity_cli(address, "ingest", str(bad))
+    assert rejected.returncode == 1 and "not an e-mail address" in rejected.stderr
+
+
+def test_cli_health_says_serving(address: str) -> None:
+    answer = identity_cli(address, "health")
+    assert answer.returncode == 0 and answer.stdout.strip() == "SERVING"
+
+
+def test_python_client_round_trip(address: str, uid: str) -> None:
+    from client import event_from_json
+
+    with IdentityClient(address) as identity:
+        events = [event_from_json({"event_id": f"{uid}-{n}", "type": "app_open",
+                                   "identifiers": {"device_id": f"d-{uid}", "user_id": f"u-{uid}"}}) for n in range(3)]
+        acks = list(identity.ingest(events))
+        assert [a.event_id for a in acks] == [f"{uid}-0", f"{uid}-1", f"{uid}-2"]
+        profile = identity.lookup_one(parse_identifier(f"user_id:u-{uid}"))
+        assert profile is not None and profile.touchpoints_by_channel["online"] == 3
+        graph = identity.identity_graph(f"device_id:d-{uid}")
+        assert graph.profile_id == profile.profile_id
+        assert identity.lookup_one(f"cookie:nobody-{uid}") is None
