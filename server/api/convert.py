@@ -39,7 +39,11 @@ ACK_STATUS = {
 
 def event_input(event: pb.Event) -> EventInput:
     """The client's event as the domain sees it; validation is the domain's job."""
-    occurred_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
+    problem = ""
+    try:
+        occurred_at = from_timestamp(event, "occurred_at")
+    except (ValueError, OverflowError):
+        occurred_at, problem = None, f"occurred_at ({event.occurred_at.seconds} s, {event.occurred_at.nanos} ns) is not a time"
     return EventInput(
         event_id=event.event_id,
         occurred_at=occurred_at,
@@ -49,6 +53,7 @@ def event_input(event: pb.Event) -> EventInput:
         identifiers=tuple((i.type, i.value) for i in event.identifiers),
         traits=dict(event.traits),
         properties=dict(event.properties),
+        problem=problem,
     )
 
 

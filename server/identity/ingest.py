@@ -29,6 +29,8 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 def validate_event(rules: IdentityRules, event: EventInput, received_at: datetime) -> Touchpoint:
     """Turns a client's event into a touchpoint, or raises InvalidArgument naming the problem."""
+    if event.problem:
+        raise InvalidArgument(event.problem)
     event_id = event.event_id.strip()
     if not event_id:
         raise InvalidArgument("event_id is empty")

@@ -36,6 +36,8 @@ class EventInput:
     identifiers: tuple[tuple[str, str], ...]
     traits: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
+    # What the transport could not even decode (e.g. an impossible timestamp), for the ack.
+    problem: str = ""
 
 
 @dataclass(frozen=True)

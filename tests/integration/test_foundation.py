@@ -123,6 +123,17 @@ def test_event_from_the_far_future_is_rejected(channel: grpc.Channel, uid: str) 
     assert ack.status == pb.ACK_STATUS_REJECTED and "occurred_at" in ack.reason
 
 
+@pytest.mark.parametrize(("seconds", "nanos"), [(0, 2_000_000_000), (253_402_300_800 * 10, 0), (-10**12, 0)])
+def test_an_impossible_timestamp_is_rejected_and_the_stream_goes_on(channel: grpc.Channel, uid: str, seconds: int,
+                                                                    nanos: int) -> None:
+    stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+    broken = event(f"{uid}-t", ("cookie", f"ck-{uid}"))
+    broken.occurred_at.seconds, broken.occurred_at.nanos = seconds, nanos
+    acks = list(stub.Ingest(iter([broken, event(f"{uid}-ok", ("cookie", f"ck-{uid}"))]), timeout=10))
+    assert acks[0].status == pb.ACK_STATUS_REJECTED and "occurred_at" in acks[0].reason
+    assert acks[1].status == pb.ACK_STATUS_ACCEPTED
+
+
 def test_unimplemented_rpcs_name_the_issue_that_brings_them(channel: grpc.Channel) -> None:
     segments = segment_service_pb2_grpc.SegmentServiceStub(channel)
     with pytest.raises(grpc.RpcError) as raised:
