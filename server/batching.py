@@ -1,7 +1,8 @@
-"""Groups a stream of messages into batches by size and time.
+"""Batching: a stream's messages grouped by size and time, and many callers' keys coalesced.
 
 Ingest writes one transaction per batch: a full batch goes at once, and a trickle waits at
 most `max_wait` seconds, so a lone event is acked quickly and a flood is written in bulk.
+Lookups from all streams are coalesced into shared queries (Coalescer).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -86,3 +88,63 @@ def _fill(pump: _Pump[T], batch: list[T], max_size: int, deadline: float) -> _En
             return item
         batch.append(item)
     return None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Coalescer(Generic[K, V]):
+    """Answers keys submitted by many callers with few calls of one batch function.
+
+    Lookups from many streams arrive one or a few at a time; a Neo4j round trip costs about
+    as much for one key as for a hundred. Worker threads take everything that is waiting (up
+    to max_size), answer it with one call, and hand each caller its own answer.
+    """
+
+    def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = 2) -> None:
+        self._answer = answer
+        self._max_size = max_size
+        self._waiting: queue.Queue[tuple[K, Future[V]] | None] = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, daemon=True, name=f"coalesce-{n}") for n in range(workers)]
+        for worker in self._workers:
+            worker.start()
+
+    def submit_many(self, keys: list[K]) -> list[Future[V]]:
+        futures: list[Future[V]] = []
+        for key in keys:
+            future: Future[V] = Future()
+            self._waiting.put((key, future))
+            futures.append(future)
+        return futures
+
+    def close(self) -> None:
+        for _ in self._workers:
+            self._waiting.put(None)
+
+    def _work(self) -> None:
+        while True:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_size:
+                try:
+                    item = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._waiting.put(None)  # leave the stop signal for this worker's next turn
+                    break
+                batch.append(item)
+            self._answer_batch(batch)
+
+    def _answer_batch(self, batch: list[tuple[K, Future[V]]]) -> None:
+        try:
+            answers = self._answer([key for key, _ in batch])
+        except BaseException as exc:  # every caller of the batch gets the error
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), answer in zip(batch, answers, strict=True):
+            future.set_result(answer)

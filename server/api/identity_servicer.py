@@ -9,12 +9,12 @@ from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as
 
 from server.api import convert
 from server.api.status import not_yet, streaming, unary
-from server.batching import batched
+from server.batching import Coalescer, batched
 from server.errors import InvalidArgument
 from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
-from server.identity.model import Identifier, ProfileKey
+from server.identity.model import Identifier, LookupMiss, ProfileKey, ProfileView
 from server.identity.profiles import Profiles
 
 LINKAGE = "probabilistic record linkage (issue 4)"
@@ -25,6 +25,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.graph = graph
         self.ingestor = ingestor
         self.profiles = profiles
+        self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(
+            profiles.lookup, max_size=batch_size)
         self.batch_size = batch_size
         self.batch_wait = batch_wait
 
@@ -41,10 +43,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def LookupProfiles(
         self, request_iterator: Iterator[pb.LookupRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.LookupResult]:
-        for batch in batched(request_iterator, self.batch_size, self.batch_wait):
-            keys = [self._lookup_key(request) for request in batch]
-            answers = self.profiles.lookup(keys)
-            yield from (convert.lookup_result(r.request_id, a) for r, a in zip(batch, answers))
+        # no waiting for a fuller batch: requests of all streams that queue meanwhile are
+        # answered together by the coalescer's next query
+        for batch in batched(request_iterator, self.batch_size, max_wait=0):
+            futures = self.lookups.submit_many([self._lookup_key(request) for request in batch])
+            for request, future in zip(batch, futures):
+                yield convert.lookup_result(request.request_id, future.result())
 
     def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
         """A bad reference becomes an in-stream miss: one bad request never ends the stream."""

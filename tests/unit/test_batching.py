@@ -40,3 +40,37 @@ def test_an_error_in_the_source_reaches_the_consumer_after_the_items_before_it()
 
 def test_an_empty_source_gives_no_batches() -> None:
     assert list(batched(iter([]), max_size=5, max_wait=0.01)) == []
+
+
+def test_the_coalescer_answers_many_callers_with_few_batch_calls() -> None:
+    import threading
+
+    from server.batching import Coalescer
+
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    def answer(keys: list[int]) -> list[int]:
+        release.wait(timeout=5)  # hold the first call so that later keys queue up
+        calls.append(keys)
+        return [k * 10 for k in keys]
+
+    coalescer: Coalescer[int, int] = Coalescer(answer, max_size=100, workers=1)
+    futures = [f for n in range(5) for f in coalescer.submit_many([n])]
+    release.set()
+    assert [f.result(timeout=5) for f in futures] == [0, 10, 20, 30, 40]
+    assert len(calls) <= 2 and sorted(k for call in calls for k in call) == [0, 1, 2, 3, 4]
+    coalescer.close()
+
+
+def test_a_failed_batch_fails_every_caller_in_it() -> None:
+    from server.batching import Coalescer
+
+    def answer(keys: list[int]) -> list[int]:
+        raise RuntimeError("neo4j went away")
+
+    coalescer: Coalescer[int, int] = Coalescer(answer, max_size=10, workers=1)
+    (future,) = coalescer.submit_many([1])
+    with pytest.raises(RuntimeError, match="neo4j went away"):
+        future.result(timeout=5)
+    coalescer.close()
