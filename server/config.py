@@ -29,6 +29,7 @@ class Settings:
     shutdown_grace: float
     log_level: str
     suppression_salt: str
+    processes: int
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +55,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="seconds in-flight RPCs get to finish on SIGTERM")
     add("--suppression-salt", default=env.get("IDENTITY_SUPPRESSION_SALT", DEFAULT_SALT),
         help="secret salt of forgotten identifiers' hashes; the same on every server, never changed")
+    add("--processes", type=int, default=int(env.get("IDENTITY_PROCESSES", "1")),
+        help="server processes sharing the port (SO_REUSEPORT): Python serves one core per process")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -65,6 +68,10 @@ def _validated(args: argparse.Namespace) -> Settings:
     for name in ("max_workers", "ingest_batch_size"):
         if getattr(args, name) < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.processes < 1:
+        raise ConfigurationError("--processes must be at least 1")
+    if args.processes > 1 and args.listen.endswith(":0"):
+        raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
@@ -80,4 +87,5 @@ def _validated(args: argparse.Namespace) -> Settings:
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
         suppression_salt=args.suppression_salt,
+        processes=args.processes,
     )

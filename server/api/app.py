@@ -46,6 +46,7 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
     )
     ingestor = Ingestor(graph, rules, settings.suppression_salt)
     profiles = Profiles(graph, rules, settings.suppression_salt)

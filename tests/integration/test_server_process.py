@@ -119,3 +119,29 @@ def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings
         assert len(list(acks)) == 7
     finally:
         proc.wait(timeout=60)
+
+
+def test_several_processes_share_the_port_and_stop_together(neo4j_settings: Neo4jSettings, uid: str) -> None:
+    port = free_port()
+    proc = start_server(server_env(neo4j_settings), port, "--processes", "2")
+    try:
+        channels = [wait_serving(port) for _ in range(4)]  # separate connections, spread by the kernel
+        for n, channel in enumerate(channels):
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            (ack,) = stub.Ingest(iter([pb.Event(event_id=f"{uid}-{n}", type="page_view", identifiers=[
+                common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])]), timeout=30)
+            assert ack.status == pb.ACK_STATUS_ACCEPTED
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        output = proc.stdout.read() if proc.stdout else ""
+        assert "2 server processes started" in output
+        assert output.count("serving gRPC on") == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_several_processes_need_a_fixed_port() -> None:
+    done = subprocess.run([sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--processes", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "needs a fixed port" in done.stderr
