@@ -15,7 +15,7 @@ from typing import Any
 
 from server.errors import InvalidArgument
 from server.graph import Graph, Tx, epoch_millis
-from server.identity.model import Ack, AckStatus, Channel, EventInput, Touchpoint
+from server.identity.model import Ack, AckStatus, Channel, EventInput, Identifier, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
 from server.identity.profiles import split_profile
@@ -119,10 +119,13 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     """
     suppressed = suppressed_events(tx, salt, touchpoints)
     touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
-    batch = uuid.uuid4().hex
-    records = tx.run("ingest/record_touchpoints", batch=batch, rows=[_row(rules, t) for t in touchpoints])
+    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=[_row(t) for t in touchpoints])
     created = frozenset(r["event_id"] for r in records if r["created"])
-    plan = stitch(tx, rules, [t for t in touchpoints if t.event_id in created], now)
+    new = [t for t in touchpoints if t.event_id in created]
+    if new:
+        tx.run("ingest/record_identifiers", rows=_identifier_rows(new))
+        tx.run("ingest/record_carried", rows=[_carried_row(rules, t) for t in new])
+    plan = stitch(tx, rules, new, now)
     split = split_shared(tx, rules, plan, now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
     known = [t.event_id for t in touchpoints if split or t.event_id not in created]  # a split moves events
@@ -155,8 +158,7 @@ def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[
     return refused
 
 
-def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
-    primary = primary_identifier(rules, touchpoint)
+def _row(touchpoint: Touchpoint) -> dict[str, Any]:
     return {
         "event_id": touchpoint.event_id,
         "occurred_at": epoch_millis(touchpoint.occurred_at),
@@ -165,5 +167,21 @@ def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
         "type": touchpoint.type,
         "traits": json.dumps(touchpoint.traits, sort_keys=True),
         "properties": json.dumps(touchpoint.properties, sort_keys=True),
-        "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary} for i in touchpoint.identifiers],
     }
+
+
+def _identifier_rows(touchpoints: list[Touchpoint]) -> list[dict[str, Any]]:
+    """One row per distinct identifier, sorted (the lock order), with the batch's seen range."""
+    seen: dict[Identifier, tuple[datetime, datetime]] = {}
+    for t in touchpoints:
+        for i in t.identifiers:
+            first, last = seen.get(i, (t.occurred_at, t.occurred_at))
+            seen[i] = (min(first, t.occurred_at), max(last, t.occurred_at))
+    return [{"type": i.type, "value": i.value, "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)}
+            for i, (first, last) in sorted(seen.items())]
+
+
+def _carried_row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
+    primary = primary_identifier(rules, touchpoint)
+    return {"event_id": touchpoint.event_id,
+            "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary} for i in touchpoint.identifiers]}

@@ -1,0 +1,124 @@
+"""What the benchmarks share: their own Neo4j and server processes, memory readings, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO))
+
+from localneo4j import LocalNeo4j  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class MemoryWatch:
+    """Samples a process tree's resident memory every half second; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak_mb = max(self.peak_mb, self.current_mb())
+
+    def current_mb(self) -> float:
+        pids = [self.pid, *children(self.pid)]
+        return sum(status_kb(pid, "VmRSS") for pid in pids if Path(f"/proc/{pid}").exists()) / 1024
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    address: str
+
+    def channel(self) -> grpc.Channel:
+        # a channel of its own for each stream: several server processes share the port
+        return grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1),
+                                                            ("grpc.max_receive_message_length", 64 << 20)])
+
+
+@contextmanager
+def bench_neo4j(home: Path) -> Iterator[LocalNeo4j]:
+    """A Neo4j of the benchmark's own (jars copied from the Maven cache), stopped at the end."""
+    neo4j = LocalNeo4j(home=home, bolt_port=free_port(), http_port=free_port())
+    began = time.monotonic()
+    neo4j.start(timeout=300)
+    log(f"bench Neo4j up at {neo4j.uri} (home {home}) in {time.monotonic() - began:.0f} s")
+    try:
+        yield neo4j
+    finally:
+        neo4j.stop()
+
+
+@contextmanager
+def bench_server(neo4j: LocalNeo4j, processes: int = 1) -> Iterator[Server]:
+    port = free_port()
+    env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
+    process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
+                                "WARNING", "--processes", str(processes)], cwd=REPO, env=env)
+    server = Server(process, f"127.0.0.1:{port}")
+    try:
+        with server.channel() as channel:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def empty_database(neo4j: LocalNeo4j) -> None:
+    from neo4j import GraphDatabase
+
+    with GraphDatabase.driver(neo4j.uri, auth=(neo4j.user, neo4j.password)) as driver, driver.session() as session:
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+
+
+def save(name: str, figures: object) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    return path

@@ -1,0 +1,176 @@
+"""Ingest throughput through gRPC against a direct-driver baseline measured in the same run.
+
+For each size (default 10k, 100k and 1M events of the synthetic population: anonymous page
+views, logins, app opens, e-mail opens, store purchases with junk at the till, CRM exports,
+shared family tablets), on an emptied database:
+- baseline: the same events written with the neo4j driver directly, in UNWIND batches of
+  1,000 over as many threads as the service gets streams: touchpoints, identifiers, CARRIED
+  edges, LINKED edges between identifiers seen together, a profile per new identifier.
+  No stitching, no merge protection, no golden record: a lower bound on the work;
+- service: the same events through `Ingest` over --streams concurrent bidi streams, each
+  keeping at most --window unacked events in flight, and acked only once committed.
+Prints events/s of both, their ratio, the cost per event relative to the smallest size, and
+the server's peak resident memory. Goals (issue 3): service >= 50% of the baseline; per-event
+cost at 1M no more than 25% above 10k; bounded server memory.
+
+Runs its own Neo4j and server; --keep-home DIR keeps the Neo4j home with the largest graph
+for bench/lookup.py (`--neo4j-home DIR`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, log, save
+from bench.population import EventSpec, generate, split_by_person
+from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
+from localneo4j import LocalNeo4j
+from neo4j import GraphDatabase
+
+BASELINE = """
+UNWIND $rows AS row
+WITH row, datetime({epochMillis: row.occurred_at}) AS occurred_at
+MERGE (t:Touchpoint {event_id: row.event_id})
+  ON CREATE SET t.occurred_at = occurred_at, t.source = row.source, t.channel = row.channel,
+                t.type = row.type, t.traits = row.traits, t.properties = row.properties
+WITH t, row, occurred_at
+UNWIND row.identifiers AS carried
+MERGE (i:Identifier {type: carried.type, value: carried.value})
+  ON CREATE SET i.first_seen = occurred_at, i.last_seen = occurred_at
+  ON MATCH SET i.last_seen = occurred_at
+MERGE (t)-[:CARRIED]->(i)
+WITH row, i, occurred_at
+CALL (i) {
+  WITH i WHERE NOT (i)-[:BELONGS_TO]->()
+  CREATE (i)-[:BELONGS_TO]->(:Profile {profile_id: randomUUID(), active: true})
+}
+WITH row, occurred_at, collect(i) AS ids
+UNWIND range(0, size(ids) - 2) AS k
+WITH ids[k] AS a, ids[k + 1] AS b, occurred_at
+MERGE (a)-[l:LINKED]->(b)
+  ON CREATE SET l.first_seen = occurred_at, l.times_seen = 0
+SET l.times_seen = l.times_seen + 1, l.last_seen = occurred_at
+"""
+
+
+def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
+    """Seconds to write all streams with the driver directly, one thread per stream."""
+    def rows(events: list[EventSpec]) -> Iterator[list[dict[str, object]]]:
+        for start in range(0, len(events), 1000):
+            yield [{"event_id": e.event_id, "occurred_at": int(e.occurred_at.timestamp() * 1000), "source": e.source,
+                    "channel": e.channel, "type": e.type, "traits": json.dumps(e.traits),
+                    "properties": json.dumps(e.properties),
+                    "identifiers": [{"type": t, "value": v} for t, v in e.identifiers]}
+                   for e in events[start:start + 1000]]
+
+    with GraphDatabase.driver(neo4j.uri, auth=(neo4j.user, neo4j.password)) as driver:
+        def write(events: list[EventSpec]) -> None:
+            with driver.session() as session:
+                for batch in rows(events):
+                    session.execute_write(lambda tx, b=batch: tx.run(BASELINE, rows=b).consume())
+
+        return _timed_threads(write, streams)
+
+
+def service(address_channel, streams: list[list[EventSpec]], window: int) -> tuple[float, Counter[str]]:  # type: ignore[no-untyped-def]
+    """Seconds to ingest all streams through gRPC, and the acks by status."""
+    statuses: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send(events: list[EventSpec]) -> None:
+        in_flight = threading.Semaphore(window)
+
+        def requests() -> Iterator[pb.Event]:
+            for event in events:
+                in_flight.acquire()
+                yield event.to_proto()
+
+        with address_channel() as channel:
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            counted: Counter[str] = Counter()
+            for ack in stub.Ingest(requests(), timeout=24 * 3600):
+                in_flight.release()
+                counted[pb.AckStatus.Name(ack.status)] += 1
+        with lock:
+            statuses.update(counted)
+
+    return _timed_threads(send, streams), statuses
+
+
+def _timed_threads(work, streams: list[list[EventSpec]]) -> float:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+
+    def run(events: list[EventSpec]) -> None:
+        try:
+            work(events)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in streams]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.monotonic() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--streams", type=int, default=2)
+    parser.add_argument("--window", type=int, default=2000, help="unacked events in flight per stream")
+    parser.add_argument("--processes", type=int, default=1, help="server processes")
+    parser.add_argument("--keep-home", type=Path, help="keep the Neo4j home with the largest graph here")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
+        home = args.keep_home or Path(scratch) / "neo4j"
+        with bench_neo4j(home) as neo4j, bench_server(neo4j, args.processes) as server:
+            warm_up = split_by_person(generate(people=500, events=5000, prefix="warm").events, args.streams)
+            baseline(neo4j, warm_up)  # plans cached and JIT warm on both paths before anything counts
+            empty_database(neo4j)
+            service(server.channel, warm_up, args.window)
+            log("warmed up")
+            for size in sizes:
+                population = generate(people=max(size // 10, 1), events=size, prefix=f"s{size}")
+                events = population.events[:size]
+                streams = split_by_person(events, args.streams)
+                log(f"{len(events)} events, {len(population.people)} people; baseline ...")
+                empty_database(neo4j)
+                base_s = baseline(neo4j, streams)
+                log(f"baseline {len(events) / base_s:.0f} events/s; service ...")
+                empty_database(neo4j)
+                watch = MemoryWatch(server.process.pid)
+                service_s, statuses = service(server.channel, streams, args.window)
+                peak = watch.stop()
+                log(f"service {len(events) / service_s:.0f} events/s, acks {dict(statuses)}, peak RSS {peak:.0f} MB")
+                rows.append({"events": len(events), "baseline_s": base_s, "service_s": service_s,
+                             "baseline_eps": len(events) / base_s, "service_eps": len(events) / service_s,
+                             "acks": dict(statuses), "server_peak_rss_mb": peak})
+    first = rows[0]["service_s"] / rows[0]["events"]
+    print(f"{'events':>9} {'baseline ev/s':>14} {'service ev/s':>13} {'ratio':>6} {'us/event':>9} "
+          f"{'vs smallest':>11} {'server peak RSS MB':>19}  acks")
+    for r in rows:
+        per_event = r["service_s"] / r["events"]
+        r["ratio"] = r["service_eps"] / r["baseline_eps"]
+        r["cost_vs_smallest"] = per_event / first
+        print(f"{r['events']:9d} {r['baseline_eps']:14.0f} {r['service_eps']:13.0f} {r['ratio']:6.2f} "
+              f"{per_event * 1e6:9.0f} {r['cost_vs_smallest']:11.2f} {r['server_peak_rss_mb']:19.0f}  {r['acks']}")
+    print(f"figures saved to {save('ingest', {'streams': args.streams, 'window': args.window, 'rows': rows})}")
+    if args.keep_home:
+        print(f"graph kept: python bench/lookup.py --neo4j-home {args.keep_home}")
+
+
+if __name__ == "__main__":
+    main()
