@@ -12,39 +12,20 @@ Runs its own Neo4j (temporary home, free ports) and its own server; stops both a
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc  # noqa: E402
-
-from localneo4j import LocalNeo4j  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.common import bench_neo4j, bench_server, log, save, status_kb
+from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_kb(pid, field) / 1024
 
 
 def person_events(tag: str, count: int) -> Iterator[pb.Event]:
@@ -83,34 +64,25 @@ def main() -> None:
     parser.add_argument("--touchpoints", type=int, default=100_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-journey-") as scratch:
-        neo4j = LocalNeo4j(home=Path(scratch) / "neo4j", bolt_port=free_port(), http_port=free_port())
-        neo4j.start()
-        port = free_port()
-        env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
-        server = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
-                                   "WARNING"], cwd=REPO, env=env)
-        try:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120)
-            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+        with bench_neo4j(Path(scratch) / "neo4j") as neo4j, bench_server(neo4j) as server:
             rows = []
-            for tag, count in (("small", args.touchpoints // 10), ("large", args.touchpoints)):
-                began = time.monotonic()
-                acks = sum(1 for a in stub.Ingest(person_events(tag, count), timeout=3600)
-                           if a.status == pb.ACK_STATUS_ACCEPTED)
-                print(f"ingested {acks} touchpoints of one person in {time.monotonic() - began:.1f} s", file=sys.stderr)
-                for descending in (False, True):
-                    rows.append((tag, "descending" if descending else "ascending",
-                                 traverse(stub, tag, server.pid, descending)))
-            print(f"{'person':8} {'order':11} {'steps':>8} {'steps/s':>9} {'RSS before MB':>14} {'RSS peak MB':>12}")
-            for tag, order, r in rows:
-                print(f"{tag:8} {order:11} {r['steps']:8.0f} {r['steps_per_s']:9.0f} {r['rss_before_mb']:14.1f} "
-                      f"{r['rss_peak_mb']:12.1f}")
-            print(f"server peak RSS over the run: {rss_mb(server.pid, 'VmHWM'):.1f} MB")
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            neo4j.stop()
+            with server.channel() as channel:
+                stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+                for tag, count in (("small", args.touchpoints // 10), ("large", args.touchpoints)):
+                    began = time.monotonic()
+                    acks = sum(1 for a in stub.Ingest(person_events(tag, count), timeout=3600)
+                               if a.status == pb.ACK_STATUS_ACCEPTED)
+                    log(f"ingested {acks} touchpoints of one person in {time.monotonic() - began:.1f} s")
+                    for descending in (False, True):
+                        rows.append((tag, "descending" if descending else "ascending",
+                                     traverse(stub, tag, server.process.pid, descending)))
+            peak = rss_mb(server.process.pid, "VmHWM")
+    print(f"{'person':8} {'order':11} {'steps':>8} {'steps/s':>9} {'RSS before MB':>14} {'RSS peak MB':>12}")
+    for tag, order, r in rows:
+        print(f"{tag:8} {order:11} {r['steps']:8.0f} {r['steps_per_s']:9.0f} {r['rss_before_mb']:14.1f} "
+              f"{r['rss_peak_mb']:12.1f}")
+    print(f"server peak RSS over the run: {peak:.1f} MB")
+    print(f"figures saved to {save('journey', [{'person': t, 'order': o, **r} for t, o, r in rows])}")
 
 
 if __name__ == "__main__":
