@@ -169,7 +169,7 @@ def main() -> None:
               f"{per_event * 1e6:9.0f} {r['cost_vs_smallest']:11.2f} {r['server_peak_rss_mb']:19.0f}  {r['acks']}")
     print(f"figures saved to {save('ingest', {'streams': args.streams, 'window': args.window, 'rows': rows})}")
     if args.keep_home:
-        print(f"graph kept: python bench/lookup.py --neo4j-home {args.keep_home}")
+        print(f"graph kept: python -m bench.lookup --neo4j-home {args.keep_home}")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,16 @@ def test_recompute_reports_a_profile_that_no_longer_holds_together(identity, dri
     repair(graph, load_rules(), report)
     assert recompute(graph, scope=uid).agrees
     assert profile_of(identity, f"cookie:a-{uid}").profile_id != profile_of(identity, f"email:{uid}@example.com").profile_id
+
+
+def test_the_recompute_command_reports_agreement(neo4j_settings) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "NEO4J_URI": neo4j_settings.uri, "NEO4J_PASSWORD": neo4j_settings.password}
+    done = subprocess.run([sys.executable, "-m", "server.recompute"], cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "profiles agree with the components" in done.stdout and " identifiers, " in done.stdout
