@@ -130,6 +130,23 @@ class Graph:
         query = self.query(name)
         return self._run(name, lambda session: session.execute_read(_records, query, params))
 
+    def read_once(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Runs a named read query as one auto-commit round trip (a managed transaction takes
+        three), for the lookup hot path; retried once on a transient error."""
+        query = self.query(name)
+        for attempt in (1, 2):
+            try:
+                with self._driver.session(database=self.settings.database,
+                                          default_access_mode=neo4j.READ_ACCESS) as session:
+                    return [dict(record) for record in session.run(query, params)]
+            except (ServiceUnavailable, SessionExpired, TransientError) as exc:
+                if attempt == 2:
+                    raise StorageUnavailable(f"Neo4j is unavailable: {exc}") from exc
+            except Neo4jError as exc:
+                log.error("query %s failed: %s", name, exc)
+                raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
+        raise AssertionError("unreachable")
+
     def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """Runs a named write query in one retried transaction and returns its records."""
         query = self.query(name)

@@ -115,7 +115,7 @@ class Profiles:
         """One answer per key, in order; a key that was invalid already is passed as its error."""
         refs = [_ref_row(k) if not isinstance(k, InvalidArgument) else {} for k in keys]
         answers: list[ProfileView | LookupMiss] = [LookupMiss("")] * len(keys)
-        for record in self.graph.read("profiles/lookup", refs=refs):
+        for record in self.graph.read_once("profiles/lookup", refs=refs):
             n = record["n"]
             key = keys[n]
             answers[n] = _profile_view(record) if record["profile_id"] else LookupMiss(_miss_reason(key, record))
