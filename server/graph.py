@@ -147,11 +147,6 @@ class Graph:
                 raise StorageFailure(f"the graph store failed on {name}; see the server log") from exc
         raise AssertionError("unreachable")
 
-    def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
-        """Runs a named write query in one retried transaction and returns its records."""
-        query = self.query(name)
-        return self._run(name, lambda session: session.execute_write(_records, query, params))
-
     def transaction(self, label: str, work: Callable[[Tx], T]) -> T:
         """Runs work in one write transaction that the driver retries on transient errors.
 
