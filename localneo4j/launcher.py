@@ -168,11 +168,7 @@ class LocalNeo4j:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return None if _gone(pid) else pid
 
     def bolt_answers(self) -> bool:
         """True when something accepts TCP connections on the Bolt port."""
@@ -246,9 +242,7 @@ class LocalNeo4j:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if _gone(pid):
                 break
             time.sleep(0.2)
         else:
@@ -261,6 +255,21 @@ class LocalNeo4j:
         if not self.console_log.exists():
             return "(Neo4j wrote no log)"
         return f"--- last lines of {self.console_log} ---\n" + _tail(self.console_log.read_text(errors="replace"), lines)
+
+
+def _gone(pid: int) -> bool:
+    """True once the process has exited; reaps it when this process started it (no zombie)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:
+        pass  # started by another process (make, an earlier shell): only its existence tells
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _tail(text: str, lines: int) -> str:

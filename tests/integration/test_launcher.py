@@ -70,3 +70,27 @@ def test_docker_runtime_gives_a_working_neo4j(monkeypatch) -> None:  # type: ign
             assert driver.execute_query("RETURN 1 AS one").records[0]["one"] == 1
     finally:
         target.release()
+
+
+def test_a_second_instance_starts_on_its_own_ports_and_stops_cleanly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+
+    from neo4j import GraphDatabase
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    other = LocalNeo4j(home=tmp_path / "neo4j", bolt_port=free_port(), http_port=free_port(), heap="512m",
+                       pagecache="128m")
+    assert other.start(timeout=180) is True
+    try:
+        with GraphDatabase.driver(other.uri, auth=(other.user, other.password)) as driver:
+            assert driver.execute_query("RETURN 1 AS one").records[0]["one"] == 1
+    finally:
+        began = time.monotonic()
+        assert other.stop() is True
+    assert time.monotonic() - began < 30, "stop waited for a process that had already exited"
+    assert other.pid() is None and not other.bolt_answers()
