@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -99,24 +100,72 @@ class Coalescer(Generic[K, V]):
 
     Lookups from many streams arrive one or a few at a time; a Neo4j round trip costs about
     as much for one key as for a hundred. Worker threads take everything that is waiting (up
-    to max_size), answer it with one call, and hand each caller its own answer.
+    to max_size), answer it with one call, and hand each caller its own answer through a
+    callback: on the lookup path every thread handoff costs as much as the query's share.
     """
 
     def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = 2) -> None:
         self._answer = answer
         self._max_size = max_size
-        self._waiting: queue.Queue[tuple[K, Future[V]] | None] = queue.Queue()
+        self._waiting: queue.Queue[tuple[K, Callable[[V | BaseException], None]] | None] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, daemon=True, name=f"coalesce-{n}") for n in range(workers)]
         for worker in self._workers:
             worker.start()
+
+    def submit(self, key: K, deliver: Callable[[V | BaseException], None]) -> None:
+        """deliver is called in a worker thread with the answer, or with the batch's error."""
+        self._waiting.put((key, deliver))
 
     def submit_many(self, keys: list[K]) -> list[Future[V]]:
         futures: list[Future[V]] = []
         for key in keys:
             future: Future[V] = Future()
-            self._waiting.put((key, future))
+            self.submit(key, partial(_settle, future))
             futures.append(future)
         return futures
+
+    def answer_stream(self, items: Iterator[T], key: Callable[[T], K]) -> Iterator[tuple[T, V]]:
+        """Each item of a stream with its answer, in the stream's order.
+
+        A reader thread submits items as they arrive, so a stream with many requests in flight
+        shares queries with every other stream; answers are put back in order here.
+        """
+        out: queue.Queue[tuple[int, T, V | BaseException] | _End | _Failure] = queue.Queue()
+        stopped = threading.Event()
+        submitted = [0]
+
+        def read() -> None:
+            try:
+                for seq, item in enumerate(items):
+                    if stopped.is_set():
+                        return
+                    self.submit(key(item), lambda answer, seq=seq, item=item: out.put((seq, item, answer)))
+                    submitted[0] = seq + 1
+            except BaseException as exc:  # the stream's consumer re-raises it
+                out.put(_Failure(exc))
+                return
+            out.put(_End())
+
+        threading.Thread(target=read, daemon=True, name="coalesce-reader").start()
+        pending: dict[int, tuple[T, V]] = {}
+        following, ended = 0, False
+        try:
+            while not ended or following < submitted[0]:
+                got = out.get()
+                if isinstance(got, _Failure):
+                    raise got.error
+                if isinstance(got, _End):
+                    ended = True
+                    continue
+                seq, item, answer = got
+                if isinstance(answer, BaseException):
+                    raise answer
+                pending[seq] = (item, answer)
+                while following in pending:
+                    yield pending.pop(following)
+                    following += 1
+        finally:
+            stopped.set()
 
     def close(self) -> None:
         for _ in self._workers:
@@ -139,12 +188,17 @@ class Coalescer(Generic[K, V]):
                 batch.append(item)
             self._answer_batch(batch)
 
-    def _answer_batch(self, batch: list[tuple[K, Future[V]]]) -> None:
+    def _answer_batch(self, batch: list[tuple[K, Callable[[V | BaseException], None]]]) -> None:
         try:
-            answers = self._answer([key for key, _ in batch])
+            answers: list[V | BaseException] = list(self._answer([key for key, _ in batch]))
         except BaseException as exc:  # every caller of the batch gets the error
-            for _, future in batch:
-                future.set_exception(exc)
-            return
-        for (_, future), answer in zip(batch, answers, strict=True):
-            future.set_result(answer)
+            answers = [exc] * len(batch)
+        for (_, deliver), answer in zip(batch, answers, strict=True):
+            deliver(answer)
+
+
+def _settle(future: Future[V], answer: V | BaseException) -> None:
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -63,12 +63,17 @@ def ingest_ack(ack: Ack) -> pb.IngestAck:
 
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
 def to_timestamp(moment: datetime | None) -> Timestamp | None:
+    """Exact integer arithmetic: Timestamp.FromDatetime costs twice as much, and a profile
+    lookup converts a dozen or more times."""
     if moment is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC).replace(tzinfo=None))
-    return stamp
+    micros = (moment - EPOCH) // MICROSECOND
+    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def from_timestamp(message: Message, field: str) -> datetime | None:

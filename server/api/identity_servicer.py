@@ -45,10 +45,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> Iterator[pb.LookupResult]:
         # no waiting for a fuller batch: requests of all streams that queue meanwhile are
         # answered together by the coalescer's next query
-        for batch in batched(request_iterator, self.batch_size, max_wait=0):
-            futures = self.lookups.submit_many([self._lookup_key(request) for request in batch])
-            for request, future in zip(batch, futures):
-                yield convert.lookup_result(request.request_id, future.result())
+        for request, answer in self.lookups.answer_stream(request_iterator, self._lookup_key):
+            yield convert.lookup_result(request.request_id, answer)
 
     def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
         """A bad reference becomes an in-stream miss: one bad request never ends the stream."""

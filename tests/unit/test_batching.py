@@ -74,3 +74,41 @@ def test_a_failed_batch_fails_every_caller_in_it() -> None:
     with pytest.raises(RuntimeError, match="neo4j went away"):
         future.result(timeout=5)
     coalescer.close()
+
+
+def test_a_stream_gets_its_answers_in_order_while_sharing_batches() -> None:
+    from server.batching import Coalescer
+
+    calls: list[list[int]] = []
+
+    def answer(keys: list[int]) -> list[int]:
+        calls.append(keys)
+        time.sleep(0.001 * (len(calls) % 3))  # two workers finish their batches out of order
+        return [k * 10 for k in keys]
+
+    coalescer: Coalescer[int, int] = Coalescer(answer, max_size=4, workers=2)
+    answers = list(coalescer.answer_stream(iter(range(200)), key=lambda n: n + 1))
+    assert answers == [(n, (n + 1) * 10) for n in range(200)]
+    assert sorted(k for call in calls for k in call) == list(range(1, 201))
+    coalescer.close()
+
+
+def test_an_answer_stream_ends_with_the_error_of_its_source_or_its_batch() -> None:
+    from server.batching import Coalescer
+
+    def broken_source() -> Iterator[int]:
+        yield 1
+        raise ConnectionResetError("client went away")
+
+    coalescer: Coalescer[int, int] = Coalescer(lambda keys: keys, max_size=4, workers=1)
+    with pytest.raises(ConnectionResetError):
+        list(coalescer.answer_stream(broken_source(), key=lambda n: n))
+
+    def failing(keys: list[int]) -> list[int]:
+        raise RuntimeError("neo4j went away")
+
+    failing_coalescer: Coalescer[int, int] = Coalescer(failing, max_size=4, workers=1)
+    with pytest.raises(RuntimeError, match="neo4j went away"):
+        list(failing_coalescer.answer_stream(iter([1, 2]), key=lambda n: n))
+    coalescer.close()
+    failing_coalescer.close()
