@@ -119,11 +119,14 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     """
     suppressed = suppressed_events(tx, salt, touchpoints)
     touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
-    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=[_row(t) for t in touchpoints])
+    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=[_row(rules, t) for t in touchpoints])
     created = frozenset(r["event_id"] for r in records if r["created"])
     new = [t for t in touchpoints if t.event_id in created]
     if new:
-        tx.run("ingest/record_identifiers", rows=_identifier_rows(new))
+        identifiers, junk = _identifier_rows(rules, new)
+        tx.run("ingest/record_identifiers", rows=identifiers)
+        if junk:
+            tx.run("ingest/record_junk", rows=junk)
         tx.run("ingest/record_carried", rows=[_carried_row(rules, t) for t in new])
     plan = stitch(tx, rules, new, now)
     split = split_shared(tx, rules, plan, now)
@@ -158,8 +161,9 @@ def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[
     return refused
 
 
-def _row(touchpoint: Touchpoint) -> dict[str, Any]:
+def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
     return {
+        "junk": [str(i) for i in touchpoint.identifiers if rules.is_blocklisted(i.type, i.value)],
         "event_id": touchpoint.event_id,
         "occurred_at": epoch_millis(touchpoint.occurred_at),
         "source": touchpoint.source,
@@ -170,18 +174,27 @@ def _row(touchpoint: Touchpoint) -> dict[str, Any]:
     }
 
 
-def _identifier_rows(touchpoints: list[Touchpoint]) -> list[dict[str, Any]]:
-    """One row per distinct identifier, sorted (the lock order), with the batch's seen range."""
+def _identifier_rows(rules: IdentityRules, touchpoints: list[Touchpoint]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One row per distinct identifier, sorted (the lock order), with the batch's seen range;
+    blocklisted junk apart (see _carried_row)."""
     seen: dict[Identifier, tuple[datetime, datetime]] = {}
     for t in touchpoints:
         for i in t.identifiers:
             first, last = seen.get(i, (t.occurred_at, t.occurred_at))
             seen[i] = (min(first, t.occurred_at), max(last, t.occurred_at))
-    return [{"type": i.type, "value": i.value, "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)}
-            for i, (first, last) in sorted(seen.items())]
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for i, (first, last) in sorted(seen.items()):
+        row = {"type": i.type, "value": i.value, "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)}
+        rows[rules.is_blocklisted(i.type, i.value)].append(row)
+    return rows
 
 
 def _carried_row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
+    """The identifiers a touchpoint is linked to. Blocklisted junk is not among them: a value
+    typed at every till would become a node with an edge from every touchpoint, and every
+    batch would wait for the lock on it (and deadlock on its relationship groups). The
+    touchpoint keeps its junk values in its `junk` property instead."""
     primary = primary_identifier(rules, touchpoint)
     return {"event_id": touchpoint.event_id,
-            "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary} for i in touchpoint.identifiers]}
+            "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary}
+                            for i in touchpoint.identifiers if not rules.is_blocklisted(i.type, i.value)]}

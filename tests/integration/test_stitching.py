@@ -47,7 +47,7 @@ def test_a_shared_tablet_does_not_fuse_two_logged_in_people(identity, driver: Dr
     assert rejected[0].evidence.event_ids == [f"{uid}-2"]
 
 
-def test_junk_values_from_the_till_never_link_strangers(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_junk_values_from_the_till_never_link_strangers(identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
     acks = ingest(identity, [
         event(f"{uid}-1", f"loyalty_id:L1-{uid}", "email:test@test.com", source="pos"),
         event(f"{uid}-2", f"loyalty_id:L2-{uid}", "email:TEST@test.com ", source="pos", minute=1),
@@ -58,6 +58,15 @@ def test_junk_values_from_the_till_never_link_strangers(identity, uid: str) -> N
     assert len({a.profile_id for a in acks}) == 4
     (junk,) = lookup(identity, by_identifier("email:test@test.com"))
     assert junk.WhichOneof("result") == "not_found"
+    # kept and flagged, but as a property of each touchpoint, not an edge to one hot node
+    records = driver.execute_query(
+        "MATCH (t:Touchpoint) WHERE t.event_id STARTS WITH $uid "
+        "RETURN t.event_id AS event_id, t.junk AS junk, COUNT { (t)-[:CARRIED]->(:Identifier {flag: 'blocklisted'}) } "
+        "AS junk_edges ORDER BY event_id", uid=f"{uid}-").records
+    assert [(r["junk"], r["junk_edges"]) for r in records] == [
+        (["email:test@test.com"], 0), (["email:test@test.com"], 0), (["phone:0000000000"], 0), (["phone:0000000000"], 0)]
+    (flagged,) = driver.execute_query("MATCH (i:Identifier {type: 'email', value: 'test@test.com'}) RETURN i.flag AS flag").records
+    assert flagged["flag"] == "blocklisted"
 
 
 def test_a_device_seen_with_many_people_is_flagged_and_the_profile_it_fused_splits(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
