@@ -1,0 +1,1 @@
+"""Probabilistic record linkage: cleaned attributes, blocking, comparison levels, the EM-fitted model."""

@@ -1,0 +1,167 @@
+"""Linkage rules loaded from `config/linkage.yaml`: compared fields, blocking passes, thresholds.
+
+Configuration is data, validated once at start: a misspelt field or blocking pass stops the
+server with a message naming the entry, instead of silently linking on fewer fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from server.errors import ConfigurationError
+from server.identity.linkage.attributes import ATTRIBUTE_NAMES, BLOCKING_PASSES
+
+DEFAULT_LINKAGE_FILE = Path(__file__).resolve().parents[3] / "config" / "linkage.yaml"
+
+# Comparators and whether they band a string similarity (and so need `bands`).
+COMPARATORS = {"name": True, "string": True, "exact": False, "date": False, "postcode": False, "number": False}
+MAX_BANDS = 3
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """How one attribute of two records is compared.
+
+    `bands` are ascending similarity thresholds (Jaro-Winkler) between "different" and
+    "exact"; `swap_with` names the field whose value a data-entry error may have swapped
+    with this one (given name and surname), so the pair is also compared crosswise.
+    """
+
+    name: str
+    comparator: str
+    bands: tuple[float, ...] = ()
+    swap_with: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkageRules:
+    fields: tuple[FieldRule, ...]
+    blocking: tuple[str, ...]
+    max_block_size: int
+    upper: float
+    lower: float
+    min_fields: int
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(rule.name for rule in self.fields)
+
+
+def load_linkage_rules(path: Path | None = None) -> LinkageRules:
+    """Reads and validates the linkage file; raises ConfigurationError naming the bad entry."""
+    path = path or DEFAULT_LINKAGE_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"linkage rules file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"linkage rules file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"linkage rules file {path} must hold a mapping")
+    return parse_linkage_rules(data, source=str(path))
+
+
+def parse_linkage_rules(data: Mapping[str, Any], source: str = "linkage rules") -> LinkageRules:
+    """Validates an already-parsed mapping; `source` names it in error messages."""
+    fields = _fields(data.get("fields"), source)
+    upper = _probability(data, "upper", source)
+    lower = _probability(data, "lower", source)
+    if lower > upper:
+        raise ConfigurationError(f"{source}: lower ({lower}) must not exceed upper ({upper})")
+    min_fields = _whole(data, "min_fields", source)
+    if min_fields > len(fields):
+        raise ConfigurationError(f"{source}: min_fields ({min_fields}) exceeds the {len(fields)} compared fields")
+    return LinkageRules(
+        fields=fields,
+        blocking=_blocking(data.get("blocking"), source),
+        max_block_size=_whole(data, "max_block_size", source, minimum=2),
+        upper=upper,
+        lower=lower,
+        min_fields=min_fields,
+    )
+
+
+def _fields(raw: Any, source: str) -> tuple[FieldRule, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigurationError(f"{source}: fields must map attribute names to their comparators")
+    fields = tuple(_field(name, spec, source) for name, spec in raw.items())
+    by_name = {rule.name: rule for rule in fields}
+    for rule in fields:
+        _check_swap(rule, by_name, source)
+    return fields
+
+
+def _field(name: str, spec: Any, source: str) -> FieldRule:
+    where = f"{source}: fields.{name}"
+    if name not in ATTRIBUTE_NAMES:
+        raise ConfigurationError(f"{where} is not a person attribute; expected one of {', '.join(ATTRIBUTE_NAMES)}")
+    if not isinstance(spec, dict):
+        raise ConfigurationError(f"{where} must be a mapping with a comparator")
+    comparator = spec.get("comparator")
+    if comparator not in COMPARATORS:
+        raise ConfigurationError(f"{where}.comparator is {comparator!r}; expected one of {', '.join(COMPARATORS)}")
+    swap = spec.get("swap_with")
+    if swap is not None and not isinstance(swap, str):
+        raise ConfigurationError(f"{where}.swap_with must name another field")
+    return FieldRule(name=name, comparator=comparator, bands=_bands(spec, comparator, where), swap_with=swap)
+
+
+def _bands(spec: Mapping[str, Any], comparator: str, where: str) -> tuple[float, ...]:
+    raw = spec.get("bands")
+    if not COMPARATORS[comparator]:
+        if raw:
+            raise ConfigurationError(f"{where}.bands does not apply to the {comparator} comparator")
+        return ()
+    valid = isinstance(raw, list) and 1 <= len(raw) <= MAX_BANDS
+    bands = tuple(float(b) for b in raw) if valid and all(_is_number(b) for b in raw) else ()
+    if not bands or list(bands) != sorted(set(bands)) or not all(0.0 < b < 1.0 for b in bands):
+        raise ConfigurationError(
+            f"{where}.bands must list 1 to {MAX_BANDS} ascending similarities strictly between 0 and 1"
+        )
+    return bands
+
+
+def _check_swap(rule: FieldRule, by_name: Mapping[str, FieldRule], source: str) -> None:
+    if rule.swap_with is None:
+        return
+    other = by_name.get(rule.swap_with)
+    if other is None or other.swap_with != rule.name or other.comparator != rule.comparator:
+        raise ConfigurationError(
+            f"{source}: fields.{rule.name}.swap_with must name a compared field with the same comparator "
+            f"that names {rule.name!r} back"
+        )
+
+
+def _blocking(raw: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or len(set(raw)) != len(raw):
+        raise ConfigurationError(f"{source}: blocking must list blocking passes without repeats")
+    unknown = [str(name) for name in raw if name not in BLOCKING_PASSES]
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: blocking names unknown passes {', '.join(unknown)}; "
+            f"expected some of {', '.join(BLOCKING_PASSES)}"
+        )
+    return tuple(raw)
+
+
+def _probability(data: Mapping[str, Any], key: str, source: str) -> float:
+    value = data.get(key)
+    if not _is_number(value) or not 0.0 < float(value) < 1.0:
+        raise ConfigurationError(f"{source}: {key} must be a probability strictly between 0 and 1")
+    return float(value)
+
+
+def _whole(data: Mapping[str, Any], key: str, source: str, minimum: int = 1) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(f"{source}: {key} must be a whole number of at least {minimum}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
