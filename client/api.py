@@ -153,6 +153,16 @@ class IdentityClient:
             request.linked_to.CopyFrom(_identifier_of(linked_to))
         return self._identity.UnlinkIdentifier(request, timeout=self.timeout)
 
+    def review(self, a: Identifier | str, b: Identifier | str, confirm: bool, reason: str = "") -> pb.ReviewMatchResponse:
+        """A reviewer's decision on a pair: confirm links it (through merge protection), reject never links it."""
+        request = pb.ReviewMatchRequest(a=_identifier_of(a), b=_identifier_of(b), confirm=confirm, reason=reason)
+        return self._identity.ReviewMatch(request, timeout=self.timeout)
+
+    def refit(self, sample_records: int = 0) -> pb.LinkageModelInfo:
+        """Fits the linkage model anew on the graph's records; answers the new current version."""
+        return self._identity.RefitLinkageModel(pb.RefitLinkageModelRequest(sample_records=sample_records),
+                                                timeout=max(self.timeout, 600))
+
     def health(self, service: str = "") -> str:
         """The standard health check's status name ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
         answer = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)

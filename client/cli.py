@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     unlink.add_argument("--reason", default="", help="why, kept with the rejected link")
     unlink.set_defaults(run=run_unlink)
 
+    review = commands.add_parser("review", help="confirm or reject a possible match")
+    review.add_argument("a", metavar="TYPE:VALUE")
+    review.add_argument("b", metavar="TYPE:VALUE")
+    decision = review.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--confirm", action="store_true", help="link the pair (merge protection still applies)")
+    decision.add_argument("--reject", action="store_true", help="never link the pair")
+    review.add_argument("--reason", default="", help="why, kept with the decision")
+    review.set_defaults(run=run_review)
+
+    refit = commands.add_parser("refit", help="fit the linkage model anew on the graph's records")
+    refit.add_argument("--sample", type=int, default=0, help="records whose candidate pairs feed the fit")
+    refit.set_defaults(run=run_refit)
+
     health = commands.add_parser("health", help="print the server's health status; exit 1 unless SERVING")
     health.add_argument("--service", default="", help="one service's status (default: the whole server)")
     health.set_defaults(run=run_health)
@@ -209,6 +222,19 @@ def run_unlink(args: argparse.Namespace) -> int:
     linked_to = parse_identifier(args.linked_to) if args.linked_to is not None else None
     with connect(args) as identity:
         print_json(identity.unlink(identifier, linked_to, args.reason))
+    return EXIT_OK
+
+
+def run_review(args: argparse.Namespace) -> int:
+    a, b = parse_identifier(args.a), parse_identifier(args.b)
+    with connect(args) as identity:
+        print_json(identity.review(a, b, confirm=args.confirm, reason=args.reason))
+    return EXIT_OK
+
+
+def run_refit(args: argparse.Namespace) -> int:
+    with connect(args) as identity:
+        print_json(identity.refit(args.sample))
     return EXIT_OK
 
 

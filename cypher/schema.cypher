@@ -18,3 +18,19 @@ FOR (s:Suppressed) REQUIRE s.hash IS UNIQUE;
 
 CREATE INDEX profile_active IF NOT EXISTS
 FOR (p:Profile) ON (p.active);
+
+// Probabilistic linkage: identifiers with person attributes (Matchable) carry up to six
+// blocking keys, one per configured blocking pass, each indexed; candidates are fetched by
+// equality on them.
+CREATE INDEX matchable_block_0 IF NOT EXISTS FOR (m:Matchable) ON (m.block_0);
+CREATE INDEX matchable_block_1 IF NOT EXISTS FOR (m:Matchable) ON (m.block_1);
+CREATE INDEX matchable_block_2 IF NOT EXISTS FOR (m:Matchable) ON (m.block_2);
+CREATE INDEX matchable_block_3 IF NOT EXISTS FOR (m:Matchable) ON (m.block_3);
+CREATE INDEX matchable_block_4 IF NOT EXISTS FOR (m:Matchable) ON (m.block_4);
+CREATE INDEX matchable_block_5 IF NOT EXISTS FOR (m:Matchable) ON (m.block_5);
+
+CREATE INDEX link_pending_since IF NOT EXISTS
+FOR (m:LinkPending) ON (m.pending_since);
+
+CREATE CONSTRAINT linkage_model_version IF NOT EXISTS
+FOR (m:LinkageModel) REQUIRE m.version IS UNIQUE;

@@ -12,6 +12,7 @@ from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
 from server.identity.rules import DEFAULT_RULES_FILE
 
+DEFAULT_LINKAGE_FILE = Path(__file__).resolve().parents[1] / "config" / "linkage.yaml"
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
 DEFAULT_SALT = "identity-local-salt"  # for local runs only: set IDENTITY_SUPPRESSION_SALT in production
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -30,6 +31,8 @@ class Settings:
     log_level: str
     suppression_salt: str
     processes: int
+    linkage_file: Path
+    online_linkage: bool
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +60,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="secret salt of forgotten identifiers' hashes; the same on every server, never changed")
     add("--processes", type=int, default=int(env.get("IDENTITY_PROCESSES", "1")),
         help="server processes sharing the port (SO_REUSEPORT): Python serves one core per process")
+    add("--linkage", default=env.get("IDENTITY_LINKAGE", str(DEFAULT_LINKAGE_FILE)), help="record linkage YAML file")
+    add("--online-linkage", default=env.get("IDENTITY_ONLINE_LINKAGE", "on"), choices=("on", "off"),
+        help="link events that describe a person (names, address, date of birth) in the background")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -88,4 +94,6 @@ def _validated(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         suppression_salt=args.suppression_salt,
         processes=args.processes,
+        linkage_file=Path(args.linkage),
+        online_linkage=args.online_linkage == "on",
     )

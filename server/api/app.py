@@ -15,7 +15,10 @@ from server.api.segment_servicer import SegmentServicer
 from server.config import Settings
 from server.graph import Graph
 from server.identity.ingest import Ingestor
+from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linking import Linker, LinkageWorker
 from server.identity.profiles import Profiles
+from server.identity.records import RecordImporter
 from server.identity.rules import IdentityRules
 
 SERVICE_NAMES = (
@@ -29,6 +32,7 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    linkage_worker: LinkageWorker | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -39,6 +43,8 @@ class RunningServer:
         """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
         self.set_serving(False)
         self.server.stop(grace).wait()
+        if self.linkage_worker is not None:
+            self.linkage_worker.stop()
 
 
 def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> RunningServer:
@@ -48,10 +54,14 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
     )
-    ingestor = Ingestor(graph, rules, settings.suppression_salt)
+    linkage = load_linkage_rules(settings.linkage_file)
+    ingestor = Ingestor(graph, rules, settings.suppression_salt, linkage if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
+    linker = Linker(graph, rules, linkage)
+    importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
-        IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait), server
+        IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
+                         linker, importer), server
     )
     segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -63,6 +73,9 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
     server.start()
-    running = RunningServer(server, port, health_servicer)
+    worker = LinkageWorker(linker) if settings.online_linkage else None
+    running = RunningServer(server, port, health_servicer, worker)
+    if worker is not None:
+        worker.start()
     running.set_serving(True)
     return running

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -9,6 +11,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb
 
 from server.errors import InvalidArgument
+from server.identity.linkage.compare import level_names
+from server.identity.linkage.model import LinkageModel
+from server.identity.linkage.rules import LinkageRules
+from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor
 from server.identity.model import (
     Ack,
@@ -118,6 +124,13 @@ def lookup_result(request_id: str, answer: ProfileView | LookupMiss) -> pb.Looku
     return pb.LookupResult(request_id=request_id, profile=profile(answer))
 
 
+LINK_KINDS = {
+    "linked": pb.LINK_KIND_DETERMINISTIC,
+    "confirmed": pb.LINK_KIND_DETERMINISTIC,  # a reviewer's decision acts as a deterministic one
+    "probabilistic": pb.LINK_KIND_PROBABILISTIC,
+    "possible": pb.LINK_KIND_POSSIBLE_MATCH,
+    "rejected": pb.LINK_KIND_REJECTED,
+}
 OUTSIDE = "outside: belongs to another profile or none"
 
 
@@ -129,10 +142,12 @@ def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
               for i in view.identifiers]
     edges = [pb.GraphEdge(
         from_node_id=str(link.a), to_node_id=str(link.b),
-        kind=pb.LINK_KIND_DETERMINISTIC if link.accepted else pb.LINK_KIND_REJECTED,
+        kind=LINK_KINDS[link.kind],
         evidence=pb.LinkEvidence(event_ids=link.event_ids, times_seen=link.times_seen,
                                  first_seen=to_timestamp(link.first_seen), last_seen=to_timestamp(link.last_seen),
-                                 reason=link.reason),
+                                 reason=link.reason, match_probability=link.probability or 0.0,
+                                 model_version=link.model_version,
+                                 fields=[pb.FieldComparison(field=f, level=level, weight=w) for f, level, w in link.fields]),
     ) for link in view.links]
     return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges)
 
@@ -171,3 +186,39 @@ def journey_step(touchpoint: Touchpoint, cursor: str) -> pb.JourneyStep:
             properties=dict(touchpoint.properties),
         ),
     )
+
+
+def source_record(message: pb.SourceRecord) -> SourceRecord:
+    return SourceRecord(
+        record_id=message.record_id,
+        source=message.source,
+        identifiers=tuple((i.type, i.value) for i in message.identifiers),
+        traits=dict(message.traits),
+        recorded_at=from_timestamp(message, "recorded_at"),
+    )
+
+
+def import_progress(step: ImportProgress | ImportSummary) -> pb.ImportProgress:
+    if isinstance(step, ImportProgress):
+        return pb.ImportProgress(status=pb.ImportStatus(phase=step.phase, records_received=step.records_received,
+                                                        records_done=step.records_done))
+    return pb.ImportProgress(summary=pb.ImportSummary(
+        records=step.records, new_profiles=step.new_profiles, linked_deterministic=step.linked_deterministic,
+        linked_probabilistic=step.linked_probabilistic, possible_matches=step.possible_matches,
+        rejected=step.rejected,
+        rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections]))
+
+
+def linkage_model(model: LinkageModel, rules: LinkageRules) -> pb.LinkageModelInfo:
+    names = level_names(rules)
+    fields = []
+    for n, name in enumerate(model.fields):
+        levels = []
+        for level, level_name in enumerate(names[n]):
+            m, u = model.m[n][level], model.u[n][level]
+            weight = math.log2(m / u) if level > 0 and m > 0 and u > 0 else 0.0
+            levels.append(pb.LevelWeight(level=level_name, m=m, u=u, weight=weight))
+        fields.append(pb.FieldModel(field=name, levels=levels))
+    return pb.LinkageModelInfo(version=model.version, fitted_at=to_timestamp(datetime.fromisoformat(model.fitted_at)),
+                               pairs=model.pairs, prior=model.prior, upper=model.upper, lower=model.lower,
+                               fields=fields)

@@ -8,23 +8,28 @@ import grpc
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as pb_grpc
 
 from server.api import convert
-from server.api.status import not_yet, streaming, unary
+from server.api.status import streaming, unary
 from server.batching import Coalescer, batched
 from server.errors import InvalidArgument
 from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
 from server.identity.model import Identifier, LookupMiss, ProfileKey, ProfileView
+from server.identity.linking import Linker, Reviews
 from server.identity.profiles import Profiles
+from server.identity.records import RecordImporter
 
-LINKAGE = "probabilistic record linkage (issue 4)"
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
-    def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float) -> None:
+    def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
+                 linker: Linker, importer: RecordImporter) -> None:
         self.graph = graph
         self.ingestor = ingestor
         self.profiles = profiles
+        self.linker = linker
+        self.importer = importer
+        self.reviews = Reviews(linker, profiles)
         self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(
             profiles.lookup, max_size=batch_size)
         self.batch_size = batch_size
@@ -36,8 +41,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             acks = self.ingestor.ingest([convert.event_input(event) for event in batch])
             yield from (convert.ingest_ack(ack) for ack in acks)
 
-    def ImportRecords(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        not_yet(context, "ImportRecords", LINKAGE)
+    @streaming
+    def ImportRecords(
+        self, request_iterator: Iterator[pb.SourceRecord], context: grpc.ServicerContext
+    ) -> Iterator[pb.ImportProgress]:
+        for step in self.importer.run(convert.source_record(record) for record in request_iterator):
+            yield convert.import_progress(step)
 
     @streaming
     def LookupProfiles(
@@ -83,3 +92,19 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         other: Identifier | None = convert.identifier(request.linked_to) if request.HasField("linked_to") else None
         parts = self.profiles.unlink(convert.identifier(request.identifier), other, request.reason)
         return pb.UnlinkIdentifierResponse(profile_ids=parts)
+
+    @unary
+    def ReviewMatch(self, request: pb.ReviewMatchRequest, context: grpc.ServicerContext) -> pb.ReviewMatchResponse:
+        if not request.HasField("a") or not request.HasField("b"):
+            raise InvalidArgument("a and b are required: the two identifiers of the pair")
+        profile_ids = self.reviews.decide(convert.identifier(request.a), convert.identifier(request.b),
+                                          request.confirm, request.reason)
+        return pb.ReviewMatchResponse(profile_ids=profile_ids)
+
+    @unary
+    def RefitLinkageModel(
+        self, request: pb.RefitLinkageModelRequest, context: grpc.ServicerContext
+    ) -> pb.LinkageModelInfo:
+        if request.sample_records < 0:
+            raise InvalidArgument("sample_records must not be negative")
+        return convert.linkage_model(self.linker.refit(request.sample_records or 5000), self.linker.linkage)

@@ -15,6 +15,9 @@ from typing import Any
 
 from server.errors import InvalidArgument
 from server.graph import Graph, Tx, epoch_millis
+from server.identity.linkage.attributes import person_attributes
+from server.identity.linkage.rules import LinkageRules
+from server.identity.linking import Subject, describe_rows
 from server.identity.model import Ack, AckStatus, Channel, EventInput, Identifier, Touchpoint
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import IdentityRules
@@ -69,13 +72,20 @@ def _channel(name: str) -> Channel:
 class Ingestor:
     """Writes batches of events; one batch is one transaction, stitching included."""
 
-    def __init__(self, graph: Graph, rules: IdentityRules, suppression_salt: str) -> None:
+    def __init__(self, graph: Graph, rules: IdentityRules, suppression_salt: str,
+                 linkage: LinkageRules | None = None) -> None:
         self.graph = graph
         self.rules = rules
         self.salt = suppression_salt
+        self.linkage = linkage
 
-    def ingest(self, events: Sequence[EventInput]) -> list[Ack]:
-        """Acks every event in the order given, after the valid ones are committed."""
+    def ingest(self, events: Sequence[EventInput], online_linkage: bool = True) -> list[Ack]:
+        """Acks every event in the order given, after the valid ones are committed.
+
+        With online_linkage, an event whose traits describe a person (names, address, date of
+        birth) makes its primary identifier Matchable and queues it for the linkage worker,
+        in the same transaction; imports link their records themselves."""
+        linkage = self.linkage if online_linkage else None
         received_at = datetime.now(UTC)
         acks: dict[int, Ack] = {}
         fresh: dict[str, tuple[int, Touchpoint]] = {}
@@ -92,7 +102,7 @@ class Ingestor:
             fresh[touchpoint.event_id] = (position, touchpoint)
         if fresh:
             batch = [t for _, t in fresh.values()]
-            outcome = self.graph.transaction("ingest", lambda tx: write_batch(tx, self.rules, self.salt, batch, received_at))
+            outcome = self.graph.transaction("ingest", lambda tx: write_batch(tx, self.rules, self.salt, batch, received_at, linkage))
             for event_id, (position, _) in fresh.items():
                 if event_id in outcome.suppressed:
                     acks[position] = Ack(event_id, AckStatus.REJECTED, reason=outcome.suppressed[event_id])
@@ -111,7 +121,8 @@ class BatchOutcome:
     suppressed: dict[str, str]
 
 
-def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touchpoint], now: datetime) -> BatchOutcome:
+def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touchpoint], now: datetime,
+                linkage: LinkageRules | None = None) -> BatchOutcome:
     """Records the touchpoints, stitches the new ones, and reads back every event's profile.
 
     Events that carry an identifier of a forgotten person are refused, and nothing of them
@@ -130,12 +141,30 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
         tx.run("ingest/record_carried", rows=[_carried_row(rules, t) for t in new])
     plan = stitch(tx, rules, new, now)
     split = split_shared(tx, rules, plan, now)
+    if linkage is not None:
+        queue_for_linkage(tx, linkage, new, plan, now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
     known = [t.event_id for t in touchpoints if split or t.event_id not in created]  # a split moves events
     if known:
         for record in tx.run("ingest/profiles_of_events", event_ids=known):
             profiles[record["event_id"]] = record["profile_id"]
     return BatchOutcome(created, profiles, suppressed)
+
+
+def queue_for_linkage(tx: Tx, linkage: LinkageRules, touchpoints: list[Touchpoint], plan: StitchPlan,
+                      now: datetime) -> None:
+    """Describes the primary identifiers of events that carry a person's attributes and queues
+    them for the linkage worker (the latest event of the batch wins for each identifier)."""
+    subjects: dict[Identifier, Subject] = {}
+    for touchpoint in sorted(touchpoints, key=lambda t: t.occurred_at):
+        primary = plan.primaries.get(touchpoint.event_id)
+        if primary is None or not touchpoint.traits:
+            continue
+        attributes = person_attributes(touchpoint.traits, linkage)
+        if attributes is not None:
+            subjects[primary] = Subject(primary, attributes)
+    if subjects:
+        tx.run("linkage/describe", rows=describe_rows(subjects.values(), linkage), pending=True, now=now)
 
 
 def split_shared(tx: Tx, rules: IdentityRules, plan: StitchPlan, now: datetime) -> bool:

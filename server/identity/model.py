@@ -125,6 +125,11 @@ class GraphLink:
     first_seen: datetime | None
     last_seen: datetime | None
     event_ids: tuple[str, ...]
+    # linked (seen together), probabilistic, confirmed (by a reviewer), possible, rejected
+    kind: str = "linked"
+    probability: float | None = None
+    model_version: str = ""
+    fields: tuple[tuple[str, str, float], ...] = ()  # (field, level, weight)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str]) -> N
     tx.run("profiles/update_summary", rows=rows)
 
 
+ACCEPTED_KINDS = frozenset({"linked", "probabilistic", "confirmed"})
+
+
 # -- reads and operator actions -------------------------------------------------------------
 
 class Profiles:
@@ -140,9 +143,11 @@ class Profiles:
             for i in record["identifiers"])
         links = tuple(
             GraphLink(Identifier(e["a_type"], e["a_value"]), Identifier(e["b_type"], e["b_value"]),
-                      e["kind"] == "linked", e["reason"] or ("seen together" if e["kind"] == "linked" else ""),
+                      e["kind"] in ACCEPTED_KINDS, e["reason"] or ("seen together" if e["kind"] == "linked" else ""),
                       int(e["times_seen"] or 0), to_datetime(e["first_seen"]), to_datetime(e["last_seen"]),
-                      tuple(e["event_ids"] or ()))
+                      tuple(e["event_ids"] or ()), kind=e["kind"], probability=e["probability"],
+                      model_version=e["model_version"] or "",
+                      fields=tuple((f["field"], f["level"], float(f["weight"])) for f in json.loads(e["fields"] or "[]")))
             for e in record["edges"])
         return IdentityGraphView(profile_id, identifiers, links)
 

@@ -87,6 +87,18 @@ class LinkDecision:
 
 
 @dataclass(frozen=True)
+class ProposedLink:
+    """A link between two known identifiers that no event carried together: a match of the
+    linkage model, or a reviewer's confirmation. It goes through the same merge protection."""
+
+    a: Identifier
+    b: Identifier
+    evidence_id: str  # names what proposed it, e.g. "model:v3" or "review"
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Merge:
     absorbed: str
     survivor: str
@@ -168,6 +180,14 @@ class Planner:
         self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
         return self.plan
 
+    def plan_links(self, proposals: Sequence[ProposedLink]) -> StitchPlan:
+        """Decides proposed links between identifiers that have profiles already."""
+        for proposal in proposals:
+            a, b = sorted((proposal.a, proposal.b), key=lambda i: (self.rules.rank(i.type), i.value))
+            self.plan.links.append(self._decide_pair(a, b, proposal.evidence_id, proposal.at, proposal.reason))
+        self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
+        return self.plan
+
     def _plan_event(self, touchpoint: Touchpoint) -> None:
         ordered = sorted(touchpoint.identifiers, key=lambda i: (self.rules.rank(i.type), i.value))
         for identifier in ordered:
@@ -214,8 +234,11 @@ class Planner:
                 self._flag(x, SHARED, f"{x} was seen with {count} different {y.type} values (more than {limit})")
 
     def _decide(self, a: Identifier, b: Identifier, touchpoint: Touchpoint) -> LinkDecision:
+        return self._decide_pair(a, b, touchpoint.event_id, touchpoint.occurred_at, "seen together")
+
+    def _decide_pair(self, a: Identifier, b: Identifier, evidence_id: str, at: datetime, why: str) -> LinkDecision:
         def decision(accepted: bool, reason: str) -> LinkDecision:
-            return LinkDecision(a, b, accepted, reason, touchpoint.event_id, touchpoint.occurred_at)
+            return LinkDecision(a, b, accepted, reason, evidence_id, at)
 
         for identifier in (a, b):
             flag = self.flag_of.get(identifier)
@@ -226,11 +249,11 @@ class Planner:
         pa, pb = self.current_profile(a), self.current_profile(b)
         assert pa is not None and pb is not None, "admitted identifiers have profiles"
         if pa == pb:
-            return decision(True, "seen together")
+            return decision(True, why)
         conflict = self._limit_conflict(self.profiles[pa], self.profiles[pb])
         if conflict:
             return decision(False, conflict)
-        link = decision(True, "seen together")
+        link = decision(True, why)
         self._merge(pa, pb, link)
         return link
 

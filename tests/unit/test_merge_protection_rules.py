@@ -127,3 +127,36 @@ def test_merges_chain_within_one_batch_and_sum_their_counts() -> None:
     assert live.profile_id in survivors and live.size == 3
     assert live.touchpoints == {"online": 4}
     assert len(set(plan.touchpoint_profiles.values())) == 1
+
+
+def test_a_proposed_probabilistic_link_merges_profiles_like_a_seen_together_one() -> None:
+    from server.identity.stitching import ProposedLink
+
+    world = World()
+    world.profile("crm", "record:crm/1", "crm_id:C1")
+    world.profile("pos", "record:pos/9", "loyalty_id:L9")
+    planner = Planner(RULES, world.identifiers, world.profiles)
+    plan = planner.plan_links([ProposedLink(*ids("record:crm/1", "record:pos/9"), "model:v1", "matched", T0)])
+    (link,) = plan.links
+    assert link.accepted and link.reason == "matched" and link.event_id == "model:v1"
+    assert [(m.absorbed, m.survivor) for m in plan.merges] == [("pos", "crm")], "equal sizes: the lower id survives"
+    assert set(plan.profiles) == {"crm"} and plan.profiles["crm"].size == 4
+
+
+def test_a_proposed_link_that_breaks_a_limit_or_an_operator_unlink_is_refused() -> None:
+    from server.identity.stitching import ProposedLink
+
+    world = World()
+    world.profile("a", "record:crm/1", "crm_id:C1")
+    world.profile("b", "record:crm/2", "crm_id:C2")
+    world.profile("c", "record:pos/3")
+    unlinked = [frozenset(ids("record:crm/1", "record:pos/3"))]
+    planner = Planner(RULES, world.identifiers, world.profiles, unlinked)
+    plan = planner.plan_links([
+        ProposedLink(*ids("record:crm/1", "record:crm/2"), "model:v1", "matched", T0),
+        ProposedLink(*ids("record:crm/1", "record:pos/3"), "model:v1", "matched", T0),
+    ])
+    assert [link.accepted for link in plan.links] == [False, False]
+    assert "2 crm_id values (limit 1)" in plan.links[0].reason
+    assert plan.links[1].reason == "unlinked by an operator"
+    assert plan.merges == []

@@ -1,0 +1,8 @@
+// Takes linked identifiers off the online linkage queue, unless ingest described one again
+// after the worker read it (its pending_since is then later than the one read).
+// $rows: [{type, value, pending_since (epoch ms, as read)}].
+UNWIND $rows AS row
+MATCH (m:LinkPending {type: row.type, value: row.value})
+WHERE m.pending_since <= datetime({epochMillis: row.pending_since})
+REMOVE m:LinkPending
+SET m.pending_since = null

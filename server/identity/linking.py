@@ -1,0 +1,371 @@
+"""Probabilistic linkage against the graph: candidates from Neo4j, scores from the model,
+decisions through merge protection.
+
+Identifiers with person attributes (a CRM record, a loyalty signup's card) are Matchable:
+they carry their cleaned attributes and one blocking key per pass. Linking a batch of such
+subjects fetches the Matchable identifiers that share a key with each (indexed, capped per
+key), compares every pair field by field, and scores it with the current model:
+- at or above the upper threshold the pair is proposed as a link, and the stitching planner
+  applies the same merge protection as to identifiers seen together (flags, per-profile
+  limits, operator unlinks); an accepted link merges profiles and keeps the model's evidence;
+- between the thresholds the pair is kept as a POSSIBLE_MATCH edge for review;
+- below, nothing is stored.
+Pairs already in one profile are skipped: linking them adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.graph import Graph, Tx
+from server.identity.linkage.attributes import PersonAttributes, blocking_keys
+from server.identity.linkage.compare import levels
+from server.identity.linkage.model import LinkageModel, fit
+from server.identity.linkage.rules import LinkageRules
+from server.identity.model import Identifier
+from server.identity.normalize import normalize_identifier
+from server.identity.profiles import Profiles
+from server.identity.rules import IdentityRules
+from server.identity.stitching import LinkDecision, Planner, ProposedLink, read_identifiers, read_profiles, write_plan
+
+log = logging.getLogger(__name__)
+
+BLOCK_SLOTS = 6  # block_0 .. block_5 on Matchable, each indexed (cypher/schema.cypher)
+EVIDENCE_KEPT = 10
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An identifier with person attributes, to be linked."""
+
+    identifier: Identifier
+    attributes: PersonAttributes
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    a: Identifier
+    b: Identifier
+    probability: float
+    fields: str  # JSON: [{field, level, weight}]
+
+
+@dataclass
+class LinkOutcome:
+    """What one linkage run decided, by subject."""
+
+    pairs_compared: int = 0
+    linked: set[Identifier] = field(default_factory=set)  # accepted probabilistic links touch these
+    possible: set[Identifier] = field(default_factory=set)
+    refused: set[Identifier] = field(default_factory=set)  # merge protection refused a match
+
+    def add(self, other: LinkOutcome) -> None:
+        self.pairs_compared += other.pairs_compared
+        self.linked |= other.linked
+        self.possible |= other.possible
+        self.refused |= other.refused
+
+
+def block_slots(attributes: PersonAttributes, rules: LinkageRules) -> list[str | None]:
+    """The subject's blocking keys by slot: slot n holds the key of the n-th configured pass."""
+    slots: list[str | None] = [None] * BLOCK_SLOTS
+    for key in blocking_keys(attributes, rules):
+        slots[rules.blocking.index(key.split(":", 1)[0])] = key
+    return slots
+
+
+def describe_rows(subjects: Iterable[Subject], rules: LinkageRules) -> list[dict[str, object]]:
+    return [{"type": s.identifier.type, "value": s.identifier.value,
+             "person": json.dumps(s.attributes.as_dict(), sort_keys=True),
+             "blocks": block_slots(s.attributes, rules)}
+            for s in sorted(subjects, key=lambda s: s.identifier)]
+
+
+class Linker:
+    """Links Matchable identifiers with the current model; stateless apart from a model cache."""
+
+    def __init__(self, graph: Graph, rules: IdentityRules, linkage: LinkageRules) -> None:
+        self.graph = graph
+        self.rules = rules
+        self.linkage = linkage
+        if len(linkage.blocking) > BLOCK_SLOTS:
+            raise ValueError(f"at most {BLOCK_SLOTS} blocking passes are supported")
+        self._model: LinkageModel | None = None
+        self._model_checked = 0.0
+        self._lock = threading.Lock()
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def model(self, max_age: float = 5.0) -> LinkageModel | None:
+        """The current model, re-read at most every max_age seconds (another server may refit)."""
+        with self._lock:
+            if self._model is None or time.monotonic() - self._model_checked > max_age:
+                records = self.graph.read("linkage/current_model")
+                if not records:
+                    self._model = None
+                elif self._model is None or self._model.version != records[0]["version"]:
+                    self._model = self._usable(LinkageModel.from_json(records[0]["params"]))
+                self._model_checked = time.monotonic()
+            return self._model
+
+    def _usable(self, model: LinkageModel) -> LinkageModel | None:
+        """A stored model fitted under other fields or levels than configured now cannot score
+        today's comparisons; it is ignored, and the next import or RefitLinkageModel fits anew."""
+        if model.compatible_with(self.linkage):
+            return model
+        log.warning("linkage model %s does not fit config/linkage.yaml any more; a new one will be fitted",
+                    model.version)
+        return None
+
+    def refit(self, sample_records: int = 5000) -> LinkageModel:
+        """Fits a model by EM on the candidate pairs of a random sample of Matchable identifiers."""
+        (count,) = self.graph.read("linkage/count_matchable")
+        total = int(count["matchable"])
+        if total < 2:
+            raise FailedPrecondition("no records with person attributes to fit the linkage model on yet")
+        share = min(1.0, 1.5 * sample_records / total)
+        sample = self.graph.read("linkage/sample", share=share, limit=sample_records)
+        keys = [{"type": r["type"], "value": r["value"], "blocks": r["blocks"]} for r in sample]
+        left: list[PersonAttributes] = []
+        right: list[PersonAttributes] = []
+        for chunk in _chunks(keys, 500):
+            for _, _, person, pairs in self._candidates(chunk):
+                for other, other_person in pairs:
+                    left.append(person)
+                    right.append(other_person)
+        if not left:
+            raise FailedPrecondition("the sampled records have no candidate pairs: nothing to fit on")
+        model = fit(levels(left, right, self.linkage), self.linkage,
+                    version=datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f"))
+        self.graph.transaction("save linkage model", lambda tx: tx.run(
+            "linkage/save_model", version=model.version, params=model.to_json(), fitted_at=datetime.now(UTC),
+            pairs=model.pairs))
+        with self._lock:
+            self._model, self._model_checked = model, time.monotonic()
+        log.info("linkage model %s fitted on %d pairs of %d records", model.version, model.pairs, len(keys))
+        return model
+
+    def require_model(self, sample_records: int = 5000) -> LinkageModel:
+        return self.model() or self.refit(sample_records)
+
+    # -- linking -------------------------------------------------------------------------------
+
+    def link(self, subjects: Sequence[Identifier], model: LinkageModel) -> LinkOutcome:
+        """Scores the subjects' candidate pairs and writes the decisions; subjects must be
+        Matchable already (described)."""
+        keys = [{"type": i.type, "value": i.value} for i in subjects]
+        records = self.graph.read("linkage/subjects", keys=keys)
+        chunk = [{"type": r["type"], "value": r["value"], "blocks": r["blocks"]} for r in records]
+        scored, compared = self._score(chunk, model)
+        outcome = LinkOutcome(pairs_compared=compared)
+        accepted = [p for p in scored if p.probability >= model.upper]
+        possible = [p for p in scored if model.lower <= p.probability < model.upper]
+        if accepted or possible:
+            decisions = self.graph.transaction("link", lambda tx: self._write(tx, model, accepted, possible))
+            for decision in decisions:
+                (outcome.linked if decision.accepted else outcome.refused).update((decision.a, decision.b))
+        for pair in possible:
+            outcome.possible.update((pair.a, pair.b))
+        return outcome
+
+    def _candidates(self, chunk: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+        """Per subject: identifier, profile id, attributes, and [(candidate, attributes)] worth
+        comparing (other profiles, not refused by a reviewer)."""
+        for record in self.graph.read("linkage/candidates", subjects=chunk, cap=self.linkage.max_block_size):
+            me = Identifier(record["type"], record["value"])
+            person = PersonAttributes.from_dict(json.loads(record["person"]))
+            pairs = [(Identifier(c["type"], c["value"]), PersonAttributes.from_dict(json.loads(c["person"])))
+                     for c in record["candidates"]
+                     if not c["refused"] and (c["profile_id"] is None or c["profile_id"] != record["profile_id"])]
+            yield me, record["profile_id"], person, pairs
+
+    def _score(self, chunk: list[dict[str, object]], model: LinkageModel) -> tuple[list[ScoredPair], int]:
+        seen: set[frozenset[Identifier]] = set()
+        pairs: list[tuple[Identifier, Identifier]] = []
+        left: list[PersonAttributes] = []
+        right: list[PersonAttributes] = []
+        for me, _, person, candidates in self._candidates(chunk):
+            for other, other_person in candidates:
+                key = frozenset((me, other))
+                if key in seen:
+                    continue
+                seen.add(key)
+                pairs.append((me, other))
+                left.append(person)
+                right.append(other_person)
+        if not pairs:
+            return [], 0
+        matrix = levels(left, right, self.linkage)
+        probabilities = model.probabilities(matrix)
+        scored = []
+        for (a, b), row, probability in zip(pairs, matrix, probabilities, strict=True):
+            if probability >= model.lower:
+                fields = [{"field": e.field, "level": e.level, "weight": round(e.weight, 3)} for e in model.explain(row)]
+                scored.append(ScoredPair(a, b, float(probability), json.dumps(fields)))
+        return scored, len(pairs)
+
+    def _write(self, tx: Tx, model: LinkageModel, accepted: list[ScoredPair],
+               possible: list[ScoredPair]) -> list[LinkDecision]:
+        now = datetime.now(UTC)
+        involved = sorted({i for p in accepted for i in (p.a, p.b)})
+        decisions: list[LinkDecision] = []
+        if involved:
+            tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in involved], now=now)
+            identifiers, unlinked = read_identifiers(tx, self.rules, set(involved))
+            profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
+            profiles = read_profiles(tx, self.rules, profile_ids, now)
+            evidence = f"model:{model.version}"
+            proposals = [ProposedLink(p.a, p.b, evidence, _reason(model, p.probability), now) for p in accepted]
+            plan = Planner(self.rules, identifiers, profiles, unlinked).plan_links(proposals)
+            decisions, plan.links = plan.links, []
+            write_plan(tx, plan, now)
+            by_pair = {frozenset((p.a, p.b)): p for p in accepted}
+            matches = [_match_row(d, by_pair[frozenset((d.a, d.b))], model) for d in decisions if d.accepted]
+            refusals = [{**_pair(d.a, d.b), "event_id": d.event_id, "occurred_at": int(now.timestamp() * 1000),
+                         "reason": f"{_reason(model, by_pair[frozenset((d.a, d.b))].probability)}, but {d.reason}"}
+                        for d in decisions if not d.accepted]
+            if matches:
+                tx.run("linkage/record_matches", rows=matches, now=now)
+            if refusals:
+                tx.run("stitching/record_rejections", rows=refusals, evidence_kept=EVIDENCE_KEPT)
+        if possible:
+            tx.run("linkage/record_possible", now=now, rows=[
+                {**_pair(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields}
+                for p in possible])
+        return decisions
+
+
+def _reason(model: LinkageModel, probability: float) -> str:
+    return f"matched by linkage model {model.version} (p={probability:.4f})"
+
+
+def _pair(a: Identifier, b: Identifier) -> dict[str, str]:
+    a, b = sorted((a, b))
+    return {"a_type": a.type, "a_value": a.value, "b_type": b.type, "b_value": b.value}
+
+
+def _match_row(decision: LinkDecision, pair: ScoredPair, model: LinkageModel) -> dict[str, object]:
+    return {**_pair(decision.a, decision.b), "probability": pair.probability, "model_version": model.version,
+            "fields": pair.fields, "reason": decision.reason}
+
+
+def _chunks(items: list[dict[str, object]], size: int) -> Iterable[list[dict[str, object]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+
+@dataclass(frozen=True)
+class LinkageLag:
+    pending: int
+    oldest_wait_s: float
+
+
+class LinkageWorker:
+    """Links the identifiers ingest queued (LinkPending), oldest first, in the background.
+
+    The queue lives in Neo4j, so the server stays stateless: a restarted server picks up what
+    was left, and several servers may each run a worker (they may link the same identifier
+    twice; every write is a MERGE, so that costs time, not correctness).
+    """
+
+    def __init__(self, linker: Linker, batch_size: int = 200, idle_wait: float = 0.05) -> None:
+        self.linker = linker
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="linkage-worker")
+        self._warned = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def lag(self) -> LinkageLag:
+        (record,) = self.linker.graph.read("linkage/lag")
+        oldest = record["oldest"]
+        wait = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
+        return LinkageLag(int(record["pending"]), wait)
+
+    def run_once(self) -> int:
+        """Links one batch of the queue; returns how many identifiers it took off."""
+        model = self.linker.model()
+        if model is None:
+            if not self._warned:
+                log.warning("online linkage waits for a model: import records or call RefitLinkageModel")
+                self._warned = True
+            return 0
+        pending = self.linker.graph.read("linkage/pending", limit=self.batch_size)
+        if not pending:
+            return 0
+        self.linker.link([Identifier(r["type"], r["value"]) for r in pending], model)
+        rows = [{"type": r["type"], "value": r["value"], "pending_since": r["pending_since"]} for r in pending]
+        self.linker.graph.transaction("linkage done", lambda tx: tx.run("linkage/done", rows=rows))
+        return len(pending)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_once() == 0:
+                    self._stop.wait(self.idle_wait)
+            except Exception:  # a failed batch stays queued; the next round retries it
+                log.exception("online linkage failed; retrying")
+                self._stop.wait(1.0)
+
+
+class Reviews:
+    """A reviewer's decisions on possible matches; they then act like deterministic ones."""
+
+    def __init__(self, linker: Linker, profiles: Profiles) -> None:
+        self.linker = linker
+        self.profiles = profiles
+
+    def decide(self, a: Identifier, b: Identifier, confirm: bool, reason: str) -> list[str]:
+        """Confirms (links, through merge protection) or rejects (never links) the pair;
+        returns the profile ids of the two identifiers after the decision."""
+        rules = self.linker.rules
+        a = normalize_identifier(rules, a.type, a.value)
+        b = normalize_identifier(rules, b.type, b.value)
+        if a == b:
+            raise InvalidArgument("a and b are the same identifier")
+        reason = reason.strip() or ("confirmed by a reviewer" if confirm else "rejected by a reviewer")
+        if not confirm and self._linked(a, b):
+            self.profiles.unlink(a, b, reason)  # a link that is wrong: remove it and split
+        else:
+            self.linker.graph.transaction("review", lambda tx: self._decide(tx, a, b, confirm, reason))
+        return sorted({self.profiles.resolve(a), self.profiles.resolve(b)})
+
+    def _linked(self, a: Identifier, b: Identifier) -> bool:
+        return bool(self.linker.graph.read("linkage/linked", **_pair(a, b)))
+
+    def _decide(self, tx: Tx, a: Identifier, b: Identifier, confirm: bool, reason: str) -> None:
+        now = datetime.now(UTC)
+        pair = sorted((a, b))
+        tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in pair], now=now)
+        identifiers, unlinked = read_identifiers(tx, self.linker.rules, set(pair))
+        for identifier in pair:
+            if identifiers.get(identifier) is None or identifiers[identifier].profile_id is None:
+                raise NotFound(f"no profile holds {identifier}")
+        if not confirm:
+            tx.run("linkage/review_reject", **_pair(a, b), reason=f"rejected by a reviewer: {reason}", now=now)
+            return
+        profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
+        profiles = read_profiles(tx, self.linker.rules, profile_ids, now)
+        plan = Planner(self.linker.rules, identifiers, profiles, unlinked).plan_links(
+            [ProposedLink(a, b, "review", f"confirmed by a reviewer: {reason}", now)])
+        (decision,) = plan.links
+        if not decision.accepted:
+            raise FailedPrecondition(f"merge protection refuses to link {a} and {b}: {decision.reason}")
+        plan.links = []
+        write_plan(tx, plan, now)
+        tx.run("linkage/review_confirm", **_pair(a, b), reason=decision.reason, now=now)

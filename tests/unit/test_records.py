@@ -1,0 +1,50 @@
+"""Offline records as touchpoints, and their blocking-key slots: no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.errors import InvalidArgument
+from server.identity.linkage.attributes import PersonAttributes, blocking_keys
+from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linking import BLOCK_SLOTS, block_slots
+from server.identity.records import SourceRecord, kept_traits, record_event, record_identifier
+
+RULES = load_linkage_rules()
+
+
+def test_a_record_becomes_an_offline_touchpoint_carrying_its_own_identifier() -> None:
+    record = SourceRecord("r1", " crm ", (("email", "ann@example.com"),), {"given_name": "Ann"})
+    event = record_event(record)
+    assert record_identifier(record).value == "crm/r1"
+    assert event.identifiers == (("record", "crm/r1"), ("email", "ann@example.com"))
+    assert (event.channel, event.type, event.source) == ("offline", "record", "crm")
+
+
+def test_the_same_record_is_the_same_event_and_a_changed_one_a_new_event() -> None:
+    record = SourceRecord("r1", "crm", traits={"given_name": "Ann"})
+    assert record_event(record).event_id == record_event(SourceRecord("r1", "crm", traits={"given_name": "Ann"})).event_id
+    assert record_event(record).event_id != record_event(SourceRecord("r1", "crm", traits={"given_name": "Anne"})).event_id
+
+
+@pytest.mark.parametrize("record, problem", [(SourceRecord(" ", "crm"), "record_id is empty"),
+                                             (SourceRecord("r1", ""), "source is empty")])
+def test_a_record_without_id_or_source_is_refused(record: SourceRecord, problem: str) -> None:
+    with pytest.raises(InvalidArgument, match=problem):
+        record_event(record)
+
+
+def test_an_impossible_date_of_birth_is_kept_aside_instead_of_refusing_the_record() -> None:
+    assert kept_traits({"date_of_birth": "19151311", "surname": "neumann"}) == {
+        "date_of_birth_unparsed": "19151311", "surname": "neumann"}
+    assert kept_traits({"date_of_birth": "1915-11-11"}) == {"date_of_birth": "1915-11-11"}
+
+
+def test_each_blocking_pass_has_its_own_slot() -> None:
+    attributes = PersonAttributes(given_name="william", surname="smith", postcode="2000", date_of_birth="19800102",
+                                  national_id="1234567")
+    slots = block_slots(attributes, RULES)
+    assert len(slots) == BLOCK_SLOTS
+    for key in blocking_keys(attributes, RULES):
+        assert slots[RULES.blocking.index(key.split(":", 1)[0])] == key
+    assert sum(slot is not None for slot in slots) == len(blocking_keys(attributes, RULES))
