@@ -2,7 +2,7 @@
 // after the worker read it (its pending_since is then later than the one read).
 // $rows: [{type, value, pending_since (epoch ms, as read)}].
 UNWIND $rows AS row
-MATCH (m:LinkPending {type: row.type, value: row.value})
-WHERE m.pending_since <= datetime({epochMillis: row.pending_since})
+MATCH (m:Identifier {type: row.type, value: row.value})
+WHERE m:LinkPending AND m.pending_since <= datetime({epochMillis: row.pending_since})
 REMOVE m:LinkPending
 SET m.pending_since = null
