@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.errors import ConfigurationError, FailedPrecondition, InvalidArgument, NotFound
 from server.graph import Graph, Tx
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.compare import levels
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BLOCK_SLOTS = 6  # block_0 .. block_5 on Matchable, each indexed (cypher/schema.cypher)
 EVIDENCE_KEPT = 10
+MIN_FIT_PAIRS = 200  # EM on fewer candidate pairs gives parameters that mean little
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class Linker:
         self.rules = rules
         self.linkage = linkage
         if len(linkage.blocking) > BLOCK_SLOTS:
-            raise ValueError(f"at most {BLOCK_SLOTS} blocking passes are supported")
+            raise ConfigurationError(f"linkage blocking: at most {BLOCK_SLOTS} passes (one indexed slot each), "
+                                     f"{len(linkage.blocking)} configured")
         self._model: LinkageModel | None = None
         self._model_checked = 0.0
         self._lock = threading.Lock()
@@ -140,8 +142,9 @@ class Linker:
                 for other, other_person in pairs:
                     left.append(person)
                     right.append(other_person)
-        if not left:
-            raise FailedPrecondition("the sampled records have no candidate pairs: nothing to fit on")
+        if len(left) < MIN_FIT_PAIRS:
+            raise FailedPrecondition(f"the records in the graph give {len(left)} candidate pairs; fitting the linkage "
+                                     f"model needs at least {MIN_FIT_PAIRS}")
         model = fit(levels(left, right, self.linkage), self.linkage,
                     version=datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f"))
         self.graph.transaction("save linkage model", lambda tx: tx.run(

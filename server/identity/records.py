@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 
-from server.errors import InvalidArgument
+from server.errors import FailedPrecondition, InvalidArgument
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.attributes import person_attributes
+from server.identity.linkage.model import LinkageModel
 from server.identity.linking import LinkOutcome, Linker, Subject, describe_rows
 from server.identity.model import AckStatus, EventInput, Identifier
 from server.identity.normalize import normalize_date
+
+log = logging.getLogger(__name__)
 
 RECORD_TYPE = "record"
 RECORD_EVENT_TYPE = "record"
@@ -123,10 +127,13 @@ class RecordImporter:
             self._write(batch, summary, written, matchable)
             yield ImportProgress("writing", summary.records, summary.records)
         outcome = LinkOutcome()
+        model = None
         if matchable:
-            if self.linker.model(max_age=0) is None:  # another server may have refitted meanwhile
+            model = self.linker.model(max_age=0)  # another server may have refitted meanwhile
+            if model is None:
                 yield ImportProgress("fitting", summary.records, summary.records)
-            model = self.linker.require_model()
+                model = self._fit()
+        if model is not None:
             summary.model_version = model.version
             for start in range(0, len(matchable), self.batch_size):
                 outcome.add(self.linker.link(matchable[start:start + self.batch_size], model))
@@ -134,6 +141,15 @@ class RecordImporter:
         summary.pairs_compared = outcome.pairs_compared
         self._classify(written, outcome, summary)
         yield summary
+
+    def _fit(self) -> LinkageModel | None:
+        """A first model, fitted on the graph's records; None while they are too few to fit
+        one: the records stay Matchable, and later imports link against them."""
+        try:
+            return self.linker.refit()
+        except FailedPrecondition as exc:
+            log.warning("no probabilistic linkage in this import: %s", exc)
+            return None
 
     def _write(self, batch: list[SourceRecord], summary: ImportSummary, written: list[Identifier],
                matchable: list[Identifier]) -> None:

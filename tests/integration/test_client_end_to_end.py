@@ -82,3 +82,29 @@ def test_python_client_round_trip(address: str, uid: str) -> None:
         graph = identity.identity_graph(f"device_id:d-{uid}")
         assert graph.profile_id == profile.profile_id
         assert identity.lookup_one(f"cookie:nobody-{uid}") is None
+
+
+def test_cli_imports_records_and_reviews_a_pair(address: str, tmp_path: Path, uid: str) -> None:
+    person = {"given_name": "Annabel", "surname": f"Quistorp{uid[:4]}", "date_of_birth": "1971-03-09",
+              "postcode": "2611", "suburb": "weston", "address_1": "tuggeranong parkway", "street_number": "17"}
+    typo = {**person, "given_name": "Anabel", "address_1": "tuggeranong pkwy"}
+    lines = [{"record_id": "c1", "source": f"crm-{uid}", "traits": person,
+              "identifiers": [{"type": "crm_id", "value": f"C-{uid}"}]},
+             {"record_id": "p1", "traits": typo}]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    imported = identity_cli(address, "import", str(path), "--source", f"pos-{uid}")
+    assert imported.returncode == 0, imported.stderr
+    assert "records 2," in imported.stdout and "rejected 0" in imported.stdout
+    crm, pos = f"record:crm-{uid}/c1", f"record:pos-{uid}/p1"
+    confirmed = identity_cli(address, "review", crm, pos, "--confirm", "--reason", "same customer")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert len(json.loads(confirmed.stdout)["profile_ids"]) == 1
+    with IdentityClient(address) as client:
+        profile = client.lookup_one(parse_identifier(f"crm_id:C-{uid}"))
+    assert profile is not None and pos.split(":", 1)[1] in {i.identifier.value for i in profile.identifiers}
+    rejected = identity_cli(address, "review", crm, pos, "--reject", "--reason", "different people after all")
+    assert rejected.returncode == 0, rejected.stderr
+    assert len(set(json.loads(rejected.stdout)["profile_ids"])) == 2
+    missing = identity_cli(address, "review", crm, f"record:pos-{uid}/nobody", "--confirm")
+    assert missing.returncode != 0 and "no profile holds" in missing.stderr
