@@ -163,6 +163,10 @@ class IdentityClient:
         return self._identity.RefitLinkageModel(pb.RefitLinkageModelRequest(sample_records=sample_records),
                                                 timeout=max(self.timeout, 600))
 
+    def linkage_status(self) -> pb.LinkageStatus:
+        """The current linkage model and the online linkage queue's length and oldest wait."""
+        return self._identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=self.timeout)
+
     def health(self, service: str = "") -> str:
         """The standard health check's status name ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
         answer = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--sample", type=int, default=0, help="records whose candidate pairs feed the fit")
     refit.set_defaults(run=run_refit)
 
+    status = commands.add_parser("linkage-status", help="print the linkage model and the online linkage lag")
+    status.set_defaults(run=run_linkage_status)
+
     health = commands.add_parser("health", help="print the server's health status; exit 1 unless SERVING")
     health.add_argument("--service", default="", help="one service's status (default: the whole server)")
     health.set_defaults(run=run_health)
@@ -172,7 +175,8 @@ def report_import(summary: pb.ImportSummary) -> int:
         print(f"rejected {rejection.record_id}: {rejection.reason}", file=sys.stderr)
     print(f"records {summary.records}, new profiles {summary.new_profiles}, "
           f"linked deterministic {summary.linked_deterministic}, linked probabilistic {summary.linked_probabilistic}, "
-          f"possible matches {summary.possible_matches}, rejected {summary.rejected}")
+          f"possible matches {summary.possible_matches}, rejected {summary.rejected}, "
+          f"pairs compared {summary.pairs_compared}")
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 
 
@@ -235,6 +239,12 @@ def run_review(args: argparse.Namespace) -> int:
 def run_refit(args: argparse.Namespace) -> int:
     with connect(args) as identity:
         print_json(identity.refit(args.sample))
+    return EXIT_OK
+
+
+def run_linkage_status(args: argparse.Namespace) -> int:
+    with connect(args) as identity:
+        print_json(identity.linkage_status())
     return EXIT_OK
 
 

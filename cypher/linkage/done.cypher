@@ -3,6 +3,6 @@
 // $rows: [{type, value, pending_since (epoch ms, as read)}].
 UNWIND $rows AS row
 MATCH (m:Identifier {type: row.type, value: row.value})
-WHERE m:LinkPending AND m.pending_since <= datetime({epochMillis: row.pending_since})
+WHERE m:LinkPending AND m.pending_since.epochMillis <= row.pending_since
 REMOVE m:LinkPending
 SET m.pending_since = null

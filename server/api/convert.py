@@ -205,7 +205,7 @@ def import_progress(step: ImportProgress | ImportSummary) -> pb.ImportProgress:
     return pb.ImportProgress(summary=pb.ImportSummary(
         records=step.records, new_profiles=step.new_profiles, linked_deterministic=step.linked_deterministic,
         linked_probabilistic=step.linked_probabilistic, possible_matches=step.possible_matches,
-        rejected=step.rejected,
+        rejected=step.rejected, pairs_compared=step.pairs_compared, model_version=step.model_version,
         rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections]))
 
 

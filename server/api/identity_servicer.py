@@ -108,3 +108,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if request.sample_records < 0:
             raise InvalidArgument("sample_records must not be negative")
         return convert.linkage_model(self.linker.refit(request.sample_records or 5000), self.linker.linkage)
+
+    @unary
+    def GetLinkageStatus(self, request: pb.GetLinkageStatusRequest, context: grpc.ServicerContext) -> pb.LinkageStatus:
+        lag = self.linker.lag()
+        model = self.linker.model(max_age=0)
+        status = pb.LinkageStatus(pending=lag.pending, oldest_wait_seconds=lag.oldest_wait_s)
+        if model is not None:
+            status.model.CopyFrom(convert.linkage_model(model, self.linker.linkage))
+        return status

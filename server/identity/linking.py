@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BLOCK_SLOTS = 6  # block_0 .. block_5 on Matchable, each indexed (cypher/schema.cypher)
 EVIDENCE_KEPT = 10
+LAG_REPORT_EVERY = 30.0  # seconds between lag reports of a busy worker
+LAG_WARNING_S = 10.0  # a wait longer than this is logged as a warning
 MIN_FIT_PAIRS = 200  # EM on fewer candidate pairs gives parameters that mean little
 
 
@@ -72,6 +74,12 @@ class LinkOutcome:
         self.linked |= other.linked
         self.possible |= other.possible
         self.refused |= other.refused
+
+
+@dataclass(frozen=True)
+class LinkageLag:
+    pending: int
+    oldest_wait_s: float
 
 
 def block_slots(attributes: PersonAttributes, rules: LinkageRules) -> list[str | None]:
@@ -155,8 +163,12 @@ class Linker:
         log.info("linkage model %s fitted on %d pairs of %d records", model.version, model.pairs, len(keys))
         return model
 
-    def require_model(self, sample_records: int = 5000) -> LinkageModel:
-        return self.model() or self.refit(sample_records)
+    def lag(self) -> LinkageLag:
+        """How far online linkage is behind: identifiers queued, and the oldest one's wait."""
+        (record,) = self.graph.read("linkage/lag")
+        oldest = record["oldest"]
+        wait = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
+        return LinkageLag(int(record["pending"]), wait)
 
     # -- linking -------------------------------------------------------------------------------
 
@@ -265,12 +277,6 @@ def _chunks(items: list[dict[str, object]], size: int) -> Iterable[list[dict[str
 
 
 
-@dataclass(frozen=True)
-class LinkageLag:
-    pending: int
-    oldest_wait_s: float
-
-
 class LinkageWorker:
     """Links the identifiers ingest queued (LinkPending), oldest first, in the background.
 
@@ -294,11 +300,11 @@ class LinkageWorker:
         self._stop.set()
         self._thread.join(timeout=30)
 
-    def lag(self) -> LinkageLag:
-        (record,) = self.linker.graph.read("linkage/lag")
-        oldest = record["oldest"]
-        wait = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
-        return LinkageLag(int(record["pending"]), wait)
+    def _report(self) -> None:
+        """While the worker is busy, says how far behind it is (also in GetLinkageStatus)."""
+        lag = self.linker.lag()
+        level = logging.WARNING if lag.oldest_wait_s > LAG_WARNING_S else logging.INFO
+        log.log(level, "online linkage: %d identifiers waiting, the oldest for %.1f s", lag.pending, lag.oldest_wait_s)
 
     def run_once(self) -> int:
         """Links one batch of the queue; returns how many identifiers it took off."""
@@ -317,10 +323,14 @@ class LinkageWorker:
         return len(pending)
 
     def _run(self) -> None:
+        reported = time.monotonic()
         while not self._stop.is_set():
             try:
                 if self.run_once() == 0:
                     self._stop.wait(self.idle_wait)
+                elif time.monotonic() - reported > LAG_REPORT_EVERY:
+                    reported = time.monotonic()
+                    self._report()
             except Exception:  # a failed batch stays queued; the next round retries it
                 log.exception("online linkage failed; retrying")
                 self._stop.wait(1.0)

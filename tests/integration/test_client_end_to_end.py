@@ -85,8 +85,10 @@ def test_python_client_round_trip(address: str, uid: str) -> None:
 
 
 def test_cli_imports_records_and_reviews_a_pair(address: str, tmp_path: Path, uid: str) -> None:
-    person = {"given_name": "Annabel", "surname": f"Quistorp{uid[:4]}", "date_of_birth": "1971-03-09",
-              "postcode": "2611", "suburb": "weston", "address_1": "tuggeranong parkway", "street_number": "17"}
+    n = int(uid[:6], 16)  # values of this run's own: earlier runs' records must not match these
+    person = {"given_name": "Annabel", "surname": f"Quistorp{uid[:4]}", "date_of_birth": f"19{40 + n % 50}-"
+              f"{1 + n % 12:02d}-{1 + n % 28:02d}", "postcode": f"{1000 + n % 8999}", "suburb": f"weston {uid[:3]}",
+              "address_1": "tuggeranong parkway", "street_number": str(n % 300)}
     typo = {**person, "given_name": "Anabel", "address_1": "tuggeranong pkwy"}
     lines = [{"record_id": "c1", "source": f"crm-{uid}", "traits": person,
               "identifiers": [{"type": "crm_id", "value": f"C-{uid}"}]},

@@ -89,6 +89,7 @@ def test_an_import_links_the_duplicates_of_two_sources_into_one_profile_each(ide
     fused = [people for people in owners.values() if len(people) > 1]
     assert len(fused) <= SLICE * 0.01, f"{len(fused)} profiles hold records of different people"
     assert summary.linked_probabilistic >= 2 * together * 0.95
+    assert summary.model_version and 0 < summary.pairs_compared < 2 * SLICE * 10, "blocking keeps pairs bounded"
 
 
 def test_a_probabilistic_link_carries_the_models_evidence(identity, febrl) -> None:  # type: ignore[no-untyped-def]
@@ -240,3 +241,14 @@ def test_a_live_signup_with_a_persons_details_is_linked_online(identity, febrl, 
         time.sleep(0.1)
     assert f"loyalty_id:linktest-L-{uid}" in {f"{h.identifier.type}:{h.identifier.value}"
                                      for h in profile_of(identity, record).identifiers}
+
+
+def test_linkage_status_names_the_model_and_the_online_queue(identity, driver: Driver, febrl) -> None:  # type: ignore[no-untyped-def]
+    status = identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=10)
+    assert status.model.version == current_model(driver).version
+    assert {f.field for f in status.model.fields} >= {"given_name", "surname", "date_of_birth"}
+    assert status.pending >= 0 and status.oldest_wait_seconds >= 0
+    deadline = time.monotonic() + 30
+    while identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=10).pending:
+        assert time.monotonic() < deadline, "the online worker drains its queue"
+        time.sleep(0.2)
