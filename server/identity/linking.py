@@ -145,11 +145,16 @@ class Linker:
         keys = [{"type": r["type"], "value": r["value"], "blocks": r["blocks"]} for r in sample]
         left: list[PersonAttributes] = []
         right: list[PersonAttributes] = []
+        seen: set[frozenset[Identifier]] = set()
         for chunk in _chunks(keys, 500):
-            for _, _, person, pairs in self._candidates(chunk):
+            # pairs linked already count too: without them a refit after the first import
+            # would see hardly any matches, and EM would lose the match class
+            for me, _, person, pairs in self._candidates(chunk, unlinked_only=False):
                 for other, other_person in pairs:
-                    left.append(person)
-                    right.append(other_person)
+                    if frozenset((me, other)) not in seen:
+                        seen.add(frozenset((me, other)))
+                        left.append(person)
+                        right.append(other_person)
         if len(left) < MIN_FIT_PAIRS:
             raise FailedPrecondition(f"the records in the graph give {len(left)} candidate pairs; fitting the linkage "
                                      f"model needs at least {MIN_FIT_PAIRS}")
@@ -190,15 +195,16 @@ class Linker:
             outcome.possible.update((pair.a, pair.b))
         return outcome
 
-    def _candidates(self, chunk: list[dict[str, object]]):  # type: ignore[no-untyped-def]
-        """Per subject: identifier, profile id, attributes, and [(candidate, attributes)] worth
-        comparing (other profiles, not refused by a reviewer)."""
+    def _candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True):  # type: ignore[no-untyped-def]
+        """Per subject: identifier, profile id, attributes, and [(candidate, attributes)]; with
+        unlinked_only, only those worth deciding on (other profiles, not refused by a reviewer)."""
         for record in self.graph.read("linkage/candidates", subjects=chunk, cap=self.linkage.max_block_size):
             me = Identifier(record["type"], record["value"])
             person = PersonAttributes.from_dict(json.loads(record["person"]))
             pairs = [(Identifier(c["type"], c["value"]), PersonAttributes.from_dict(json.loads(c["person"])))
                      for c in record["candidates"]
-                     if not c["refused"] and (c["profile_id"] is None or c["profile_id"] != record["profile_id"])]
+                     if not unlinked_only or (not c["refused"] and (c["profile_id"] is None
+                                                                    or c["profile_id"] != record["profile_id"]))]
             yield me, record["profile_id"], person, pairs
 
     def _score(self, chunk: list[dict[str, object]], model: LinkageModel) -> tuple[list[ScoredPair], int]:

@@ -224,6 +224,17 @@ def test_refit_stores_a_new_current_model_version(identity, driver: Driver, febr
     assert exact.weight > 0 and exact.m > exact.u
     (current,) = driver.execute_query("MATCH (m:LinkageModel {current: true}) RETURN m.version AS v").records
     assert current["v"] == info.version
+    # fitted after the import linked its pairs, it still tells matches from non-matches
+    model, rules = current_model(driver), load_linkage_rules()
+
+    def attributes(row: pd.Series) -> object:
+        return person_attributes({k: str(v) for k, v in row.items() if isinstance(v, str) and v.strip()}, rules)
+
+    left = [attributes(febrl["left"].iloc[n]) for n in range(20)]
+    right = [attributes(febrl["right"].iloc[n]) for n in range(20)]
+    matches = model.probabilities(levels(left, right, rules))
+    strangers = model.probabilities(levels(left, right[1:] + right[:1], rules))
+    assert (matches >= model.upper).mean() >= 0.9 and (strangers < model.lower).all()
 
 
 def test_a_live_signup_with_a_persons_details_is_linked_online(identity, febrl, uid: str) -> None:  # type: ignore[no-untyped-def]
