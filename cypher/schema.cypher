@@ -20,14 +20,15 @@ CREATE INDEX profile_active IF NOT EXISTS
 FOR (p:Profile) ON (p.active);
 
 // Probabilistic linkage: identifiers with person attributes (Matchable) carry up to six
-// blocking keys, one per configured blocking pass, each indexed; candidates are fetched by
-// equality on them.
-CREATE INDEX matchable_block_0 IF NOT EXISTS FOR (m:Matchable) ON (m.block_0);
-CREATE INDEX matchable_block_1 IF NOT EXISTS FOR (m:Matchable) ON (m.block_1);
-CREATE INDEX matchable_block_2 IF NOT EXISTS FOR (m:Matchable) ON (m.block_2);
-CREATE INDEX matchable_block_3 IF NOT EXISTS FOR (m:Matchable) ON (m.block_3);
-CREATE INDEX matchable_block_4 IF NOT EXISTS FOR (m:Matchable) ON (m.block_4);
-CREATE INDEX matchable_block_5 IF NOT EXISTS FOR (m:Matchable) ON (m.block_5);
+// blocking keys, one per configured blocking pass, and a name key. Each key is indexed with
+// the name key, so candidates are fetched by equality on the block and, in a block larger
+// than the cap, as the nearest neighbours by name (sorted neighbourhood).
+CREATE INDEX matchable_block_0_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_0, m.name_key);
+CREATE INDEX matchable_block_1_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_1, m.name_key);
+CREATE INDEX matchable_block_2_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_2, m.name_key);
+CREATE INDEX matchable_block_3_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_3, m.name_key);
+CREATE INDEX matchable_block_4_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_4, m.name_key);
+CREATE INDEX matchable_block_5_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_5, m.name_key);
 
 CREATE INDEX link_pending_since IF NOT EXISTS
 FOR (m:LinkPending) ON (m.pending_since);

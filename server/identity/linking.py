@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -90,10 +90,16 @@ def block_slots(attributes: PersonAttributes, rules: LinkageRules) -> list[str |
     return slots
 
 
+def name_key(attributes: PersonAttributes) -> str:
+    """Orders a block by surname, then given name, for the sorted neighbourhood of an
+    oversized block (the in-memory pipeline orders the same way)."""
+    return f"{(attributes.surname or '').replace(' ', '')}!{(attributes.given_name or '').replace(' ', '')}"
+
+
 def describe_rows(subjects: Iterable[Subject], rules: LinkageRules) -> list[dict[str, object]]:
     return [{"type": s.identifier.type, "value": s.identifier.value,
              "person": json.dumps(s.attributes.as_dict(), sort_keys=True),
-             "blocks": block_slots(s.attributes, rules)}
+             "blocks": block_slots(s.attributes, rules), "name_key": name_key(s.attributes)}
             for s in sorted(subjects, key=lambda s: s.identifier)]
 
 
@@ -142,7 +148,7 @@ class Linker:
             raise FailedPrecondition("no records with person attributes to fit the linkage model on yet")
         share = min(1.0, 1.5 * sample_records / total)
         sample = self.graph.read("linkage/sample", share=share, limit=sample_records)
-        keys = [{"type": r["type"], "value": r["value"], "blocks": r["blocks"]} for r in sample]
+        keys = [_subject_row(r) for r in sample]
         left: list[PersonAttributes] = []
         right: list[PersonAttributes] = []
         seen: set[frozenset[Identifier]] = set()
@@ -182,7 +188,7 @@ class Linker:
         Matchable already (described)."""
         keys = [{"type": i.type, "value": i.value} for i in subjects]
         records = self.graph.read("linkage/subjects", keys=keys)
-        chunk = [{"type": r["type"], "value": r["value"], "blocks": r["blocks"]} for r in records]
+        chunk = [_subject_row(r) for r in records]
         scored, compared = self._score(chunk, model)
         outcome = LinkOutcome(pairs_compared=compared)
         accepted = [p for p in scored if p.probability >= model.upper]
@@ -198,7 +204,8 @@ class Linker:
     def _candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True):  # type: ignore[no-untyped-def]
         """Per subject: identifier, profile id, attributes, and [(candidate, attributes)]; with
         unlinked_only, only those worth deciding on (other profiles, not refused by a reviewer)."""
-        for record in self.graph.read("linkage/candidates", subjects=chunk, cap=self.linkage.max_block_size):
+        for record in self.graph.read("linkage/candidates", subjects=chunk,
+                                      half=max(1, self.linkage.max_block_size // 2)):
             me = Identifier(record["type"], record["value"])
             person = PersonAttributes.from_dict(json.loads(record["person"]))
             pairs = [(Identifier(c["type"], c["value"]), PersonAttributes.from_dict(json.loads(c["person"])))
@@ -261,6 +268,11 @@ class Linker:
                 {**_pair(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields}
                 for p in possible])
         return decisions
+
+
+def _subject_row(record: Mapping[str, object]) -> dict[str, object]:
+    return {"type": record["type"], "value": record["value"], "blocks": record["blocks"],
+            "name_key": record["name_key"] or "!"}
 
 
 def _reason(model: LinkageModel, probability: float) -> str:

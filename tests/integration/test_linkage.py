@@ -263,3 +263,22 @@ def test_linkage_status_names_the_model_and_the_online_queue(identity, driver: D
     while identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=10).pending:
         assert time.monotonic() < deadline, "the online worker drains its queue"
         time.sleep(0.2)
+
+
+def test_an_oversized_block_gives_each_record_its_nearest_neighbours_by_name(identity, graph, uid: str) -> None:  # type: ignore[no-untyped-def]
+    rules = load_linkage_rules()
+    n = int(uid[:6], 16)
+    dob = f"18{10 + n % 80}{1 + n % 12:02d}{1 + n % 28:02d}"  # one birthday of this run's own: one dob block
+    people = 3 * rules.max_block_size
+    messages = [pb.SourceRecord(record_id=str(k), source=f"linktest-{uid}-block", traits={
+        "given_name": f"g{k:03d}x", "surname": f"s{k:03d}{uid[:4]}", "date_of_birth": dob})
+        for k in range(people)]
+    _, summary = import_all(identity, messages)
+    assert summary.rejected == 0
+    middle = f"linktest-{uid}-block/{people // 2}"
+    (subject,) = graph.read("linkage/subjects", keys=[{"type": "record", "value": middle}])
+    (record,) = graph.read("linkage/candidates", subjects=[subject], half=rules.max_block_size // 2)
+    found = {c["value"] for c in record["candidates"]}
+    nearest = {f"linktest-{uid}-block/{people // 2 + d}" for d in (-2, -1, 1, 2)}
+    assert len(found) <= rules.max_block_size, "pairs per record stay bounded in an oversized block"
+    assert nearest <= found, "the neighbours by name are among the candidates"
