@@ -13,9 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
-import yaml
 
 from server.errors import ConfigurationError
+from server.yaml_config import load_mapping
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "identity.yaml"
 NORMALISATION_RULES = ("email", "phone", "id")
@@ -69,15 +69,7 @@ class IdentityRules:
 
 def load_rules(path: Path = DEFAULT_RULES_FILE) -> IdentityRules:
     """Reads and validates the rules file; raises ConfigurationError naming the bad entry."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"identity rules file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"identity rules file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"identity rules file {path} must hold a mapping")
-    return parse_rules(data, source=str(path))
+    return parse_rules(load_mapping(path, "identity rules"), source=str(path))
 
 
 def parse_rules(data: Mapping[str, Any], source: str = "identity rules") -> IdentityRules:

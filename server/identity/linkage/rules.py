@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from server.errors import ConfigurationError
+from server.yaml_config import load_mapping
 from server.identity.linkage.attributes import ATTRIBUTE_NAMES, BLOCKING_PASSES
 
 DEFAULT_LINKAGE_FILE = Path(__file__).resolve().parents[3] / "config" / "linkage.yaml"
@@ -55,15 +55,7 @@ class LinkageRules:
 def load_linkage_rules(path: Path | None = None) -> LinkageRules:
     """Reads and validates the linkage file; raises ConfigurationError naming the bad entry."""
     path = path or DEFAULT_LINKAGE_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"linkage rules file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"linkage rules file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"linkage rules file {path} must hold a mapping")
-    return parse_linkage_rules(data, source=str(path))
+    return parse_linkage_rules(load_mapping(path, "linkage rules"), source=str(path))
 
 
 def parse_linkage_rules(data: Mapping[str, Any], source: str = "linkage rules") -> LinkageRules:
