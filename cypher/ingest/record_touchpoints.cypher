@@ -2,7 +2,8 @@
 // ingest/record_identifiers and ingest/record_carried, for the new touchpoints only.
 // $batch: a fresh id for this write, so that the query can tell created from redelivered.
 // $rows: [{event_id, occurred_at (epoch ms), source, channel, type, traits, properties
-//          (JSON text), junk: ["type:value" of the blocklisted values it carried]}]
+//          (JSON text), junk: ["type:value" of the blocklisted values it carried],
+//          numeric: {`prop.<name>`: float} (the numeric properties, which segment rules sum)}]
 // Returns one record per row: event_id, created (false when the event_id was known).
 UNWIND $rows AS row
 MERGE (t:Touchpoint {event_id: row.event_id})
@@ -14,5 +15,6 @@ MERGE (t:Touchpoint {event_id: row.event_id})
     t.traits = row.traits,
     t.properties = row.properties,
     t.junk = CASE WHEN size(row.junk) > 0 THEN row.junk END,
-    t.written_by = $batch
+    t.written_by = $batch,
+    t += row.numeric
 RETURN row.event_id AS event_id, t.written_by = $batch AS created

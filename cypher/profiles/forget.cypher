@@ -19,6 +19,9 @@ CALL {
   MERGE (s:Suppressed {hash: hash})
     ON CREATE SET s.since = $now
 }
+FOREACH (key IN [k IN keys(p) WHERE k STARTS WITH 'trait.'] | SET p[key] = null)
 SET p.active = false, p.forgotten = true, p.forgotten_at = $now,
-    p.golden = null, p.first_seen = null, p.last_seen = null
+    p.golden = null, p.first_seen = null, p.last_seen = null,
+    p:SegmentsDirty, p.dirty_since = coalesce(p.dirty_since, datetime()),
+    p.dirty_cause = 'forget'
 RETURN identifiers, touchpoints

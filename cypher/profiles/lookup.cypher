@@ -2,7 +2,7 @@
 // An index seek plus one hop: identifiers point at their profile.
 // $refs: [{type, value, profile_id}] (either type and value, or profile_id).
 // Returns n (position in $refs), profile_id (null when not found), forgotten, and the profile
-// (times in epoch milliseconds).
+// with the names of its segments (times in epoch milliseconds).
 UNWIND range(0, size($refs) - 1) AS n
 WITH n, $refs[n] AS ref
 OPTIONAL MATCH (:Identifier {type: ref.type, value: ref.value})-[:BELONGS_TO]->(held:Profile)
@@ -21,6 +21,10 @@ RETURN
     MATCH (p)<-[:MERGED_INTO*1..]-(old:Profile)
     RETURN old.profile_id
   } END AS merged_profile_ids,
+  CASE WHEN p IS NULL THEN [] ELSE COLLECT {
+    MATCH (p)-[:IN_SEGMENT]->(s:Segment)
+    RETURN s.name
+  } END AS segments,
   p.golden AS golden,
   p.first_seen.epochMillis AS first_seen,
   p.last_seen.epochMillis AS last_seen,

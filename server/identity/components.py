@@ -70,7 +70,7 @@ def repair(graph: Graph, rules: IdentityRules, report: Report) -> int:
 def _repair(tx: Tx, rules: IdentityRules, mismatch: Mismatch) -> None:
     now = datetime.now(UTC)
     if mismatch.problem == "split":
-        split_profile(tx, rules, mismatch.subject[0], "recomputed components disagreed", now)
+        split_profile(tx, rules, mismatch.subject[0], "recomputed components disagreed", now, "recompute")
     elif mismatch.problem == "merge":
         survivor, *absorbed = mismatch.subject
         tx.run("components/merge_profiles", survivor=survivor, absorbed=absorbed, now=now)

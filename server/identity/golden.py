@@ -69,3 +69,12 @@ def from_json(text: str | None) -> GoldenRecord:
         key: TraitObservation(key, v["value"], v["source"], datetime.fromisoformat(v["observed_at"]), int(v["rank"]))
         for key, v in json.loads(text).items()
     }
+
+
+TRAIT_PREFIX = "trait."
+
+
+def trait_properties(record: Mapping[str, TraitObservation]) -> dict[str, str]:
+    """The golden record as profile properties (`trait.<key>`), which segment rules compare in
+    Cypher without parsing JSON."""
+    return {TRAIT_PREFIX + key: o.value for key, o in record.items()}

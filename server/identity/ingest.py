@@ -7,6 +7,7 @@ redelivered event (or a transaction the driver retries) changes nothing and acks
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ def split_shared(tx: Tx, rules: IdentityRules, plan: StitchPlan, now: datetime) 
     shared = [flag for flag in plan.flags if flag.flag == SHARED]
     for flag in shared:
         (record,) = tx.run("stitching/profile_of", type=flag.identifier.type, value=flag.identifier.value)
-        split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now)
+        split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now, "ingest")
     return bool(shared)
 
 
@@ -200,7 +201,25 @@ def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
         "type": touchpoint.type,
         "traits": json.dumps(touchpoint.traits, sort_keys=True),
         "properties": json.dumps(touchpoint.properties, sort_keys=True),
+        "numeric": numeric_properties(touchpoint.properties),
     }
+
+
+PROPERTY_PREFIX = "prop."
+
+
+def numeric_properties(properties: dict[str, str]) -> dict[str, float]:
+    """The properties that read as finite numbers (an order's amount), kept as `prop.<name>`
+    floats on the touchpoint so that segment rules can sum them in Cypher."""
+    numbers = {}
+    for key, text in properties.items():
+        try:
+            number = float(text)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            numbers[PROPERTY_PREFIX + key] = number
+    return numbers
 
 
 def _identifier_rows(rules: IdentityRules, touchpoints: list[Touchpoint]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

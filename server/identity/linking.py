@@ -253,7 +253,7 @@ class Linker:
             proposals = [ProposedLink(p.a, p.b, evidence, _reason(model, p.probability), now) for p in accepted]
             plan = Planner(self.rules, identifiers, profiles, unlinked).plan_links(proposals)
             decisions, plan.links = plan.links, []
-            write_plan(tx, plan, now)
+            write_plan(tx, plan, now, cause="linkage")
             by_pair = {frozenset((p.a, p.b)): p for p in accepted}
             matches = [_match_row(d, by_pair[frozenset((d.a, d.b))], model) for d in decisions if d.accepted]
             refusals = [{**_pair(d.a, d.b), "event_id": d.event_id, "occurred_at": int(now.timestamp() * 1000),
@@ -398,5 +398,5 @@ class Reviews:
         if not decision.accepted:
             raise FailedPrecondition(f"merge protection refuses to link {a} and {b}: {decision.reason}")
         plan.links = []
-        write_plan(tx, plan, now)
+        write_plan(tx, plan, now, cause="linkage")
         tx.run("linkage/review_confirm", **_pair(a, b), reason=decision.reason, now=now)

@@ -52,7 +52,8 @@ def components(members: Mapping[Identifier, Iterable[Identifier]]) -> list[set[I
     return list(groups.values())
 
 
-def split_profile(tx: Tx, rules: IdentityRules, profile_id: str, reason: str, now: datetime) -> list[str]:
+def split_profile(tx: Tx, rules: IdentityRules, profile_id: str, reason: str, now: datetime,
+                  cause: str = "unlink") -> list[str]:
     """Splits a profile into its components; returns the ids of all parts, the kept one first."""
     records = tx.run("profiles/component_of", profile_id=profile_id)
     members = {Identifier(r["type"], r["value"]): [Identifier(n["type"], n["value"]) for n in r["links"]]
@@ -68,11 +69,11 @@ def split_profile(tx: Tx, rules: IdentityRules, profile_id: str, reason: str, no
     tx.run("profiles/assign", rows=moves)
     tx.run("profiles/record_split", rows=[{"profile_id": pid, "original": profile_id} for pid in new_ids],
            reason=reason, now=now)
-    refresh_summaries(tx, rules, [profile_id, *new_ids])
+    refresh_summaries(tx, rules, [profile_id, *new_ids], cause)
     return [profile_id, *new_ids]
 
 
-def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str]) -> None:
+def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str], cause: str = "unlink") -> None:
     """Recomputes golden records, seen range and counts of profiles from their touchpoints."""
     rows = []
     for record in tx.run("profiles/summarize", profile_ids=profile_ids):
@@ -91,7 +92,7 @@ def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str]) -> N
             touchpoints={"online": record["online"], "offline": record["offline"]},
         )
         rows.append(summary_row(state))
-    tx.run("profiles/update_summary", rows=rows)
+    tx.run("profiles/update_summary", cause=cause, rows=rows)
 
 
 ACCEPTED_KINDS = frozenset({"linked", "probabilistic", "confirmed"})
@@ -214,4 +215,5 @@ def _profile_view(record: Mapping[str, object]) -> ProfileView:
                                 "offline": int(record["touchpoints_offline"])},  # type: ignore[call-overload]
         first_seen=to_datetime(record["first_seen"]),
         last_seen=to_datetime(record["last_seen"]),
+        segments=tuple(sorted(record["segments"])),  # type: ignore[call-overload]
     )

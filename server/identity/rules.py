@@ -56,6 +56,10 @@ class IdentityRules:
         kind = self.identifier_types.get(type_name)
         return bool(kind and kind.strong)
 
+    def strong_types(self) -> frozenset[str]:
+        """Types that name one known person: a profile without any is still anonymous."""
+        return frozenset(name for name, kind in self.identifier_types.items() if kind.strong)
+
     def is_blocklisted(self, type_name: str, raw_value: str) -> bool:
         return raw_value.strip().lower() in self.blocklist.get(type_name, frozenset())
 

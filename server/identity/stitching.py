@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from server.graph import Tx, epoch_millis, to_datetime
-from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json
+from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json, trait_properties
 from server.identity.model import Identifier, Touchpoint
 from server.identity.rules import IdentityRules
 
@@ -378,7 +378,7 @@ def profile_state(record: Mapping[str, object]) -> ProfileState:
     )
 
 
-def write_plan(tx: Tx, plan: StitchPlan, now: datetime) -> None:
+def write_plan(tx: Tx, plan: StitchPlan, now: datetime, cause: str = "ingest") -> None:
     """Writes in an order that keeps every step valid: profiles exist before anything points to them."""
     if plan.new_profiles:
         tx.run("profiles/create", profile_ids=plan.new_profiles, now=now)
@@ -399,13 +399,14 @@ def write_plan(tx: Tx, plan: StitchPlan, now: datetime) -> None:
         tx.run("stitching/flag_identifiers", now=now, rows=[
             {"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
             for f in plan.flags])
-    tx.run("profiles/update_summary", rows=[summary_row(p) for p in plan.profiles.values()])
+    tx.run("profiles/update_summary", cause=cause, rows=[summary_row(p) for p in plan.profiles.values()])
 
 
 def summary_row(profile: ProfileState) -> dict[str, object]:
     return {
         "profile_id": profile.profile_id,
         "golden": to_json(profile.golden),
+        "traits": trait_properties(profile.golden),
         "first_seen": epoch_millis(profile.first_seen),
         "last_seen": epoch_millis(profile.last_seen),
         "touchpoints_online": profile.touchpoints.get("online", 0),
