@@ -1,0 +1,1 @@
+"""Segments: rule trees over unified profiles, compiled to parametrised Cypher."""
