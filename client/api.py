@@ -8,6 +8,9 @@ that start on first use and cancel their call when the iterator is closed or dro
 from __future__ import annotations
 
 import os
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
@@ -57,7 +60,7 @@ Request = TypeVar("Request")
 Answer = TypeVar("Answer")
 
 __all__ = [
-    "ADDRESS_VARIABLE", "DEFAULT_ADDRESS", "IdentityClient", "Ref", "Relay", "Segments",
+    "ADDRESS_VARIABLE", "DEFAULT_ADDRESS", "IdentityClient", "Ref", "Relay", "Segments", "ServerStream",
     "event_from_json", "identifier", "parse_identifier", "profile_ref", "record_from_json", "ref",
 ]
 
@@ -195,9 +198,103 @@ class Segments:
                                                 page_size=page_size)
         return _served(self._stub.ListSegmentMembers, request)
 
-    def watch(self, name: str, after_position: int = 0) -> Iterator[SegmentChange]:
-        """Enter and exit changes after a position; keep the last position seen to resume exactly once."""
-        return _served(self._stub.WatchSegment, seg.WatchSegmentRequest(name=name, after_position=after_position))
+    def watch(self, name: str, after_position: int = 0,
+              idle_seconds: float | None = None) -> ServerStream[SegmentChange]:
+        """Enter and exit changes after a position; keep the last position seen to resume exactly once.
+
+        The feed follows new changes for as long as it is read; with idle_seconds it ends once
+        no change arrived for that long. OUT_OF_RANGE means the position was dropped by retention.
+        """
+        request = seg.WatchSegmentRequest(name=name, after_position=after_position)
+        return ServerStream(lambda: self._stub.WatchSegment(request), idle_seconds)
+
+
+class ServerStream(Generic[Answer]):
+    """A server stream as an iterator that any thread may end, at once or when the stream falls idle.
+
+    A thread blocked in next() cannot be interrupted, only its call cancelled, so cancel() and
+    the idle watchdog cancel the call; the reader then sees the end of the stream rather than
+    CANCELLED. Like every stream here, the call starts on first use and is cancelled when the
+    stream is closed or dropped.
+    """
+
+    def __init__(self, start: Callable[[], Any], idle_seconds: float | None = None) -> None:
+        if idle_seconds is not None and idle_seconds <= 0:
+            raise ValueError(f"idle_seconds must be positive, not {idle_seconds}")
+        self._start = start
+        self._idle_seconds = idle_seconds
+        self._call: Any = None
+        self._lock = threading.Lock()
+        self._ended = threading.Event()
+        self._cancelled = False
+        # When the reader began waiting for the next answer; None while it handles one.
+        self.waiting_since: float | None = None
+
+    def __iter__(self) -> ServerStream[Answer]:
+        return self
+
+    def __next__(self) -> Answer:
+        with self._lock:
+            if self._cancelled or self._ended.is_set():
+                raise StopIteration
+            if self._call is None:
+                self._call = self._start()
+                if self._idle_seconds is not None:
+                    threading.Thread(target=_end_when_idle, args=(weakref.ref(self), self._ended, self._idle_seconds),
+                                     name="stream-idle-watchdog", daemon=True).start()
+            call = self._call
+        self.waiting_since = time.monotonic()
+        try:
+            return next(call)  # type: ignore[no-any-return]
+        except StopIteration:
+            self._ended.set()
+            raise
+        except grpc.RpcError as error:
+            self._ended.set()
+            if self._cancelled and _code(error) == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise
+        finally:
+            self.waiting_since = None
+
+    def cancel(self) -> None:
+        """Ends the stream from any thread; a reader blocked in next() gets the end of the stream."""
+        with self._lock:
+            self._cancelled = True
+            call = self._call
+        self._ended.set()
+        if call is not None:
+            call.cancel()
+
+    def close(self) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        call = getattr(self, "_call", None)
+        if call is not None:
+            call.cancel()
+
+
+def _end_when_idle(stream_ref: weakref.ref[ServerStream[Any]], ended: threading.Event, idle: float) -> None:
+    """Cancels the stream once its reader has waited idle seconds for one answer; holds no strong
+    reference, so a dropped stream is still collected (and its call cancelled)."""
+    while True:
+        stream = stream_ref()
+        if stream is None:
+            return
+        since = stream.waiting_since
+        left = idle / 4 if since is None else idle - (time.monotonic() - since)
+        if left <= 0 and stream.waiting_since == since:
+            stream.cancel()
+            return
+        del stream
+        if ended.wait(max(left, 0.001)):
+            return
+
+
+def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
 
 
 class Relay(Generic[Request]):

@@ -1,31 +1,38 @@
 """The `identity` command: JSON Lines in, JSON out, exit codes a script can act on.
 
-Exit codes: 0 all went well; 1 some events or records were rejected, or the server is not
-serving; 2 bad input or a gRPC error; 3 a looked-up profile does not exist. Every input is
-checked before the first call, so a typo on line 9000 does not leave 8999 events sent.
+Exit codes: 0 all went well; 1 some events or records were rejected, batches of changes were
+dead-lettered, or the server is not serving; 2 bad input, a gRPC error, or a destination that
+stopped on an error; 3 a looked-up profile or segment does not exist. Every input is checked
+before the first call, so a typo on line 9000 does not leave 8999 events sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
+from dataclasses import asdict
+from functools import partial, wraps
+from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
+import yaml
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from identity.v1 import identity_service_pb2 as pb
+from identity.v1 import identity_service_pb2 as pb, segment_service_pb2 as seg
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient
+from client.delivery import DeliveryRunner, stop_on_signals
+from client.destinations import load_destinations
 from client.jsonl import event_from_json, read_jsonl, record_from_json
 from client.messages import InputError, describe, parse_channel, parse_identifier, parse_timestamp, ref
 
@@ -37,6 +44,10 @@ EXIT_NOT_FOUND = 3
 # Below this many lines a progress bar is only flicker.
 LARGE_INPUT = 1000
 EPOCH_SECONDS = re.compile(r"-?\d+(\.\d+)?")
+# A feed that brought nothing for this long has nothing more to bring, for now.
+IDLE_SECONDS = 2.0
+# With --once, a server that stays unreachable ends the run instead of being awaited for ever.
+ONCE_RECONNECTS = 5
 
 Lines = Callable[[], Iterator[str]]
 
@@ -114,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="print the server's health status; exit 1 unless SERVING")
     health.add_argument("--service", default="", help="one service's status (default: the whole server)")
     health.set_defaults(run=run_health)
+
+    add_segment_parser(commands)
+
+    deliver = commands.add_parser("deliver", help="deliver segment changes to webhooks and files, until interrupted")
+    deliver.add_argument("--config", required=True, metavar="FILE", help="the destinations file (YAML)")
+    deliver.add_argument("--once", action="store_true",
+                         help="stop once every destination is idle, instead of following (for cron and tests)")
+    deliver.add_argument("--idle", type=float, default=IDLE_SECONDS, metavar="SECONDS",
+                         help="with --once, how long a destination waits for a change (default %(default)s)")
+    deliver.set_defaults(run=run_deliver)
     return parser
 
 
@@ -133,6 +154,38 @@ def add_journey_parser(commands: Any) -> None:
                          help="at most this many touchpoints (default: all)")
     journey.add_argument("--cursor", metavar="CURSOR", default="", help="resume after the step with this cursor")
     journey.set_defaults(run=run_journey)
+
+
+def add_segment_parser(commands: Any) -> None:
+    segment = commands.add_parser("segment", help="define segments, list their members, watch their changes")
+    actions = segment.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    upsert = actions.add_parser("upsert", help="store a segment (a new version) from a file and print it")
+    upsert.add_argument("file", metavar="FILE", help="YAML or JSON: name, description, and rule in the protobuf "
+                                                     "JSON mapping of identity.v1.Rule")
+    upsert.set_defaults(run=run_segment_upsert)
+
+    get = actions.add_parser("get", help="print a segment as JSON")
+    get.add_argument("name", metavar="NAME")
+    get.set_defaults(run=run_segment_get)
+
+    members = actions.add_parser("members", help="print a segment's current members, one per line")
+    members.add_argument("name", metavar="NAME")
+    members.add_argument("--types", default="", metavar="TYPE,...",
+                         help="only identifiers of these types with each member, e.g. email,phone (default: all)")
+    members.add_argument("--page-size", type=int, default=0, metavar="N",
+                         help="members per page the server reads (default: the server's)")
+    members.set_defaults(run=run_segment_members)
+
+    watch = actions.add_parser("watch", help="print a segment's enter and exit changes, one per line")
+    watch.add_argument("name", metavar="NAME")
+    watch.add_argument("--after", type=int, default=0, metavar="N",
+                       help="changes after this position (default: every retained change)")
+    watch.add_argument("--follow", action=argparse.BooleanOptionalAction, default=False,
+                       help="keep waiting for new changes until interrupted (default: stop once idle)")
+    watch.add_argument("--idle", type=float, default=IDLE_SECONDS, metavar="SECONDS",
+                       help="without --follow, stop after this long without a change (default %(default)s)")
+    watch.set_defaults(run=run_segment_watch)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -253,6 +306,124 @@ def run_health(args: argparse.Namespace) -> int:
         status = identity.health(args.service)
     print(status)
     return EXIT_OK if status == "SERVING" else EXIT_UNHEALTHY
+
+
+def run_segment_upsert(args: argparse.Namespace) -> int:
+    request = read_segment_file(args.file)
+    with connect(args) as identity:
+        print_json(identity.segments.upsert(request.name, request.rule, request.description))
+    return EXIT_OK
+
+
+def segment_lookup(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A segment that does not exist is a miss (exit 3), as a profile is, not a failure."""
+
+    @wraps(run)
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except grpc.RpcError as exc:
+            code = getattr(exc, "code", None)
+            if code is None or code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            print(f"identity: not found: segment {args.name}: {exc.details()}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+
+    return checked
+
+
+@segment_lookup
+def run_segment_get(args: argparse.Namespace) -> int:
+    with connect(args) as identity:
+        print_json(identity.segments.get(args.name))
+    return EXIT_OK
+
+
+@segment_lookup
+def run_segment_members(args: argparse.Namespace) -> int:
+    types = comma_list("--types", args.types)
+    if args.page_size < 0:
+        raise InputError(f"--page-size {args.page_size} is negative; use 0 for the server's")
+    with connect(args) as identity:
+        for member in identity.segments.members(args.name, types, args.page_size):
+            print_json(member)
+    return EXIT_OK
+
+
+@segment_lookup
+def run_segment_watch(args: argparse.Namespace) -> int:
+    if args.after < 0:
+        raise InputError(f"--after {args.after} is negative; use 0 for every retained change")
+    idle = None if args.follow else positive("--idle", args.idle)
+    with connect(args) as identity:
+        for change in identity.segments.watch(args.name, args.after, idle_seconds=idle):
+            print_json(change)
+    return EXIT_OK
+
+
+def run_deliver(args: argparse.Namespace) -> int:
+    config = load_destinations(args.config)
+    idle = positive("--idle", args.idle) if args.once else None
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    with connect(args) as identity:
+        runner = DeliveryRunner(config, identity.segments.watch, idle_seconds=idle,
+                                max_reconnects=ONCE_RECONNECTS if args.once else None)
+        with stop_on_signals(runner.stop):
+            statuses = runner.run()
+    for status in statuses:
+        print(json.dumps(asdict(status), ensure_ascii=False), flush=True)
+    if any(status.error for status in statuses):
+        return EXIT_ERROR
+    return EXIT_REJECTED if any(status.dead_lettered for status in statuses) else EXIT_OK
+
+
+def read_segment_file(path: str) -> seg.UpsertSegmentRequest:
+    """A segment definition from a YAML or JSON file, checked whole before anything is sent.
+
+    The keys are UpsertSegmentRequest's (name, description, rule), rule in the protobuf JSON
+    mapping: enum names in full (AGGREGATE_COUNT), durations in seconds ("2592000s"), field
+    names as in the proto (in_segment) or in lowerCamelCase (inSegment).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {one_line(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a mapping with the keys name, description and rule")
+    try:
+        request: seg.UpsertSegmentRequest = ParseDict(data, seg.UpsertSegmentRequest())
+    except ParseError as exc:
+        raise InputError(f"{path}: {one_line(str(exc))}") from None
+    if not request.name.strip():
+        raise InputError(f"{path}: name is missing")
+    if request.rule.WhichOneof("node") is None:
+        raise InputError(f"{path}: rule is missing (or empty)")
+    return request
+
+
+def comma_list(option: str, text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")] if text.strip() else []
+    if any(not name for name in names):
+        raise InputError(f"{option} {text!r} has an empty name; write e.g. email,phone")
+    return names
+
+
+def positive(option: str, seconds: float) -> float:
+    if not seconds > 0:
+        raise InputError(f"{option} {seconds} must be above 0")
+    return seconds
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def connect(args: argparse.Namespace) -> IdentityClient:

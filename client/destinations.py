@@ -1,0 +1,269 @@
+"""Where segment changes are delivered: the destinations file, read and validated once at start.
+
+    state_dir: var/delivery
+    destinations:
+      - name: crm-webhook
+        segment: repeat-buyers
+        webhook: {url: http://127.0.0.1:8080/hook, batch_size: 100}
+      - name: ads-file
+        segment: repeat-buyers
+        file: {path: var/delivery/ads.jsonl, format: jsonl}
+
+Relative paths are taken from the working directory of the runner. Every problem of the file
+is collected and reported at once, each naming its entry (`destinations[1] (ads-file)`), and
+a key this module does not know is an error: a typo such as `batch_sise` would otherwise
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+from client.messages import InputError
+
+# A destination's name is part of file names (its position, its dead letters) and of keys.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+FILE_FORMATS = ("jsonl", "csv")
+# Headers the runner sets itself; a configured value would break the delivery contract.
+RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length"})
+
+DESTINATION_KEYS = ("name", "segment", "webhook", "file")
+TOP_KEYS = ("state_dir", "destinations")
+
+
+class DestinationsError(InputError):
+    """A destinations file that cannot be used; the message lists every problem, each with its entry."""
+
+    def __init__(self, origin: str, problems: list[str]) -> None:
+        super().__init__(f"{origin}: " + "; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """POSTs batches of changes; retries transient failures, then dead-letters the batch."""
+
+    url: str
+    batch_size: int = 100
+    batch_seconds: float = 1.0
+    max_attempts: int = 5
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+    dead_letter: Path = Path("dead.jsonl")
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """Appends changes to a JSON Lines or CSV file, fsynced before the position moves on."""
+
+    path: Path
+    format: Literal["jsonl", "csv"] = "jsonl"
+    batch_size: int = 500
+    batch_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    segment: str
+    target: Webhook | ExportFile
+
+    @property
+    def batch_size(self) -> int:
+        return self.target.batch_size
+
+    @property
+    def batch_seconds(self) -> float:
+        return self.target.batch_seconds
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    state_dir: Path
+    destinations: tuple[Destination, ...]
+
+
+def load_destinations(path: str | Path) -> DeliveryConfig:
+    """The destinations file at path, validated; DestinationsError names the file and every bad entry."""
+    origin = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DestinationsError(origin, [f"cannot read it: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise DestinationsError(origin, [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+    except yaml.YAMLError as exc:
+        raise DestinationsError(origin, ["not valid YAML: " + " ".join(str(exc).split())]) from None
+    return parse_destinations(data, origin)
+
+
+def parse_destinations(data: Any, origin: str = "destinations") -> DeliveryConfig:
+    """A DeliveryConfig from the decoded file; origin names the file in messages."""
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise DestinationsError(origin, [f"must hold a mapping with {' and '.join(TOP_KEYS)}, not {_kind(data)}"])
+    problems += _unknown_keys(data, TOP_KEYS, "the file")
+    state_dir = Path(_text(data, "state_dir", "the file", problems, default="var/delivery"))
+    entries = data.get("destinations")
+    if not isinstance(entries, list) or not entries:
+        problems.append("destinations must be a non-empty list")
+        entries = []
+    destinations = [_destination(n, entry, state_dir, problems) for n, entry in enumerate(entries)]
+    found = [d for d in destinations if d is not None]
+    problems += _clashes(found)
+    if problems:
+        raise DestinationsError(origin, problems)
+    return DeliveryConfig(state_dir=state_dir, destinations=tuple(found))
+
+
+def _destination(number: int, entry: Any, state_dir: Path, problems: list[str]) -> Destination | None:
+    name = entry.get("name") if isinstance(entry, Mapping) else None
+    where = f"destinations[{number}]" + (f" ({name})" if isinstance(name, str) and name else "")
+    if not isinstance(entry, Mapping):
+        problems.append(f"{where} must be a mapping, not {_kind(entry)}")
+        return None
+    before = len(problems)
+    problems += _unknown_keys(entry, DESTINATION_KEYS, where)
+    name = _text(entry, "name", where, problems)
+    if name and not NAME.fullmatch(name):
+        problems.append(f"{where}: name may hold only letters, digits, '.', '_' and '-' (it names files)")
+    segment = _text(entry, "segment", where, problems)
+    kinds = [key for key in ("webhook", "file") if key in entry]
+    if len(kinds) != 1:
+        problems.append(f"{where} must have exactly one of webhook or file")
+        return None
+    target: Webhook | ExportFile | None
+    if kinds == ["webhook"]:
+        target = _webhook(entry["webhook"], f"{where} webhook", state_dir / f"{name}.dead.jsonl", problems)
+    else:
+        target = _export_file(entry["file"], f"{where} file", problems)
+    if target is None or len(problems) > before:
+        return None
+    return Destination(name=name, segment=segment, target=target)
+
+
+def _webhook(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Webhook | None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a mapping, not {_kind(value)}")
+        return None
+    before = len(problems)
+    problems += _unknown_keys(value, tuple(Webhook.__dataclass_fields__), where)
+    url = _text(value, "url", where, problems)
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        problems.append(f"{where}: url {url!r} is not an http:// or https:// address")
+    default = Webhook(url="")
+    webhook = Webhook(
+        url=url,
+        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
+        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
+        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
+        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
+        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
+                                    least=0),
+        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
+        headers=_headers(value.get("headers"), where, problems),
+    )
+    if webhook.max_backoff_seconds < webhook.backoff_seconds:
+        problems.append(f"{where}: max_backoff_seconds must not be below backoff_seconds")
+    return webhook if len(problems) == before else None
+
+
+def _export_file(value: Any, where: str, problems: list[str]) -> ExportFile | None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a mapping, not {_kind(value)}")
+        return None
+    before = len(problems)
+    problems += _unknown_keys(value, tuple(ExportFile.__dataclass_fields__), where)
+    path = _text(value, "path", where, problems)
+    file_format = _text(value, "format", where, problems, default="jsonl")
+    if file_format not in FILE_FORMATS:
+        problems.append(f"{where}: format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
+    default = ExportFile(path=Path())
+    batch_size = _number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1)
+    batch_seconds = _number(value, "batch_seconds", where, problems, default.batch_seconds, above=0)
+    if len(problems) > before:
+        return None
+    return ExportFile(path=Path(path), format="csv" if file_format == "csv" else "jsonl", batch_size=batch_size,
+                      batch_seconds=batch_seconds)
+
+
+def _clashes(destinations: list[Destination]) -> list[str]:
+    """Two destinations sharing a name would share a position; sharing a file, they would interleave it."""
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    files: dict[Path, str] = {}
+    for destination in destinations:
+        names[destination.name] = names.get(destination.name, 0) + 1
+        target = destination.target
+        paths = [target.path] if isinstance(target, ExportFile) else []
+        for path in paths:
+            key = path.resolve()
+            if key in files:
+                problems.append(f"destinations {files[key]} and {destination.name} both write {path}")
+            files[key] = destination.name
+    problems += [f"destination name {name!r} is used {count} times" for name, count in names.items() if count > 1]
+    return problems
+
+
+def _unknown_keys(value: Mapping[Any, Any], known: tuple[str, ...], where: str) -> list[str]:
+    unknown = sorted(str(key) for key in value if key not in known)
+    if not unknown:
+        return []
+    return [f"{where}: unknown key {', '.join(map(repr, unknown))} (known keys: {', '.join(known)})"]
+
+
+def _text(value: Mapping[str, Any], key: str, where: str, problems: list[str], default: str | None = None) -> str:
+    item = value.get(key, default)
+    if item is None:
+        problems.append(f"{where}: {key} is missing")
+        return ""
+    if not isinstance(item, str):
+        problems.append(f"{where}: {key} must be a string, not {_kind(item)}")
+        return ""
+    if not item.strip():
+        problems.append(f"{where}: {key} is empty")
+        return ""
+    return item
+
+
+def _number(value: Mapping[str, Any], key: str, where: str, problems: list[str], default: float, *,
+            whole: bool = False, least: float | None = None, above: float | None = None) -> Any:
+    item = value.get(key, default)
+    accepted = (int,) if whole else (int, float)
+    if isinstance(item, bool) or not isinstance(item, accepted):
+        problems.append(f"{where}: {key} must be {'a whole number' if whole else 'a number'}, not {_kind(item)}")
+        return default
+    if least is not None and item < least:
+        problems.append(f"{where}: {key} must be at least {least}, not {item}")
+    if above is not None and item <= above:
+        problems.append(f"{where}: {key} must be above {above}, not {item}")
+    return item if whole else float(item)
+
+
+def _headers(value: Any, where: str, problems: list[str]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        problems.append(f"{where}: headers must map header names to strings")
+        return {}
+    reserved = sorted(k for k in value if k.lower() in RESERVED_HEADERS)
+    if reserved:
+        problems.append(f"{where}: headers may not set {', '.join(reserved)} (the runner sets it)")
+    return dict(value)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
