@@ -35,3 +35,27 @@ FOR (m:LinkPending) ON (m.pending_since);
 
 CREATE CONSTRAINT linkage_model_version IF NOT EXISTS
 FOR (m:LinkageModel) REQUIRE m.version IS UNIQUE;
+
+// Segments: definitions by name, membership as (:Profile)-[:IN_SEGMENT]->(:Segment) edges,
+// profiles waiting for re-evaluation (SegmentsDirty, oldest first), and the change log
+// that WatchSegment reads by position.
+CREATE CONSTRAINT segment_name IF NOT EXISTS
+FOR (s:Segment) REQUIRE s.name IS UNIQUE;
+
+CREATE CONSTRAINT segment_version IF NOT EXISTS
+FOR (v:SegmentVersion) REQUIRE (v.name, v.version) IS UNIQUE;
+
+CREATE INDEX segments_dirty_since IF NOT EXISTS
+FOR (p:SegmentsDirty) ON (p.dirty_since);
+
+CREATE CONSTRAINT segment_log_name IF NOT EXISTS
+FOR (l:SegmentLog) REQUIRE l.name IS UNIQUE;
+
+CREATE CONSTRAINT segment_change_position IF NOT EXISTS
+FOR (c:SegmentChange) REQUIRE c.position IS UNIQUE;
+
+CREATE INDEX segment_change_segment_position IF NOT EXISTS
+FOR (c:SegmentChange) ON (c.segment, c.position);
+
+CREATE INDEX segment_change_at IF NOT EXISTS
+FOR (c:SegmentChange) ON (c.at);

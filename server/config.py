@@ -33,6 +33,8 @@ class Settings:
     processes: int
     linkage_file: Path
     online_linkage: bool
+    segment_schedule: float
+    segment_retention_days: float
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +65,10 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--linkage", default=env.get("IDENTITY_LINKAGE", str(DEFAULT_LINKAGE_FILE)), help="record linkage YAML file")
     add("--online-linkage", default=env.get("IDENTITY_ONLINE_LINKAGE", "on"), choices=("on", "off"),
         help="link events that describe a person (names, address, date of birth) in the background")
+    add("--segment-schedule", type=float, default=float(env.get("IDENTITY_SEGMENT_SCHEDULE", "300")),
+        help="seconds between re-evaluations of segments with time windows (their members age out)")
+    add("--segment-retention-days", type=float, default=float(env.get("IDENTITY_SEGMENT_RETENTION_DAYS", "7")),
+        help="days the segment change log keeps a change for WatchSegment consumers to resume from")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -80,6 +86,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
+    if args.segment_schedule <= 0 or args.segment_retention_days <= 0:
+        raise ConfigurationError("--segment-schedule and --segment-retention-days must be positive")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
         raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
     return Settings(
@@ -96,4 +104,6 @@ def _validated(args: argparse.Namespace) -> Settings:
         processes=args.processes,
         linkage_file=Path(args.linkage),
         online_linkage=args.online_linkage == "on",
+        segment_schedule=args.segment_schedule,
+        segment_retention_days=args.segment_retention_days,
     )

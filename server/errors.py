@@ -19,6 +19,10 @@ class FailedPrecondition(IdentityError):
     """The request is well-formed but the graph is not in a state that allows it."""
 
 
+class OutOfRange(IdentityError):
+    """A position or range the service no longer holds (e.g. changes deleted by retention)."""
+
+
 class StorageUnavailable(IdentityError):
     """Neo4j could not be reached or kept failing transiently; the client may retry."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, LiteralString, TypeVar, cast
+from typing import Any, LiteralString, Protocol, TypeVar, cast
 
 import neo4j
 from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
@@ -28,6 +28,18 @@ CYPHER_DIR = Path(__file__).resolve().parent.parent / "cypher"
 SCHEMA_QUERY = "schema"
 
 T = TypeVar("T")
+# Where a segment rule's compiled predicate goes in a query template (see Tx.run_rule).
+RULE_PLACEHOLDER = "/*RULE*/"
+
+
+class CompiledPredicate(Protocol):
+    """A Cypher boolean expression over `p` and the parameters it names."""
+
+    @property
+    def predicate(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
 
 
 def load_queries(root: Path = CYPHER_DIR) -> Mapping[str, str]:
@@ -155,7 +167,12 @@ class Graph:
         """
         return self._run(label, lambda session: session.execute_write(lambda tx: work(Tx(self, tx))))
 
-    def stream(self, name: str, **params: Any) -> Iterator[dict[str, Any]]:
+    def read_transaction(self, label: str, work: Callable[[Tx], T]) -> T:
+        """Runs work in one read transaction (retried on transient errors), for reads that run
+        several named queries, or templates (Tx.run_rule)."""
+        return self._run(label, lambda session: session.execute_read(lambda tx: work(Tx(self, tx))))
+
+    def stream(self, name: str, fetch_size: int | None = None, **params: Any) -> Iterator[dict[str, Any]]:
         """Yields the records of a named read query one at a time, in constant memory.
 
         Uses an explicit read transaction (not retried: records already yielded cannot be
@@ -163,7 +180,7 @@ class Graph:
         """
         query = self.query(name)
         try:
-            with self._session() as session, session.begin_transaction() as tx:
+            with self._session(fetch_size) as session, session.begin_transaction() as tx:
                 for record in tx.run(query, params):
                     yield dict(record)
         except (ServiceUnavailable, SessionExpired, TransientError) as exc:
@@ -185,7 +202,9 @@ class Graph:
                 session.run(cast(LiteralString, statement)).consume()
         return len(statements)
 
-    def _session(self) -> neo4j.Session:
+    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
+        if fetch_size:
+            return self._driver.session(database=self.settings.database, fetch_size=fetch_size)
         return self._driver.session(database=self.settings.database)
 
     def _run(self, name: str, work: Callable[[neo4j.Session], T]) -> T:
@@ -211,6 +230,19 @@ class Tx:
 
     def run(self, name: str, **params: Any) -> list[dict[str, Any]]:
         return _records(self._tx, self._graph.query(name), params)
+
+    def run_rule(self, name: str, rule: CompiledPredicate, **params: Any) -> list[dict[str, Any]]:
+        """Runs a named query template whose one RULE_PLACEHOLDER takes a segment rule's compiled
+        predicate. The predicate is built by server/identity/segments/compile.py from constant
+        fragments and generated parameter names only; every user value is in rule.parameters."""
+        template = self._graph.query(name)
+        if template.count(RULE_PLACEHOLDER) != 1:
+            raise ConfigurationError(f"query {name!r} must hold {RULE_PLACEHOLDER} exactly once")
+        clash = set(rule.parameters) & set(params)
+        if clash:
+            raise ConfigurationError(f"rule parameters {sorted(clash)} clash with those of {name!r}")
+        query = cast(LiteralString, template.replace(RULE_PLACEHOLDER, rule.predicate))
+        return _records(self._tx, query, {**params, **rule.parameters})
 
 
 def _records(tx: neo4j.ManagedTransaction, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:

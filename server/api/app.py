@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent import futures
 from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +21,9 @@ from server.identity.linking import Linker, LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.rules import IdentityRules
+from server.identity.segments.catalog import SegmentCatalog
+from server.identity.segments.membership import Membership
+from server.identity.segments.worker import SegmentWorker
 
 SERVICE_NAMES = (
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
@@ -33,6 +37,7 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     linkage_worker: LinkageWorker | None = None
+    segment_worker: SegmentWorker | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -45,6 +50,8 @@ class RunningServer:
         self.server.stop(grace).wait()
         if self.linkage_worker is not None:
             self.linkage_worker.stop()
+        if self.segment_worker is not None:
+            self.segment_worker.stop()
 
 
 def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> RunningServer:
@@ -63,7 +70,8 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
         IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
                          linker, importer), server
     )
-    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(), server)
+    membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
+    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(membership), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -74,8 +82,11 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
         raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
     server.start()
     worker = LinkageWorker(linker) if settings.online_linkage else None
-    running = RunningServer(server, port, health_servicer, worker)
+    segment_worker = SegmentWorker(membership, timedelta(seconds=settings.segment_schedule),
+                                   timedelta(days=settings.segment_retention_days))
+    running = RunningServer(server, port, health_servicer, worker, segment_worker)
     if worker is not None:
         worker.start()
+    segment_worker.start()
     running.set_serving(True)
     return running

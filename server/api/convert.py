@@ -115,6 +115,7 @@ def profile(view: ProfileView) -> pb.Profile:
         touchpoints_by_channel=dict(view.touchpoints_by_channel),
         first_seen=to_timestamp(view.first_seen),
         last_seen=to_timestamp(view.last_seen),
+        segments=view.segments,
     )
 
 

@@ -17,6 +17,7 @@ STATUS_OF: dict[type[errors.IdentityError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.StorageFailure: grpc.StatusCode.INTERNAL,
     errors.ConfigurationError: grpc.StatusCode.INTERNAL,
@@ -65,7 +66,3 @@ def _abort_unless_aborted(context: grpc.ServicerContext, exc: Exception) -> NoRe
         raise exc
     abort_for(context, exc)
 
-
-def not_yet(context: grpc.ServicerContext, rpc: str, area: str) -> NoReturn:
-    """Answers UNIMPLEMENTED, naming the part of the roadmap that will bring the RPC."""
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet: it arrives with {area}")

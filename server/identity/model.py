@@ -99,6 +99,7 @@ class ProfileView:
     touchpoints_by_channel: Mapping[str, int]
     first_seen: datetime | None
     last_seen: datetime | None
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""The segment worker: keeps membership current in the background, in every server.
+
+It evaluates the profiles that writes marked (oldest first), runs the full evaluations that
+are due (a definition not yet evaluated to the end, time windows on their schedule) under a
+lease so that one server runs each, and trims the change log to its retention. All its
+state is in Neo4j: a restarted server picks up where any server left off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from server.identity.segments.membership import Membership
+
+log = logging.getLogger(__name__)
+
+TRIM_EVERY = 60.0
+SCHEDULE_CHECK_EVERY = 1.0
+
+
+class SegmentWorker:
+    def __init__(self, membership: Membership, schedule: timedelta, retention: timedelta,
+                 idle_wait: float = 0.05) -> None:
+        self.membership = membership
+        self.schedule = schedule
+        self.retention = retention
+        self.idle_wait = idle_wait
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="segment-worker")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def run_scheduled(self) -> bool:
+        """Runs one full evaluation that is due and this server could claim (then the marked
+        profiles get their turn again); returns whether it ran one."""
+        lease = max(self.schedule, timedelta(minutes=10))
+        for segment in self.membership.due(self.schedule, datetime.now(UTC)):
+            if self._stop.is_set() or not self.membership.claim(segment.name, self.owner, lease):
+                continue
+            try:
+                cause = "schedule" if segment.evaluated_version == segment.version else "definition"
+                self.membership.evaluate_fully(segment.name, cause)
+                return True
+            finally:
+                self.membership.release(segment.name, self.owner)
+        return False
+
+    def _run(self) -> None:
+        checked = trimmed = 0.0
+        while not self._stop.is_set():
+            try:
+                taken, _ = self.membership.evaluate_marked()
+                if taken:
+                    continue
+                if time.monotonic() - checked > SCHEDULE_CHECK_EVERY:
+                    if self.run_scheduled():
+                        continue
+                    checked = time.monotonic()
+                if time.monotonic() - trimmed > TRIM_EVERY:
+                    trimmed = time.monotonic()
+                    self.membership.trim(self.retention)
+                self._stop.wait(self.idle_wait)
+            except Exception:  # marked profiles stay marked; the next round retries them
+                log.exception("segment evaluation failed; retrying")
+                self._stop.wait(1.0)
