@@ -99,7 +99,7 @@ def bench_server(neo4j: LocalNeo4j, processes: int = 1) -> Iterator[Server]:
     port = free_port()
     env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
-                                "WARNING", "--processes", str(processes)], cwd=REPO, env=env)
+                                os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes)], cwd=REPO, env=env)
     server = Server(process, f"127.0.0.1:{port}")
     try:
         with server.channel() as channel:

@@ -21,7 +21,8 @@ CALL {
 }
 FOREACH (key IN [k IN keys(p) WHERE k STARTS WITH 'trait.'] | SET p[key] = null)
 SET p.active = false, p.forgotten = true, p.forgotten_at = $now,
-    p.golden = null, p.first_seen = null, p.last_seen = null,
-    p:SegmentsDirty, p.dirty_since = coalesce(p.dirty_since, datetime()),
-    p.dirty_cause = 'forget'
+    p.golden = null, p.first_seen = null, p.last_seen = null
+// the segments it was in see it exit
+FOREACH (_ IN CASE WHEN EXISTS { (p)-[:IN_SEGMENT]->() } THEN [1] ELSE [] END |
+  SET p:SegmentsDirty, p.dirty_since = coalesce(p.dirty_since, datetime()), p.dirty_cause = 'forget')
 RETURN identifiers, touchpoints

@@ -169,6 +169,12 @@ class Membership:
 
         return self.graph.transaction("evaluate marked profiles", work)
 
+    def lag(self) -> tuple[int, float]:
+        """Profiles waiting for evaluation, and the oldest one's wait in seconds."""
+        (record,) = self.graph.read("segments/lag")
+        oldest = to_datetime(record["oldest"])
+        return record["marked"], (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+
     def due(self, schedule: timedelta, now: datetime) -> list[StoredSegment]:
         """Segments whose full evaluation is due: a version never fully evaluated (e.g. the
         server stopped half-way), or a time window whose members age out on the schedule."""

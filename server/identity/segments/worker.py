@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 TRIM_EVERY = 60.0
 SCHEDULE_CHECK_EVERY = 1.0
+LAG_REPORT_EVERY = float(os.environ.get("IDENTITY_SEGMENT_LAG_REPORT", "30"))  # seconds between reports of a busy worker
+LAG_WARNING_S = 5.0  # a wait longer than this is logged as a warning
 
 
 class SegmentWorker:
@@ -56,11 +58,23 @@ class SegmentWorker:
                 self.membership.release(segment.name, self.owner)
         return False
 
+    def _report(self, evaluated: int, seconds: float) -> None:
+        """While the worker is busy, says how fast it goes and how far behind it is."""
+        marked, oldest_wait = self.membership.lag()
+        level = logging.WARNING if oldest_wait > LAG_WARNING_S else logging.INFO
+        log.log(level, "segments: %d profiles evaluated in %.0f s; %d waiting, the oldest for %.1f s",
+                evaluated, seconds, marked, oldest_wait)
+
     def _run(self) -> None:
         checked = trimmed = 0.0
+        reported, evaluated = time.monotonic(), 0
         while not self._stop.is_set():
             try:
                 taken, _ = self.membership.evaluate_marked()
+                evaluated += taken
+                if time.monotonic() - reported > LAG_REPORT_EVERY and evaluated:
+                    self._report(evaluated, time.monotonic() - reported)
+                    reported, evaluated = time.monotonic(), 0
                 if taken:
                     continue
                 if time.monotonic() - checked > SCHEDULE_CHECK_EVERY:
