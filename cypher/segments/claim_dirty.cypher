@@ -6,6 +6,8 @@
 MATCH (p:SegmentsDirty)
 WHERE p.dirty_since IS NOT NULL
 WITH p ORDER BY p.dirty_since LIMIT $limit
+// locked in profile id order, the order ingest locks profiles in, so the two never deadlock
+WITH p ORDER BY p.profile_id
 WITH p, p.dirty_cause AS cause, p.dirty_since.epochMillis AS since
 REMOVE p:SegmentsDirty
 SET p.dirty_since = null, p.dirty_cause = null, p.segments_evaluated_at = datetime()
