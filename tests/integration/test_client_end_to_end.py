@@ -110,3 +110,30 @@ def test_cli_imports_records_and_reviews_a_pair(address: str, tmp_path: Path, ui
     assert len(set(json.loads(rejected.stdout)["profile_ids"])) == 2
     missing = identity_cli(address, "review", crm, f"record:pos-{uid}/nobody", "--confirm")
     assert missing.returncode != 0 and "no profile holds" in missing.stderr
+
+
+def test_cli_defines_a_segment_from_yaml_and_lists_and_watches_it(address: str, tmp_path: Path, uid: str,
+                                                                  driver) -> None:  # type: ignore[no-untyped-def]
+    ingested = identity_cli(address, "ingest", str(write_events(tmp_path / "events.jsonl", uid)))
+    assert ingested.returncode == 0, ingested.stderr
+    example = (REPO / "config" / "segments" / "example-repeat-buyers.yaml").read_text()
+    assert "name: repeat-buyers" in example
+    definition = tmp_path / "segment.yaml"
+    definition.write_text(example.replace("name: repeat-buyers", f"name: t-{uid}-cli").replace(
+        "value: 2", "value: 1").replace("window: 2592000s", "window: 315360000s"))
+    try:
+        upserted = identity_cli(address, "segment", "upsert", str(definition))
+        assert upserted.returncode == 0, upserted.stderr
+        assert json.loads(upserted.stdout)["name"] == f"t-{uid}-cli"
+        listed = identity_cli(address, "segment", "members", f"t-{uid}-cli", "--types", "email")
+        assert listed.returncode == 0, listed.stderr
+        members = [json.loads(line) for line in listed.stdout.splitlines()]
+        mine = [m for m in members if any(i["value"] == f"ann.{uid}@example.com" for i in m.get("identifiers", []))]
+        assert len(mine) == 1 and {i["type"] for i in mine[0]["identifiers"]} == {"email"}
+        watched = identity_cli(address, "segment", "watch", f"t-{uid}-cli", "--no-follow")
+        assert watched.returncode == 0, watched.stderr
+        entered = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert mine[0]["profile_id"] in {c["profile_id"] for c in entered}
+    finally:
+        driver.execute_query("MATCH (s:Segment {name: $name}) OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) "
+                             "DETACH DELETE s, v", name=f"t-{uid}-cli")
