@@ -321,13 +321,17 @@ def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, ide
     cookie_profile = profile_of(identity, f"cookie:c-{uid}").profile_id
     email_profile = profile_of(identity, f"email:{uid}@example.com").profile_id
     upsert(segments, name, run_is(uid))
+    both = f"t-{uid}-both"  # only the merged profile has a cookie and an e-mail
+    upsert(segments, both, all_of(run_is(uid), has("cookie"), has("email")))
     before = changes(segments, name)
     assert sorted(kinds(before)) == sorted([(cookie_profile, ENTER, "definition"), (email_profile, ENTER, "definition")])
+    assert changes(segments, both) == []
     ingest(identity, [now_event(f"{uid}-3", f"cookie:c-{uid}", f"email:{uid}@example.com", type="identify")])
     survivor = profile_of(identity, f"cookie:c-{uid}").profile_id
     absorbed = ({cookie_profile, email_profile} - {survivor}).pop()
     after = changes(segments, name, after=before[-1].position, until=lambda seen: len(seen) >= 1)
     assert kinds(after) == [(absorbed, EXIT, "merge")]
+    assert kinds(changes(segments, both, until=lambda seen: len(seen) >= 1)) == [(survivor, ENTER, "merge")]
     assert eventually(lambda: set(members(segments, name)) == {survivor})
 
 
