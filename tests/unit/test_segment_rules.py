@@ -394,7 +394,7 @@ def test_anonymous_means_no_identifier_of_the_strong_types_given_as_a_parameter(
 
 def test_a_sum_reads_the_named_event_property_and_treats_missing_amounts_as_zero() -> None:
     compiled = compile_rule(purchases(aggregate="sum", property="amount", window=None, types=()), ())
-    assert "rule_t[$r0]" in compiled.predicate and "coalesce(toFloatOrNull(rule_x), 0.0)" in compiled.predicate
+    assert "sum(coalesce(toFloatOrNull(rule_t[$r0]), 0.0))" in compiled.predicate
     assert " WHERE " not in compiled.predicate  # no filters given, none applied
     assert dict(compiled.parameters) == {"r0": "prop.amount", "r1": 2.0}
 
@@ -408,7 +408,8 @@ def test_filters_appear_only_when_given() -> None:
 
 def test_seconds_since_last_reads_the_clock_from_now() -> None:
     compiled = compile_rule(purchases(aggregate="seconds_since_last", window=None), ())
-    assert compiled.predicate.startswith("coalesce((($now - reduce(rule_last = null")
+    assert compiled.predicate.startswith("coalesce((($now - COLLECT { MATCH ")
+    assert "RETURN max(rule_t.occurred_at.epochMillis)" in compiled.predicate
     assert "/ 1000.0 >= $r1" in compiled.predicate
 
 
