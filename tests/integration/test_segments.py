@@ -314,12 +314,13 @@ def test_ingest_moves_profiles_in_and_the_feed_says_so_once(segments, identity, 
     assert changes(segments, name, after=positions[-1]) == []
 
 
-def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
     name = f"t-{uid}-merge"
     ingest(identity, [now_event(f"{uid}-1", f"cookie:c-{uid}", run=uid),
                       now_event(f"{uid}-2", f"email:{uid}@example.com", run=uid)])
     cookie_profile = profile_of(identity, f"cookie:c-{uid}").profile_id
     email_profile = profile_of(identity, f"email:{uid}@example.com").profile_id
+    assert eventually(lambda: not marked(driver, cookie_profile) and not marked(driver, email_profile))
     upsert(segments, name, run_is(uid))
     both = f"t-{uid}-both"  # only the merged profile has a cookie and an e-mail
     upsert(segments, both, all_of(run_is(uid), has("cookie"), has("email")))

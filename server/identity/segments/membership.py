@@ -102,9 +102,10 @@ class Membership:
         self.catalog.check_references(definition, self.catalog.all())
         compiled = compile_rule(definition.rule, self.catalog.strong_types)
         row = definition_row(definition, compiled, json.dumps(to_dict(definition.rule), sort_keys=True))
-        self.graph.transaction("save segment", lambda tx: tx.run("segments/save_definition", now=now_millis(), **row))
         owner = f"upsert:{uuid.uuid4().hex}"
-        self.claim(definition.name, owner, UPSERT_LEASE)  # keeps the workers from starting the same evaluation
+        lease_ms = int(UPSERT_LEASE.total_seconds() * 1000)
+        self.graph.transaction("save segment", lambda tx: tx.run(
+            "segments/save_definition", now=now_millis(), owner=owner, lease_ms=lease_ms, **row))
         try:
             self.evaluate_fully(definition.name, "definition")
         finally:

@@ -26,6 +26,10 @@ LAG_WARNING_S = 5.0  # a wait longer than this is logged as a warning
 
 
 class SegmentWorker:
+    """Two threads: one evaluates marked profiles as they come (the enter/exit latency
+    consumers see), the other runs due full evaluations and trims the log, so that a full
+    evaluation of a large graph never holds the marked profiles back."""
+
     def __init__(self, membership: Membership, schedule: timedelta, retention: timedelta,
                  idle_wait: float = 0.05) -> None:
         self.membership = membership
@@ -34,18 +38,20 @@ class SegmentWorker:
         self.idle_wait = idle_wait
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="segment-worker")
+        self._threads = [threading.Thread(target=self._evaluate_marked, daemon=True, name="segment-worker"),
+                         threading.Thread(target=self._schedule, daemon=True, name="segment-scheduler")]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def run_scheduled(self) -> bool:
-        """Runs one full evaluation that is due and this server could claim (then the marked
-        profiles get their turn again); returns whether it ran one."""
+        """Runs one full evaluation that is due and this server could claim; returns whether it ran one."""
         lease = max(self.schedule, timedelta(minutes=10))
         for segment in self.membership.due(self.schedule, datetime.now(UTC)):
             if self._stop.is_set() or not self.membership.claim(segment.name, self.owner, lease):
@@ -65,8 +71,7 @@ class SegmentWorker:
         log.log(level, "segments: %d profiles evaluated in %.0f s; %d waiting, the oldest for %.1f s",
                 evaluated, seconds, marked, oldest_wait)
 
-    def _run(self) -> None:
-        checked = trimmed = 0.0
+    def _evaluate_marked(self) -> None:
         reported, evaluated = time.monotonic(), 0
         while not self._stop.is_set():
             try:
@@ -75,16 +80,22 @@ class SegmentWorker:
                 if time.monotonic() - reported > LAG_REPORT_EVERY and evaluated:
                     self._report(evaluated, time.monotonic() - reported)
                     reported, evaluated = time.monotonic(), 0
-                if taken:
-                    continue
-                if time.monotonic() - checked > SCHEDULE_CHECK_EVERY:
-                    if self.run_scheduled():
-                        continue
-                    checked = time.monotonic()
-                if time.monotonic() - trimmed > TRIM_EVERY:
-                    trimmed = time.monotonic()
-                    self.membership.trim(self.retention)
-                self._stop.wait(self.idle_wait)
+                if not taken:
+                    self._stop.wait(self.idle_wait)
             except Exception:  # marked profiles stay marked; the next round retries them
                 log.exception("segment evaluation failed; retrying")
                 self._stop.wait(1.0)
+
+    def _schedule(self) -> None:
+        trimmed = 0.0
+        while not self._stop.is_set():
+            try:
+                if self.run_scheduled():
+                    continue
+                if time.monotonic() - trimmed > TRIM_EVERY:
+                    trimmed = time.monotonic()
+                    self.membership.trim(self.retention)
+                self._stop.wait(SCHEDULE_CHECK_EVERY)
+            except Exception:  # what is due stays due; the next round retries it
+                log.exception("scheduled segment evaluation failed; retrying")
+                self._stop.wait(5.0)
