@@ -117,8 +117,8 @@ class Membership:
         """Runs the new version's evaluation on no profiles, so that Neo4j plans it now (a
         second or more for a large rule) rather than when the first marked profile waits."""
         segments = [s for s in self.catalog.all() if s.name == name]
-        self.graph.transaction("plan segment", lambda tx: evaluate(
-            tx, self.catalog, segments, [], lambda _: "definition", now_millis()))
+        self.graph.transaction("plan segment", lambda tx: evaluate(  # a list of strings: plans are cached by type
+            tx, self.catalog, segments, [""], lambda _: "definition", now_millis()))
 
     def get(self, name: str) -> StoredSegment:
         return self.catalog.get(_name(name))
