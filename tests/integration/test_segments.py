@@ -439,3 +439,23 @@ def _replayed(command: list[str], sink: Path) -> set[str]:
 
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     return replay_membership(sink)
+
+
+def test_the_backfill_brings_a_graph_written_before_segments_up_to_date(  # type: ignore[no-untyped-def]
+        segments, identity, graph: Graph, driver: Driver, uid: str) -> None:
+    from server.identity.segments.backfill import backfill
+
+    ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", type="purchase", run=uid,
+                                properties={"amount": "120.50", "sku": "A-1"})])
+    profile_id = profile_of(identity, f"email:{uid}@example.com").profile_id
+    driver.execute_query(  # as the previous version wrote them: no trait or number copies
+        "MATCH (p:Profile {profile_id: $id}) FOREACH (k IN [k IN keys(p) WHERE k STARTS WITH 'trait.'] | SET p[k] = null) "
+        "WITH p MATCH (t:Touchpoint {event_id: $event}) SET t.`prop.amount` = null", id=profile_id, event=f"{uid}-1")
+    name = f"t-{uid}-backfill"
+    upsert(segments, name, all_of(run_is(uid), touchpoints(seg.AGGREGATE_SUM, seg.COMPARISON_GTE, 100, prop="amount")))
+    assert members(segments, name) == {}
+    first = backfill(graph)
+    assert first.profiles >= 1 and first.touchpoints >= 1
+    assert eventually(lambda: set(members(segments, name)) == {profile_id})
+    again = backfill(graph)
+    assert (again.profiles, again.touchpoints) == (0, 0)
