@@ -419,13 +419,20 @@ def test_a_delivery_runner_killed_mid_stream_ends_with_the_evaluated_membership(
 
     buyer = threading.Thread(target=customers)
     buyer.start()
-    for _ in range(2):
-        runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delivered = sink.stat().st_size if sink.exists() else 0
-        assert eventually(lambda: (sink.stat().st_size if sink.exists() else 0) > delivered, timeout=60)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-    buyer.join()
+    try:
+        for _ in range(2):
+            runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                delivered = sink.stat().st_size if sink.exists() else 0
+                assert eventually(lambda: (sink.stat().st_size if sink.exists() else 0) > delivered, timeout=60)
+            finally:
+                runner.send_signal(signal.SIGKILL)
+                runner.wait()
+    except BaseException:
+        stop.set()  # the buyers stop early only when the test already failed
+        raise
+    finally:
+        buyer.join()
     assert eventually(lambda: len(members(segments, name)) == 45)  # 60 buyers, 15 of whom churned
     assert membership.evaluate_fully(name, "definition") == 0
     expected = set(members(segments, name))
