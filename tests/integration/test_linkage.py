@@ -22,6 +22,7 @@ from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linking import block_slots
 
 SLICE = 400  # true pairs imported
 
@@ -212,8 +213,15 @@ def borderline_variant(traits: dict[str, str], model: LinkageModel, rules) -> di
                 candidates.append((variant, attributes))
     assert original is not None and candidates
     scores = model.probabilities(levels([original] * len(candidates), [a for _, a in candidates], rules))
-    inside = [variant for (variant, _), p in zip(candidates, scores) if model.lower <= p < model.upper]
-    return inside[0] if inside else None
+    inside = [(variant, attributes) for (variant, attributes), p in zip(candidates, scores)
+              if model.lower <= p < model.upper]
+    if not inside:
+        return None
+    # the pair must also be a candidate: prefer the variant that shares the most blocking keys,
+    # so that no block of other tests' records, cut to its nearest neighbours, hides it
+    keys = block_slots(original, rules)
+    shared = [sum(k is not None and k == o for k, o in zip(block_slots(a, rules), keys)) for _, a in inside]
+    return inside[shared.index(max(shared))][0]
 
 
 def test_refit_stores_a_new_current_model_version(identity, driver: Driver, febrl) -> None:  # type: ignore[no-untyped-def]
