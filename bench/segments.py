@@ -136,7 +136,7 @@ def full_evaluations(server, driver) -> list[dict[str, Any]]:  # type: ignore[no
     return rows
 
 
-def probe_latency(server, driver, load_events: int, interval: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def probe_latency(server, load_events: int, interval: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     run = uuid.uuid4().hex[:8]
     name = f"bench-probe-{run}"
     with server.channel() as channel:
@@ -223,9 +223,9 @@ def main() -> None:
         if "full" not in skip:
             figures["full"] = full_evaluations(server, driver)
         if "latency" not in skip:
-            probe_latency(server, driver, WARM_UP_EVENTS, args.probe_interval)  # plans cached, JIT warm
+            probe_latency(server, WARM_UP_EVENTS, args.probe_interval)  # plans cached, JIT warm
             log("warmed up")
-            figures["latency"] = probe_latency(server, driver, args.load_events, args.probe_interval)
+            figures["latency"] = probe_latency(server, args.load_events, args.probe_interval)
     graph = figures["graph"]
     print(f"graph: {graph['active_profiles']} active profiles, {graph['touchpoints']} touchpoints")
     if "full" in figures:

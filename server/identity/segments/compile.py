@@ -20,6 +20,7 @@ from datetime import timedelta
 from types import MappingProxyType
 
 from server.identity.golden import TRAIT_PREFIX
+from server.identity.ingest import PROPERTY_PREFIX  # numeric event properties, as ingest stores them
 from server.identity.segments.rules import (
     AllOf,
     AnyOf,
@@ -38,8 +39,6 @@ from server.identity.segments.rules import (
 )
 
 RULE_PLACEHOLDER = "/*RULE*/"
-# Numeric event properties are stored on the touchpoint as `prop.<name>` floats.
-PROPERTY_PREFIX = "prop."
 MILLISECOND = timedelta(milliseconds=1)
 
 # A leaf is false, never null, when the value it reads is missing, so that NOT behaves.
