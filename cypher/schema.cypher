@@ -29,6 +29,7 @@ CREATE INDEX matchable_block_2_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_
 CREATE INDEX matchable_block_3_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_3, m.name_key);
 CREATE INDEX matchable_block_4_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_4, m.name_key);
 CREATE INDEX matchable_block_5_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_5, m.name_key);
+CREATE INDEX matchable_block_6_name IF NOT EXISTS FOR (m:Matchable) ON (m.block_6, m.name_key);
 
 CREATE INDEX link_pending_since IF NOT EXISTS
 FOR (m:LinkPending) ON (m.pending_since);

@@ -33,3 +33,12 @@ class StorageFailure(IdentityError):
 
 class ConfigurationError(IdentityError):
     """Settings or configuration files are invalid; raised at start, never per request."""
+
+
+class ModelRefused(FailedPrecondition):
+    """A fitted linkage model failed its checks; it was stored as refused and never made current."""
+
+    def __init__(self, version: str, reasons: list[str]) -> None:
+        super().__init__(f"linkage model {version} was refused: {'; '.join(reasons)}")
+        self.version = version
+        self.reasons = reasons

@@ -3,7 +3,7 @@
 // side (sorted neighbourhood, served by the composite indexes), so pairs per record stay
 // bounded and the likeliest ones are kept. Returns both sides' profiles, and whether a
 // reviewer or operator refused the pair.
-// $subjects: [{type, value, blocks: [6 keys or nulls], name_key}]; $half.
+// $subjects: [{type, value, blocks: [7 keys or nulls], name_key}]; $half.
 // Returns type, value, person, profile_id (of the subject), candidates: [{type, value,
 // person, profile_id, refused}].
 UNWIND $subjects AS s
@@ -45,6 +45,12 @@ CALL (s, me) {
     RETURN c ORDER BY c.name_key DESC LIMIT $half
     UNION
     MATCH (c:Matchable) WHERE c.block_5 = s.blocks[5] AND c.name_key > s.name_key
+    RETURN c ORDER BY c.name_key LIMIT $half
+    UNION
+    MATCH (c:Matchable) WHERE c.block_6 = s.blocks[6] AND c.name_key <= s.name_key
+    RETURN c ORDER BY c.name_key DESC LIMIT $half
+    UNION
+    MATCH (c:Matchable) WHERE c.block_6 = s.blocks[6] AND c.name_key > s.name_key
     RETURN c ORDER BY c.name_key LIMIT $half
   }
   WITH me, c WHERE c <> me

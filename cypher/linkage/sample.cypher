@@ -1,8 +1,9 @@
-// A random sample of Matchable identifiers, to fit the model on their candidate pairs.
-// $share (0..1), $limit. Returns type, value, blocks, name_key.
+// A random sample of Matchable identifiers, to fit the model on: their candidate pairs feed
+// m, random pairs among them feed u. $share (0..1), $limit.
+// Returns type, value, person (JSON), blocks, name_key.
 MATCH (m:Matchable)
 WHERE rand() < $share
-RETURN m.type AS type, m.value AS value,
-       [m.block_0, m.block_1, m.block_2, m.block_3, m.block_4, m.block_5] AS blocks,
+RETURN m.type AS type, m.value AS value, m.person AS person,
+       [m.block_0, m.block_1, m.block_2, m.block_3, m.block_4, m.block_5, m.block_6] AS blocks,
        m.name_key AS name_key
 LIMIT $limit

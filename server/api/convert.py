@@ -13,7 +13,9 @@ from identity.v1 import common_pb2, identity_service_pb2 as pb
 from server.errors import InvalidArgument
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.model import LinkageModel
+from server.identity.linkage.quality import QualitySummary, from_stored, summarise
 from server.identity.linkage.rules import LinkageRules
+from server.identity.linking import RefusedFitView
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor
 from server.identity.model import (
@@ -207,7 +209,17 @@ def import_progress(step: ImportProgress | ImportSummary) -> pb.ImportProgress:
         records=step.records, new_profiles=step.new_profiles, linked_deterministic=step.linked_deterministic,
         linked_probabilistic=step.linked_probabilistic, possible_matches=step.possible_matches,
         rejected=step.rejected, pairs_compared=step.pairs_compared, model_version=step.model_version,
-        rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections]))
+        rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections],
+        quality=linkage_quality(summarise(step.quality, step.upper)), model_refusals=step.model_refusals))
+
+
+def linkage_quality(quality: QualitySummary) -> pb.LinkageQuality:
+    return pb.LinkageQuality(
+        pairs_scored=quality.pairs_scored,
+        weights=[pb.WeightBin(lower=lower, upper=upper, pairs=count) for lower, upper, count in quality.weight_histogram],
+        links=[pb.ProbabilityBand(lower=lower, upper=upper, links=count) for lower, upper, count in quality.link_bands],
+        possible_matches=quality.possible, guarded=dict(quality.guarded), refused=quality.refused,
+        expected_precision=quality.expected_precision)
 
 
 def linkage_model(model: LinkageModel, rules: LinkageRules) -> pb.LinkageModelInfo:
@@ -222,4 +234,14 @@ def linkage_model(model: LinkageModel, rules: LinkageRules) -> pb.LinkageModelIn
         fields.append(pb.FieldModel(field=name, levels=levels))
     return pb.LinkageModelInfo(version=model.version, fitted_at=to_timestamp(datetime.fromisoformat(model.fitted_at)),
                                pairs=model.pairs, prior=model.prior, upper=model.upper, lower=model.lower,
-                               fields=fields)
+                               fields=fields, records=model.records, random_pairs=model.random_pairs,
+                               labelled_pairs=model.labelled_pairs,
+                               expected_matching_pairs=model.expected_matching_pairs, iterations=model.iterations,
+                               converged=model.converged,
+                               quality=linkage_quality(from_stored(model.quality, model.upper)))
+
+
+def refused_fit(refused: RefusedFitView, rules: LinkageRules) -> pb.RefusedFit:
+    return pb.RefusedFit(version=refused.model.version,
+                         fitted_at=to_timestamp(datetime.fromisoformat(refused.model.fitted_at)),
+                         reasons=refused.reasons, model=linkage_model(refused.model, rules))

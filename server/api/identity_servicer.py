@@ -107,7 +107,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.LinkageModelInfo:
         if request.sample_records < 0:
             raise InvalidArgument("sample_records must not be negative")
-        return convert.linkage_model(self.linker.refit(request.sample_records or 5000), self.linker.linkage)
+        return convert.linkage_model(self.linker.refit(request.sample_records), self.linker.linkage)
 
     @unary
     def GetLinkageStatus(self, request: pb.GetLinkageStatusRequest, context: grpc.ServicerContext) -> pb.LinkageStatus:
@@ -116,4 +116,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         status = pb.LinkageStatus(pending=lag.pending, oldest_wait_seconds=lag.oldest_wait_s)
         if model is not None:
             status.model.CopyFrom(convert.linkage_model(model, self.linker.linkage))
+            status.current_links.CopyFrom(convert.linkage_quality(self.linker.links_of(model)))
+        refused = self.linker.last_refused_fit()
+        if refused is not None:
+            status.last_refused_fit.CopyFrom(convert.refused_fit(refused, self.linker.linkage))
         return status

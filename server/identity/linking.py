@@ -5,11 +5,15 @@ Identifiers with person attributes (a CRM record, a loyalty signup's card) are M
 they carry their cleaned attributes and one blocking key per pass. Linking a batch of such
 subjects fetches the Matchable identifiers that share a key with each (indexed, capped per
 key), compares every pair field by field, and scores it with the current model:
-- at or above the upper threshold the pair is proposed as a link, and the stitching planner
-  applies the same merge protection as to identifiers seen together (flags, per-profile
-  limits, operator unlinks); an accepted link merges profiles and keeps the model's evidence;
-- between the thresholds the pair is kept as a POSSIBLE_MATCH edge for review;
+- at or above the upper threshold the pair is proposed as a link, unless a decision guard
+  (household, namesake, ...) stops it, and the stitching planner applies the same merge
+  protection as to identifiers seen together (flags, per-profile limits, operator unlinks);
+  an accepted link merges profiles and keeps the model's evidence;
+- between the thresholds, or stopped by a guard, the pair is kept as a POSSIBLE_MATCH edge
+  for review;
 - below, nothing is stored.
+A model is only ever used after it passed its checks (estimation.check); a refused fit is
+kept with its reasons, and the model that was current stays current.
 Pairs already in one profile are skipped: linking them adds nothing.
 """
 
@@ -20,14 +24,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from server.errors import ConfigurationError, FailedPrecondition, InvalidArgument, NotFound
+from server.errors import ConfigurationError, FailedPrecondition, InvalidArgument, ModelRefused, NotFound
 from server.graph import Graph, Tx
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.compare import levels
+from server.identity.linkage.decisions import Verdict, quality_of, score
+from server.identity.linkage.estimation import FitSample, fit_sample
+from server.identity.linkage.guards import Guards
 from server.identity.linkage.model import LinkageModel, fit
+from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
 from server.identity.linkage.rules import LinkageRules
 from server.identity.model import Identifier
 from server.identity.normalize import normalize_identifier
@@ -37,11 +45,12 @@ from server.identity.stitching import LinkDecision, Planner, ProposedLink, read_
 
 log = logging.getLogger(__name__)
 
-BLOCK_SLOTS = 6  # block_0 .. block_5 on Matchable, each indexed (cypher/schema.cypher)
+BLOCK_SLOTS = 7  # block_0 .. block_6 on Matchable, each indexed (cypher/schema.cypher)
 EVIDENCE_KEPT = 10
 LAG_REPORT_EVERY = 30.0  # seconds between lag reports of a busy worker
 LAG_WARNING_S = 10.0  # a wait longer than this is logged as a warning
 MIN_FIT_PAIRS = 200  # EM on fewer candidate pairs gives parameters that mean little
+KNOWN_MATCHES_READ = 20_000  # known matches read for a fit at most
 
 
 @dataclass(frozen=True)
@@ -58,22 +67,34 @@ class ScoredPair:
     b: Identifier
     probability: float
     fields: str  # JSON: [{field, level, weight}]
+    verdict: Verdict = Verdict.LINK
+    guard: str | None = None  # the decision guard that stopped a link
 
 
 @dataclass
 class LinkOutcome:
-    """What one linkage run decided, by subject."""
+    """What one linkage run decided, by subject, and the distribution of its scores."""
 
     pairs_compared: int = 0
     linked: set[Identifier] = field(default_factory=set)  # accepted probabilistic links touch these
     possible: set[Identifier] = field(default_factory=set)
     refused: set[Identifier] = field(default_factory=set)  # merge protection refused a match
+    quality: LinkageQuality = field(default_factory=LinkageQuality)
 
     def add(self, other: LinkOutcome) -> None:
         self.pairs_compared += other.pairs_compared
         self.linked |= other.linked
         self.possible |= other.possible
         self.refused |= other.refused
+        self.quality.add(other.quality)
+
+
+@dataclass(frozen=True)
+class RefusedFitView:
+    """The latest fit that failed its checks, newer than the current model."""
+
+    model: LinkageModel
+    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,7 @@ class Linker:
         if len(linkage.blocking) > BLOCK_SLOTS:
             raise ConfigurationError(f"linkage blocking: at most {BLOCK_SLOTS} passes (one indexed slot each), "
                                      f"{len(linkage.blocking)} configured")
+        self.guards = Guards(linkage)
         self._model: LinkageModel | None = None
         self._model_checked = 0.0
         self._lock = threading.Lock()
@@ -140,39 +162,80 @@ class Linker:
                     model.version)
         return None
 
-    def refit(self, sample_records: int = 5000) -> LinkageModel:
-        """Fits a model by EM on the candidate pairs of a random sample of Matchable identifiers."""
+    def refit(self, sample_records: int = 0) -> LinkageModel:
+        """Fits a model on a random sample of the graph's Matchable identifiers, checks it, and
+        makes it current; ModelRefused (stored with its reasons) when it fails a check."""
+        sample = self.fit_sample(sample_records or self.linkage.fitting.sample_records)
+        return self.adopt(fit(sample, self.linkage, version=datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")), sample)
+
+    def fit_sample(self, sample_records: int) -> FitSample:
+        """What a fit reads from the graph: sampled records, their candidate pairs (linked ones
+        included, or a refit after the first import would see hardly any matches), and the
+        known matches among them."""
         (count,) = self.graph.read("linkage/count_matchable")
         total = int(count["matchable"])
         if total < 2:
             raise FailedPrecondition("no records with person attributes to fit the linkage model on yet")
         share = min(1.0, 1.5 * sample_records / total)
-        sample = self.graph.read("linkage/sample", share=share, limit=sample_records)
-        keys = [_subject_row(r) for r in sample]
-        left: list[PersonAttributes] = []
-        right: list[PersonAttributes] = []
+        rows = self.graph.read("linkage/sample", share=share, limit=sample_records)
+        sampled = [PersonAttributes.from_dict(json.loads(r["person"])) for r in rows]
+        pairs: list[tuple[PersonAttributes, PersonAttributes]] = []
         seen: set[frozenset[Identifier]] = set()
-        for chunk in _chunks(keys, 500):
-            # pairs linked already count too: without them a refit after the first import
-            # would see hardly any matches, and EM would lose the match class
-            for me, _, person, pairs in self._candidates(chunk, unlinked_only=False):
-                for other, other_person in pairs:
+        for chunk in _chunks([_subject_row(r) for r in rows], 500):
+            for me, _, person, candidates in self._candidates(chunk, unlinked_only=False):
+                for other, other_person in candidates:
                     if frozenset((me, other)) not in seen:
                         seen.add(frozenset((me, other)))
-                        left.append(person)
-                        right.append(other_person)
-        if len(left) < MIN_FIT_PAIRS:
-            raise FailedPrecondition(f"the records in the graph give {len(left)} candidate pairs; fitting the linkage "
+                        pairs.append((person, other_person))
+        if len(pairs) < MIN_FIT_PAIRS:
+            raise FailedPrecondition(f"the records in the graph give {len(pairs)} candidate pairs; fitting the linkage "
                                      f"model needs at least {MIN_FIT_PAIRS}")
-        model = fit(levels(left, right, self.linkage), self.linkage,
-                    version=datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f"))
-        self.graph.transaction("save linkage model", lambda tx: tx.run(
-            "linkage/save_model", version=model.version, params=model.to_json(), fitted_at=datetime.now(UTC),
-            pairs=model.pairs))
+        return fit_sample(sampled, pairs, self._known_matches(rows), total, self.linkage)
+
+    def _known_matches(self, rows: Sequence[Mapping[str, object]]) -> list[tuple[PersonAttributes, PersonAttributes]]:
+        keys = [{"type": r["type"], "value": r["value"]} for r in rows]
+        found: dict[frozenset[Identifier], tuple[PersonAttributes, PersonAttributes]] = {}
+        for r in self.graph.read("linkage/known_matches", keys=keys, limit=KNOWN_MATCHES_READ):
+            pair = frozenset((Identifier(r["a_type"], r["a_value"]), Identifier(r["b_type"], r["b_value"])))
+            found.setdefault(pair, (PersonAttributes.from_dict(json.loads(r["a_person"])),
+                                    PersonAttributes.from_dict(json.loads(r["b_person"]))))
+        return list(found.values())
+
+    def adopt(self, model: LinkageModel, sample: FitSample) -> LinkageModel:
+        """Checks a fitted model on its sample and makes it current; a model that fails a check
+        is stored as refused with the reasons, logged, and raised as ModelRefused."""
+        quality = quality_of(score(model, sample.candidates, self.guards))
+        model = replace(model, quality=stored(quality, model.upper))
+        problems = model.problems(sample.labelled, self.linkage)
+        params = {"version": model.version, "params": model.to_json(), "fitted_at": datetime.now(UTC),
+                  "pairs": model.pairs}
+        if problems:
+            self.graph.transaction("save refused linkage model", lambda tx: tx.run(
+                "linkage/save_refused_fit", reasons=problems, **params))
+            log.warning("linkage model %s refused, the current model stays: %s", model.version, "; ".join(problems))
+            raise ModelRefused(model.version, problems)
+        self.graph.transaction("save linkage model", lambda tx: tx.run("linkage/save_model", **params))
         with self._lock:
             self._model, self._model_checked = model, time.monotonic()
-        log.info("linkage model %s fitted on %d pairs of %d records", model.version, model.pairs, len(keys))
+        log.info("linkage model %s fitted on %d candidate pairs, %d random pairs and %d known matches of %d records; "
+                 "prior %.3g (%.0f matching pairs expected), expected precision of its links %.4f",
+                 model.version, model.pairs, model.random_pairs, model.labelled_pairs, model.records, model.prior,
+                 model.expected_matching_pairs, quality.expected_precision)
         return model
+
+    def last_refused_fit(self) -> RefusedFitView | None:
+        """The latest refused fit when it is newer than the current model."""
+        records = self.graph.read("linkage/last_refused_fit")
+        if not records:
+            return None
+        return RefusedFitView(LinkageModel.from_json(records[0]["params"]), tuple(records[0]["reasons"]))
+
+    def links_of(self, model: LinkageModel) -> QualitySummary:
+        """The probabilistic links the model made that the graph holds now, by band."""
+        edges = [model.upper, *(e for e in BAND_EDGES if e > model.upper), 1.0]
+        (record,) = self.graph.read("linkage/links_of_model", version=model.version, edges=edges)
+        bands = [[edges[i], edges[i + 1], count] for i, count in enumerate(record["bands"])]
+        return from_stored({"link_bands": bands, "link_probability_sum": record["probability_sum"]}, model.upper)
 
     def lag(self) -> LinkageLag:
         """How far online linkage is behind: identifiers queued, and the oldest one's wait."""
@@ -189,14 +252,17 @@ class Linker:
         keys = [{"type": i.type, "value": i.value} for i in subjects]
         records = self.graph.read("linkage/subjects", keys=keys)
         chunk = [_subject_row(r) for r in records]
-        scored, compared = self._score(chunk, model)
-        outcome = LinkOutcome(pairs_compared=compared)
-        accepted = [p for p in scored if p.probability >= model.upper]
-        possible = [p for p in scored if model.lower <= p.probability < model.upper]
+        scored, compared, quality = self._score(chunk, model)
+        outcome = LinkOutcome(pairs_compared=compared, quality=quality)
+        accepted = [p for p in scored if p.verdict is Verdict.LINK]
+        possible = [p for p in scored if p.verdict is Verdict.REVIEW]
         if accepted or possible:
             decisions = self.graph.transaction("link", lambda tx: self._write(tx, model, accepted, possible))
             for decision in decisions:
                 (outcome.linked if decision.accepted else outcome.refused).update((decision.a, decision.b))
+            refused = {frozenset((d.a, d.b)) for d in decisions if not d.accepted}
+            quality.refused += len(refused)
+            quality.links = [p.probability for p in accepted if frozenset((p.a, p.b)) not in refused]
         for pair in possible:
             outcome.possible.update((pair.a, pair.b))
         return outcome
@@ -214,7 +280,8 @@ class Linker:
                                                                     or c["profile_id"] != record["profile_id"]))]
             yield me, record["profile_id"], person, pairs
 
-    def _score(self, chunk: list[dict[str, object]], model: LinkageModel) -> tuple[list[ScoredPair], int]:
+    def _score(self, chunk: list[dict[str, object]],
+               model: LinkageModel) -> tuple[list[ScoredPair], int, LinkageQuality]:
         seen: set[frozenset[Identifier]] = set()
         pairs: list[tuple[Identifier, Identifier]] = []
         left: list[PersonAttributes] = []
@@ -229,15 +296,15 @@ class Linker:
                 left.append(person)
                 right.append(other_person)
         if not pairs:
-            return [], 0
+            return [], 0, LinkageQuality()
         matrix = levels(left, right, self.linkage)
-        probabilities = model.probabilities(matrix)
+        scores = score(model, matrix, self.guards)
         scored = []
-        for (a, b), row, probability in zip(pairs, matrix, probabilities, strict=True):
-            if probability >= model.lower:
-                fields = [{"field": e.field, "level": e.level, "weight": round(e.weight, 3)} for e in model.explain(row)]
-                scored.append(ScoredPair(a, b, float(probability), json.dumps(fields)))
-        return scored, len(pairs)
+        for (a, b), row, probability, verdict, guard in zip(pairs, matrix, scores.probabilities, scores.verdicts,
+                                                            scores.guards, strict=True):
+            if verdict is not Verdict.NONE:
+                scored.append(ScoredPair(a, b, float(probability), evidence_fields(model, row), verdict, guard))
+        return scored, len(pairs), quality_of(scores)
 
     def _write(self, tx: Tx, model: LinkageModel, accepted: list[ScoredPair],
                possible: list[ScoredPair]) -> list[LinkDecision]:
@@ -265,9 +332,14 @@ class Linker:
                 tx.run("stitching/record_rejections", rows=refusals, evidence_kept=EVIDENCE_KEPT)
         if possible:
             tx.run("linkage/record_possible", now=now, rows=[
-                {**_pair(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields}
-                for p in possible])
+                {**_pair(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields,
+                 "guard": p.guard} for p in possible])
         return decisions
+
+
+def evidence_fields(model: LinkageModel, row: Sequence[int]) -> str:
+    """A pair's evidence as stored on its edge: JSON [{field, level, weight}]."""
+    return json.dumps([{"field": e.field, "level": e.level, "weight": round(e.weight, 3)} for e in model.explain(row)])
 
 
 def _subject_row(record: Mapping[str, object]) -> dict[str, object]:

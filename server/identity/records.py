@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 
-from server.errors import FailedPrecondition, InvalidArgument
+from server.errors import FailedPrecondition, InvalidArgument, ModelRefused
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.model import LinkageModel
+from server.identity.linkage.quality import LinkageQuality
 from server.identity.linking import LinkOutcome, Linker, Subject, describe_rows
 from server.identity.model import AckStatus, EventInput, Identifier
 from server.identity.normalize import normalize_date
@@ -70,6 +71,9 @@ class ImportSummary:
     rejections: list[tuple[str, str]] = field(default_factory=list)
     pairs_compared: int = 0
     model_version: str = ""
+    quality: LinkageQuality = field(default_factory=LinkageQuality)
+    upper: float = 1.0  # the model's threshold, for the quality's probability bands
+    model_refusals: list[str] = field(default_factory=list)
 
 
 def record_identifier(record: SourceRecord) -> Identifier:
@@ -132,21 +136,27 @@ class RecordImporter:
             model = self.linker.model(max_age=0)  # another server may have refitted meanwhile
             if model is None:
                 yield ImportProgress("fitting", summary.records, summary.records)
-                model = self._fit()
+                model = self._fit(summary)
         if model is not None:
             summary.model_version = model.version
+            summary.upper = model.upper
             for start in range(0, len(matchable), self.batch_size):
                 outcome.add(self.linker.link(matchable[start:start + self.batch_size], model))
                 yield ImportProgress("linking", summary.records, min(start + self.batch_size, len(matchable)))
         summary.pairs_compared = outcome.pairs_compared
+        summary.quality = outcome.quality
         self._classify(written, outcome, summary)
         yield summary
 
-    def _fit(self) -> LinkageModel | None:
+    def _fit(self, summary: ImportSummary) -> LinkageModel | None:
         """A first model, fitted on the graph's records; None while they are too few to fit
-        one: the records stay Matchable, and later imports link against them."""
+        one, or when the fit failed its checks (the summary says why): the records stay
+        Matchable, and a later import or refit links them."""
         try:
             return self.linker.refit()
+        except ModelRefused as exc:
+            summary.model_refusals = list(exc.reasons)
+            return None
         except FailedPrecondition as exc:
             log.warning("no probabilistic linkage in this import: %s", exc)
             return None

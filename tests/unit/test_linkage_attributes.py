@@ -74,7 +74,9 @@ def test_blocking_keys_are_prefixed_by_their_pass() -> None:
     keys = blocking_keys(MICHAELA, RULES)
     assert "dob:19151111" in keys and "national_id:5304218" in keys and "given2_postcode:mi|4223" in keys
     assert "surname_soundex_yob:N550|1915" in keys and "surname_initial_postcode_digits:n|2234" in keys
-    assert [key.split(":", 1)[0] for key in keys] == list(RULES.blocking)
+    assert [key.split(":", 1)[0] for key in keys] == [p for p in RULES.blocking if p != "street_suburb"]  # no street
+    with_street = dataclasses.replace(MICHAELA, street_number="12", address_1="oak st", suburb="kew")
+    assert "street_suburb:12|oakst|kew" in blocking_keys(with_street, RULES)
 
 
 def test_a_pass_whose_parts_are_missing_gives_no_key() -> None:
@@ -143,6 +145,37 @@ def test_a_missing_rules_file_is_named(tmp_path: Path) -> None:
         load_linkage_rules(tmp_path / "nowhere.yaml")
 
 
-def test_the_shipped_rules_compare_every_person_attribute() -> None:
-    assert set(RULES.field_names) == set(PersonAttributes.__dataclass_fields__)
+def test_the_shipped_rules_compare_every_person_attribute_but_country() -> None:
+    """One country per deployment: every pair agrees on it, so it says nothing (its exact
+    agreement would weigh nothing and fail the fit's checks). Configure it where it varies."""
+    assert set(RULES.field_names) == set(PersonAttributes.__dataclass_fields__) - {"country"}
     assert RULES.lower < RULES.upper
+
+
+def test_the_documented_trait_keys_are_read() -> None:
+    """The proto documents first_name, last_name, date_of_birth, address, city, postcode, country."""
+    found = person_attributes({"first_name": "Micaael", "last_name": "Martinez", "date_of_birth": "1980-02-03",
+                               "address": "5992 Ridge Street", "city": "Springfield", "postcode": "62704",
+                               "country": "US"}, RULES)
+    assert found == PersonAttributes(given_name="micaael", surname="martinez", street_number="5992",
+                                     address_1="ridge st", suburb="springfield", postcode="62704",
+                                     date_of_birth="19800203", country="us")
+
+
+@pytest.mark.parametrize(("line", "number", "street"), [
+    ("9180 Meadow Ave", "9180", "meadow ave"),
+    ("5992 ridge st", "5992", "ridge st"),
+    ("12a Oak Street", "12a", "oak st"),
+    ("3/12 Oak St", "12", "oak st"),
+    ("Unit 4, 12-14 Long Road", "12", "long rd"),
+    ("Main Street", None, "main st"),
+])
+def test_a_one_line_address_splits_into_number_and_street(line: str, number: str | None, street: str) -> None:
+    found = person_attributes({"first_name": "a", "last_name": "b", "address": line}, RULES)
+    assert found is not None and (found.street_number, found.address_1) == (number, street)
+
+
+def test_explicit_address_fields_win_over_a_one_line_address() -> None:
+    found = person_attributes({"address": "1 Elm St", "street_number": "7", "address_1": "Oak Street",
+                               "first_name": "a"}, RULES)
+    assert found is not None and (found.street_number, found.address_1) == ("7", "oak st")

@@ -36,6 +36,7 @@ class PersonAttributes:
     state: str | None = None
     date_of_birth: str | None = None
     national_id: str | None = None
+    country: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
@@ -62,12 +63,27 @@ TRAIT_ALIASES: Mapping[str, str] = {
     **{key: "state" for key in ("state", "region", "province")},
     **{key: "date_of_birth" for key in ("date_of_birth", "dob", "birth_date", "birthdate")},
     **{key: "national_id" for key in ("national_id", "soc_sec_id", "ssn", "social_security_number")},
+    **{key: "country" for key in ("country", "country_code")},
+}
+
+# One-line street addresses (the API's documented `address` trait): split into the street
+# number and the street, which linkage compares separately. Explicit fields win over these.
+ONE_LINE_ADDRESS_KEYS = frozenset({"address", "street_address", "address_line", "addr"})
+
+# Street suffixes compare in one spelling: "5992 Ridge Street" is "5992 ridge st".
+STREET_SUFFIXES: Mapping[str, str] = {
+    "street": "st", "str": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln",
+    "court": "ct", "place": "pl", "boulevard": "blvd", "terrace": "tce", "crescent": "cres", "parade": "pde",
+    "highway": "hwy", "circle": "cir", "square": "sq", "parkway": "pkwy",
 }
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 _DIGITS_8 = re.compile(r"\d{8}")
 _YEAR_FIRST = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ].*)?")
 _DAY_FIRST = re.compile(r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})")
+# "9180 meadow ave", "12a oak st", "3/12 oak st" (unit 3), "12-14 oak st", "unit 3 12 oak st"
+_NUMBERED_STREET = re.compile(r"(?:(?:unit|apt|apartment|flat|suite)\s+\w+\s+)?(?:\d+[a-z]?\s*/\s*)?"
+                              r"(\d+[a-z]?)(?:\s*-\s*\d+[a-z]?)?\s+(.*[a-z].*)")
 
 
 def person_attributes(traits: Mapping[str, str], rules: LinkageRules) -> PersonAttributes | None:
@@ -77,11 +93,20 @@ def person_attributes(traits: Mapping[str, str], rules: LinkageRules) -> PersonA
     everyone, so it is left out of linkage instead.
     """
     cleaned: dict[str, str] = {}
+    one_line: list[str] = []
     for key, value in traits.items():
+        if value is None:
+            continue
+        if _trait_key(key) in ONE_LINE_ADDRESS_KEYS:
+            one_line.append(str(value))
+            continue
         name = TRAIT_ALIASES.get(_trait_key(key))
-        if name is not None and name not in cleaned and value is not None:
+        if name is not None and name not in cleaned:
             if (clean := _CLEANERS[name](str(value))) is not None:
                 cleaned[name] = clean  # the first alias with a usable value wins
+    for line in one_line:
+        for name, part in split_address(line).items():
+            cleaned.setdefault(name, part)
     attributes = PersonAttributes(**cleaned)
     if attributes.present(rules.field_names) < rules.min_fields:
         return None
@@ -93,6 +118,30 @@ def clean_text(value: str) -> str | None:
     folded = unidecode(value).lower().replace("'", "").replace("`", "")
     cleaned = _NOT_WORD.sub(" ", folded).strip()
     return cleaned or None
+
+
+def clean_street(value: str) -> str | None:
+    """A street as words, its suffix in one spelling (street -> st), so spellings agree exactly."""
+    cleaned = clean_text(value)
+    if not cleaned:
+        return None
+    *name, last = cleaned.split(" ")
+    return " ".join([*name, STREET_SUFFIXES.get(last, last)]) if name else cleaned
+
+
+def split_address(value: str) -> dict[str, str]:
+    """A one-line address as street_number and address_1 ("9180 Meadow Ave" -> 9180, meadow ave).
+
+    Without a leading number the whole line is the street, so it is still compared.
+    """
+    folded = " ".join(unidecode(value).lower().replace(",", " ").split())
+    parts: dict[str, str] = {}
+    if match := _NUMBERED_STREET.fullmatch(folded):
+        number, folded = match.groups()
+        parts["street_number"] = number
+    if (street := clean_street(folded)) is not None:
+        parts["address_1"] = street
+    return parts
 
 
 def clean_code(value: str) -> str | None:
@@ -135,13 +184,14 @@ _CLEANERS: Mapping[str, Callable[[str], str | None]] = {
     "given_name": clean_text,
     "surname": clean_text,
     "street_number": clean_code,
-    "address_1": clean_text,
+    "address_1": clean_street,
     "address_2": clean_text,
     "suburb": clean_text,
     "postcode": clean_code,
     "state": clean_code,
     "date_of_birth": clean_date,
     "national_id": clean_code,
+    "country": clean_code,
 }
 
 
@@ -226,6 +276,23 @@ BLOCKING_PASSES: Mapping[str, Callable[[PersonAttributes], str | None]] = {
     "name_soundexes": _name_soundexes,
     "suburb_yob": lambda a: _joined(squashed(a.suburb), _year_of_birth(a)),
     "street_suburb": lambda a: _joined(a.street_number, squashed(a.address_1), squashed(a.suburb)),
+}
+
+
+# The attributes each pass forces to agree (or nearly), with those that go with them (a
+# postcode fixes its suburb and state). When m is fitted on a pass's candidate pairs, these
+# fields are left out: their agreement there comes from blocking, not from being one person.
+PASS_FIELDS: Mapping[str, frozenset[str]] = {
+    "postcode": frozenset({"postcode", "suburb", "state", "country"}),
+    "surname_initial_postcode_digits": frozenset({"surname", "postcode", "suburb", "state", "country"}),
+    "dob": frozenset({"date_of_birth"}),
+    "national_id": frozenset({"national_id"}),
+    "surname_soundex_yob": frozenset({"surname", "date_of_birth"}),
+    "given_soundex_yob": frozenset({"given_name", "date_of_birth"}),
+    "given2_postcode": frozenset({"given_name", "postcode", "suburb", "state", "country"}),
+    "name_soundexes": frozenset({"given_name", "surname"}),
+    "suburb_yob": frozenset({"suburb", "postcode", "state", "country", "date_of_birth"}),
+    "street_suburb": frozenset({"street_number", "address_1", "suburb", "postcode", "state", "country"}),
 }
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.compare import levels
+from server.identity.linkage.estimation import fit_sample
 from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.rules import LinkageRules
 
@@ -58,7 +59,9 @@ def run_linkage(
     attributes = [records[record_id] for record_id in ids]
     candidates = candidate_pairs(attributes, rules)
     compared = levels([attributes[i] for i in candidates[:, 0]], [attributes[j] for j in candidates[:, 1]], rules)
-    model = model or fit(compared, rules, version="in-memory")
+    if model is None:
+        pairs = [(attributes[i], attributes[j]) for i, j in candidates]
+        model = fit(fit_sample(attributes, pairs, [], len(attributes), rules, seed=0), rules, version="in-memory")
     return LinkageRun(ids, candidates, compared, model.probabilities(compared), model)
 
 

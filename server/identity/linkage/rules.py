@@ -39,6 +39,29 @@ class FieldRule:
 
 
 @dataclass(frozen=True)
+class FitSettings:
+    """How a model is fitted and what a fit must pass before it may be used (estimation.py)."""
+
+    sample_records: int = 5000  # records whose candidate pairs feed m, and random pairs feed u
+    random_pairs: int = 50_000  # random pairs of those records for u's fuzzy levels
+    m_prior_pairs: float = 20.0  # pseudo-pairs of a prior belief that matches agree
+    max_iterations: int = 200
+    min_labelled_pairs: int = 20  # known matches needed before they check the fit
+    min_labelled_agreement: float = 0.5  # share of known matches the fit must score as evidence for a match
+    max_matches_per_record: float = 3.0  # a prior implying more matching pairs per record is implausible
+
+
+@dataclass(frozen=True)
+class DecisionGuards:
+    """Vetoes on automatic links, whatever the score: Fellegi-Sunter assumes fields agree
+    independently, and a household (one surname, one address) or a namesake breaks that."""
+
+    names_and_dob_disagree: bool = True
+    household: bool = True
+    namesake: bool = True
+
+
+@dataclass(frozen=True)
 class LinkageRules:
     fields: tuple[FieldRule, ...]
     blocking: tuple[str, ...]
@@ -46,6 +69,8 @@ class LinkageRules:
     upper: float
     lower: float
     min_fields: int
+    fitting: FitSettings = FitSettings()
+    guards: DecisionGuards = DecisionGuards()
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -75,7 +100,37 @@ def parse_linkage_rules(data: Mapping[str, Any], source: str = "linkage rules") 
         upper=upper,
         lower=lower,
         min_fields=min_fields,
+        fitting=_fitting(data.get("fitting", {}), source),
+        guards=_guards(data.get("guards", {}), source),
     )
+
+
+def _fitting(raw: Any, source: str) -> FitSettings:
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{source}: fitting must be a mapping of settings")
+    defaults = FitSettings()
+    unknown = sorted(set(raw) - set(defaults.__dataclass_fields__))
+    if unknown:
+        raise ConfigurationError(f"{source}: fitting.{unknown[0]} is not a setting; expected some of "
+                                 f"{', '.join(defaults.__dataclass_fields__)}")
+    where = f"{source}: fitting"
+    merged = {**{k: getattr(defaults, k) for k in defaults.__dataclass_fields__}, **raw}
+    for key in ("sample_records", "random_pairs", "max_iterations", "min_labelled_pairs"):
+        _whole(merged, key, where, minimum=1 if key != "min_labelled_pairs" else 0)
+    for key in ("m_prior_pairs", "max_matches_per_record"):
+        if not _is_number(merged[key]) or float(merged[key]) <= 0:
+            raise ConfigurationError(f"{where}: {key} must be a positive number")
+    agreement = merged["min_labelled_agreement"]
+    if not _is_number(agreement) or not 0.0 <= float(agreement) <= 1.0:
+        raise ConfigurationError(f"{where}: min_labelled_agreement must be a share between 0 and 1")
+    return FitSettings(**merged)
+
+
+def _guards(raw: Any, source: str) -> DecisionGuards:
+    names = DecisionGuards.__dataclass_fields__
+    if not isinstance(raw, dict) or any(k not in names or not isinstance(v, bool) for k, v in raw.items()):
+        raise ConfigurationError(f"{source}: guards must map some of {', '.join(names)} to true or false")
+    return DecisionGuards(**raw)
 
 
 def _fields(raw: Any, source: str) -> tuple[FieldRule, ...]:
