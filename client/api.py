@@ -166,6 +166,11 @@ class IdentityClient:
         return self._identity.RefitLinkageModel(pb.RefitLinkageModelRequest(sample_records=sample_records),
                                                 timeout=max(self.timeout, 600))
 
+    def rescore(self, page_size: int = 0, dry_run: bool = False) -> Iterator[pb.RescoreProgress]:
+        """Re-scores every probabilistic link under the current model: progress, then a summary."""
+        request = pb.RescoreLinksRequest(page_size=page_size, dry_run=dry_run)
+        return iter(self._identity.RescoreLinks(request, timeout=24 * 3600))
+
     def linkage_status(self) -> pb.LinkageStatus:
         """The current linkage model and the online linkage queue's length and oldest wait."""
         return self._identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=self.timeout)

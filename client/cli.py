@@ -119,8 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--sample", type=int, default=0, help="records whose candidate pairs feed the fit")
     refit.set_defaults(run=run_refit)
 
-    status = commands.add_parser("linkage-status", help="print the linkage model and the online linkage lag")
+    status = commands.add_parser("linkage-status", help="print the linkage model, its quality, the last refused "
+                                                        "fit and the online linkage lag")
     status.set_defaults(run=run_linkage_status)
+
+    rescore = commands.add_parser("rescore", help="re-score every probabilistic link under the current model "
+                                                  "(after a refit): undo the links it no longer accepts")
+    rescore.add_argument("--dry-run", action="store_true", help="score and count, change nothing")
+    rescore.add_argument("--page-size", type=int, default=0, help="links per transaction (default: the server's)")
+    rescore.set_defaults(run=run_rescore)
 
     health = commands.add_parser("health", help="print the server's health status; exit 1 unless SERVING")
     health.add_argument("--service", default="", help="one service's status (default: the whole server)")
@@ -230,7 +237,26 @@ def report_import(summary: pb.ImportSummary) -> int:
           f"linked deterministic {summary.linked_deterministic}, linked probabilistic {summary.linked_probabilistic}, "
           f"possible matches {summary.possible_matches}, rejected {summary.rejected}, "
           f"pairs compared {summary.pairs_compared}")
+    for reason in summary.model_refusals:
+        print(f"linkage model refused, no probabilistic links made: {reason}", file=sys.stderr)
+    if summary.model_version:
+        print(describe_quality(summary.quality, summary.model_version))
     return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def describe_quality(quality: pb.LinkageQuality, model_version: str) -> str:
+    """The quality lines an operator reads to see a bad model at once."""
+    bands = ", ".join(f"[{b.lower:g}, {b.upper:g}): {b.links}" for b in quality.links)
+    weights = ", ".join(f"{_bound(w.lower)}..{_bound(w.upper)}: {w.pairs}" for w in quality.weights)
+    guarded = ", ".join(f"{reason}: {count}" for reason, count in sorted(quality.guarded.items())) or "none"
+    return (f"model {model_version}: {quality.pairs_scored} pairs scored; match weights (bits) {weights}\n"
+            f"links by probability {bands}; expected precision {quality.expected_precision:.4f}; "
+            f"possible matches {quality.possible_matches}; merge protection refused {quality.refused}; "
+            f"stopped by guards: {guarded}")
+
+
+def _bound(value: float) -> str:
+    return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:g}"
 
 
 def run_lookup(args: argparse.Namespace) -> int:
@@ -292,6 +318,28 @@ def run_review(args: argparse.Namespace) -> int:
 def run_refit(args: argparse.Namespace) -> int:
     with connect(args) as identity:
         print_json(identity.refit(args.sample))
+    return EXIT_OK
+
+
+def run_rescore(args: argparse.Namespace) -> int:
+    if args.page_size < 0:
+        raise InputError("--page-size must not be negative")
+    summary = None
+    with connect(args) as identity:
+        stream = identity.rescore(page_size=args.page_size, dry_run=args.dry_run)
+        first = next(stream, None)
+        total = first.status.links_total if first is not None else 0
+        with progress_bar(total, "rescore") as show:
+            for progress in stream:
+                if progress.WhichOneof("kind") == "summary":
+                    summary = progress.summary
+                elif show:
+                    show(progress.status.links_done, "rescore")
+                else:
+                    print(f"rescored {progress.status.links_done} of {total} links", file=sys.stderr)
+    if summary is None:
+        return fail("the re-scoring ended without a summary")
+    print_json(summary)
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import QualitySummary, from_stored, summarise
 from server.identity.linkage.rules import LinkageRules
 from server.identity.linking import RefusedFitView
+from server.identity.rescoring import RescoreProgress, RescoreSummary
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor
 from server.identity.model import (
@@ -245,3 +246,11 @@ def refused_fit(refused: RefusedFitView, rules: LinkageRules) -> pb.RefusedFit:
     return pb.RefusedFit(version=refused.model.version,
                          fitted_at=to_timestamp(datetime.fromisoformat(refused.model.fitted_at)),
                          reasons=refused.reasons, model=linkage_model(refused.model, rules))
+
+
+def rescore_progress(step: RescoreProgress | RescoreSummary) -> pb.RescoreProgress:
+    if isinstance(step, RescoreProgress):
+        return pb.RescoreProgress(status=pb.RescoreStatus(links_total=step.links_total, links_done=step.links_done))
+    return pb.RescoreProgress(summary=pb.RescoreSummary(
+        model_version=step.model_version, links_scored=step.links_scored, kept=step.kept, to_review=step.to_review,
+        undone=step.undone, profiles_split=step.profiles_split, dry_run=step.dry_run))

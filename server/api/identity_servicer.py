@@ -18,6 +18,7 @@ from server.identity.model import Identifier, LookupMiss, ProfileKey, ProfileVie
 from server.identity.linking import Linker, Reviews
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
+from server.identity.rescoring import Rescorer
 
 
 
@@ -30,6 +31,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.linker = linker
         self.importer = importer
         self.reviews = Reviews(linker, profiles)
+        self.rescorer = Rescorer(linker)
         self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(
             profiles.lookup, max_size=batch_size)
         self.batch_size = batch_size
@@ -121,3 +123,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if refused is not None:
             status.last_refused_fit.CopyFrom(convert.refused_fit(refused, self.linker.linkage))
         return status
+
+    @streaming
+    def RescoreLinks(self, request: pb.RescoreLinksRequest,
+                     context: grpc.ServicerContext) -> Iterator[pb.RescoreProgress]:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        for step in self.rescorer.run(request.page_size, request.dry_run):
+            yield convert.rescore_progress(step)

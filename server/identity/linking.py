@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -127,8 +127,10 @@ def describe_rows(subjects: Iterable[Subject], rules: LinkageRules) -> list[dict
 class Linker:
     """Links Matchable identifiers with the current model; stateless apart from a model cache."""
 
-    def __init__(self, graph: Graph, rules: IdentityRules, linkage: LinkageRules) -> None:
+    def __init__(self, graph: Graph, rules: IdentityRules, linkage: LinkageRules,
+                 fitter: Callable[[FitSample, LinkageRules, str], LinkageModel] = fit) -> None:
         self.graph = graph
+        self.fitter = fitter  # the estimation; every model it returns still passes adopt()'s checks
         self.rules = rules
         self.linkage = linkage
         if len(linkage.blocking) > BLOCK_SLOTS:
@@ -166,7 +168,7 @@ class Linker:
         """Fits a model on a random sample of the graph's Matchable identifiers, checks it, and
         makes it current; ModelRefused (stored with its reasons) when it fails a check."""
         sample = self.fit_sample(sample_records or self.linkage.fitting.sample_records)
-        return self.adopt(fit(sample, self.linkage, version=datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")), sample)
+        return self.adopt(self.fitter(sample, self.linkage, datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")), sample)
 
     def fit_sample(self, sample_records: int) -> FitSample:
         """What a fit reads from the graph: sampled records, their candidate pairs (linked ones
