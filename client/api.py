@@ -180,6 +180,11 @@ class IdentityClient:
         answer = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
 
+    def explain(self, a: Ref, b: Ref) -> pb.LinkExplanation:
+        """Whether two refs share a profile: the links that join them, or the model's score and what keeps them apart."""
+        request = pb.ExplainLinkRequest(a=ref(a), b=ref(b))
+        return self._identity.ExplainLink(request, timeout=self.timeout)
+
 
 class Segments:
     """The segment service: rule-based audiences over profiles, and their change feed."""

@@ -142,7 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--idle", type=float, default=IDLE_SECONDS, metavar="SECONDS",
                          help="with --once, how long a destination waits for a change (default %(default)s)")
     deliver.set_defaults(run=run_deliver)
+
+    explain = commands.add_parser("explain", help="print as JSON whether two refs share a profile: the links that "
+                                                  "join them, or the model's score and what keeps them apart")
+    explain.add_argument("a", metavar="REF", help="type:value, or a profile id")
+    explain.add_argument("b", metavar="REF", help="type:value, or a profile id")
+    explain.set_defaults(run=run_explain)
     return parser
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    a, b = ref(args.a), ref(args.b)
+    with connect(args) as identity:
+        try:
+            print_json(identity.explain(a, b))
+        except grpc.RpcError as exc:
+            if getattr(exc, "code", None) is None or exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            print(f"identity: not found: {exc.details()}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+    return EXIT_OK
 
 
 def add_journey_parser(commands: Any) -> None:

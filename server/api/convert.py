@@ -15,6 +15,7 @@ from server.identity.linkage.compare import level_names
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import QualitySummary, from_stored, summarise
 from server.identity.linkage.rules import LinkageRules
+from server.identity.explanations import LinkExplanation, PairScoreView
 from server.identity.linking import RefusedFitView
 from server.identity.rescoring import RescoreProgress, RescoreSummary
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
@@ -24,6 +25,7 @@ from server.identity.model import (
     AckStatus,
     Channel,
     EventInput,
+    GraphLink,
     Identifier,
     IdentityGraphView,
     JourneyFilter,
@@ -147,11 +149,7 @@ def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
     edges = [pb.GraphEdge(
         from_node_id=str(link.a), to_node_id=str(link.b),
         kind=LINK_KINDS[link.kind],
-        evidence=pb.LinkEvidence(event_ids=link.event_ids, times_seen=link.times_seen,
-                                 first_seen=to_timestamp(link.first_seen), last_seen=to_timestamp(link.last_seen),
-                                 reason=link.reason, match_probability=link.probability or 0.0,
-                                 model_version=link.model_version,
-                                 fields=[pb.FieldComparison(field=f, level=level, weight=w) for f, level, w in link.fields]),
+        evidence=link_evidence(link),
     ) for link in view.links]
     return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges)
 
@@ -254,3 +252,30 @@ def rescore_progress(step: RescoreProgress | RescoreSummary) -> pb.RescoreProgre
     return pb.RescoreProgress(summary=pb.RescoreSummary(
         model_version=step.model_version, links_scored=step.links_scored, kept=step.kept, to_review=step.to_review,
         undone=step.undone, profiles_split=step.profiles_split, dry_run=step.dry_run))
+
+
+def link_evidence(link: GraphLink) -> pb.LinkEvidence:
+    """An accepted, rejected or possible link's evidence as GetIdentityGraph shows it."""
+    return pb.LinkEvidence(event_ids=link.event_ids, times_seen=link.times_seen,
+                           first_seen=to_timestamp(link.first_seen), last_seen=to_timestamp(link.last_seen),
+                           reason=link.reason, match_probability=link.probability or 0.0,
+                           model_version=link.model_version,
+                           fields=[pb.FieldComparison(field=f, level=level, weight=w) for f, level, w in link.fields])
+
+
+def pair_score(view: PairScoreView) -> pb.PairScore:
+    return pb.PairScore(a=to_identifier(view.a), b=to_identifier(view.b), model_version=view.model_version,
+                        probability=view.probability, match_weight=view.match_weight,
+                        prior_weight=view.prior_weight,
+                        fields=[pb.FieldComparison(field=e.field, level=e.level, weight=e.weight) for e in view.fields])
+
+
+def link_explanation(view: LinkExplanation) -> pb.LinkExplanation:
+    answer = pb.LinkExplanation(
+        same_profile=view.same_profile, profile_a=view.profile_a, profile_b=view.profile_b,
+        path=[pb.PathLink(a=to_identifier(link.a), b=to_identifier(link.b), kind=LINK_KINDS[link.kind],
+                          evidence=link_evidence(link)) for link in view.path],
+        shared_blocks=view.shared_blocks, stopped_by=view.stopped_by, summary=view.summary)
+    if view.score is not None:
+        answer.score.CopyFrom(pair_score(view.score))
+    return answer

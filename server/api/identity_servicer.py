@@ -18,6 +18,7 @@ from server.identity.model import Identifier, LookupMiss, ProfileKey, ProfileVie
 from server.identity.linking import Linker, Reviews
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
+from server.identity.explanations import Explainer
 from server.identity.rescoring import Rescorer
 
 
@@ -32,6 +33,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.importer = importer
         self.reviews = Reviews(linker, profiles)
         self.rescorer = Rescorer(linker)
+        self.explainer = Explainer(linker, profiles)
         self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(
             profiles.lookup, max_size=batch_size)
         self.batch_size = batch_size
@@ -131,3 +133,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise InvalidArgument("page_size must not be negative")
         for step in self.rescorer.run(request.page_size, request.dry_run):
             yield convert.rescore_progress(step)
+
+    @unary
+    def ExplainLink(self, request: pb.ExplainLinkRequest, context: grpc.ServicerContext) -> pb.LinkExplanation:
+        for name, ref in (("a", request.a), ("b", request.b)):
+            if ref.WhichOneof("key") is None:
+                raise InvalidArgument(f"{name} is required: an identifier {{type, value}} or a profile id")
+        explanation = self.explainer.explain(convert.profile_key(request.a),
+                                                                     convert.profile_key(request.b))
+        return convert.link_explanation(explanation)

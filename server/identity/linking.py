@@ -183,8 +183,8 @@ class Linker:
         sampled = [PersonAttributes.from_dict(json.loads(r["person"])) for r in rows]
         pairs: list[tuple[PersonAttributes, PersonAttributes]] = []
         seen: set[frozenset[Identifier]] = set()
-        for chunk in _chunks([_subject_row(r) for r in rows], 500):
-            for me, _, person, candidates in self._candidates(chunk, unlinked_only=False):
+        for chunk in _chunks([subject_row(r) for r in rows], 500):
+            for me, _, person, candidates in self.candidates(chunk, unlinked_only=False):
                 for other, other_person in candidates:
                     if frozenset((me, other)) not in seen:
                         seen.add(frozenset((me, other)))
@@ -253,7 +253,7 @@ class Linker:
         Matchable already (described)."""
         keys = [{"type": i.type, "value": i.value} for i in subjects]
         records = self.graph.read("linkage/subjects", keys=keys)
-        chunk = [_subject_row(r) for r in records]
+        chunk = [subject_row(r) for r in records]
         scored, compared, quality = self._score(chunk, model)
         outcome = LinkOutcome(pairs_compared=compared, quality=quality)
         accepted = [p for p in scored if p.verdict is Verdict.LINK]
@@ -269,7 +269,7 @@ class Linker:
             outcome.possible.update((pair.a, pair.b))
         return outcome
 
-    def _candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True):  # type: ignore[no-untyped-def]
+    def candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True):  # type: ignore[no-untyped-def]
         """Per subject: identifier, profile id, attributes, and [(candidate, attributes)]; with
         unlinked_only, only those worth deciding on (other profiles, not refused by a reviewer)."""
         for record in self.graph.read("linkage/candidates", subjects=chunk,
@@ -288,7 +288,7 @@ class Linker:
         pairs: list[tuple[Identifier, Identifier]] = []
         left: list[PersonAttributes] = []
         right: list[PersonAttributes] = []
-        for me, _, person, candidates in self._candidates(chunk):
+        for me, _, person, candidates in self.candidates(chunk):
             for other, other_person in candidates:
                 key = frozenset((me, other))
                 if key in seen:
@@ -344,7 +344,7 @@ def evidence_fields(model: LinkageModel, row: Sequence[int]) -> str:
     return json.dumps([{"field": e.field, "level": e.level, "weight": round(e.weight, 3)} for e in model.explain(row)])
 
 
-def _subject_row(record: Mapping[str, object]) -> dict[str, object]:
+def subject_row(record: Mapping[str, object]) -> dict[str, object]:
     return {"type": record["type"], "value": record["value"], "blocks": record["blocks"],
             "name_key": record["name_key"] or "!"}
 

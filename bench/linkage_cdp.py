@@ -1,0 +1,452 @@
+"""Linkage accuracy on a CDP-shaped world, measured only through the service's own gRPC path.
+
+`python -m bench.linkage_cdp --people 2000,20000,100000` generates, for each size, the world
+of bench/cdp_population.py (mostly singletons, households, namesakes, typo'd till signups,
+junk) and, on an emptied database of a Neo4j of its own:
+
+1. ingests its events through `Ingest` (--streams parallel streams, dealt by person);
+2. imports its CRM records through `ImportRecords` (the first import fits the model);
+3. waits until online linkage has drained (`GetLinkageStatus` pending == 0), printing the
+   lag meanwhile, and says so if --deadline passed or the queue stopped moving;
+4. looks up every identifier of the truth with `LookupProfiles` (a NotFound is a singleton);
+5. scores the profiles read back:
+   - pairwise precision and recall against the pairs the data can link (every pair of
+     identifiers in one profile is a predicted link). Goals: P >= 0.999, R >= 0.95;
+   - the probabilistic pairs alone: recall of each person's (loyalty_id, CRM record) pair
+     that shares no identifier; precision over every (loyalty_id, record) pair in one profile
+     that deterministic stitching could not have made;
+   - profiles holding the CRM ids (crm_id or CRM record) of two people. Goal: 0.
+
+No linkage code runs here: the figures are what a client of the service sees. The scoring
+functions are pure functions over dicts, for tests to reuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
+from bench.common import bench_neo4j, bench_server, empty_database, log, save
+from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
+
+GOALS = {"precision": 0.999, "recall": 0.95, "profiles_with_two_peoples_crm_ids": 0}
+CRM_TYPES = ("crm_id", "record")
+
+Stub = identity_service_pb2_grpc.IdentityServiceStub
+
+
+# ---- scoring: pure functions over dicts ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Pairs predicted, pairs true, and pairs both; an empty side scores 1."""
+
+    true_positives: int
+    predicted: int
+    actual: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_positives / self.predicted if self.predicted else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.true_positives / self.actual if self.actual else 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall}
+
+
+def _pairs_within(sizes: Iterable[int]) -> int:
+    return sum(n * (n - 1) // 2 for n in sizes)
+
+
+def pairwise(predicted: Mapping[Ident, Hashable], actual: Mapping[Ident, Hashable]) -> PairCounts:
+    """Every pair of keys of `actual` in one predicted group is a predicted link, every pair
+    in one actual group a true one (the transitive closure counts, as a client sees it)."""
+    return PairCounts(
+        true_positives=_pairs_within(Counter((predicted[k], actual[k]) for k in actual).values()),
+        predicted=_pairs_within(Counter(predicted[k] for k in actual).values()),
+        actual=_pairs_within(Counter(actual.values()).values()),
+    )
+
+
+def profile_accuracy(predicted: Mapping[Ident, Hashable], person_of: Mapping[Ident, str],
+                     linkable_of: Mapping[Ident, Hashable],
+                     deterministic_of: Mapping[Ident, Hashable] | None = None) -> dict[str, float]:
+    """Precision and recall against the pairs the data can link; beside them, the precision
+    counting any pair of one person as right (the two differ only if a profile joins what no
+    evidence joins), and the recall of the linkable pairs that stitching alone cannot make:
+    web clusters are large, so their pairs dominate the overall recall even of a service
+    that links nothing probabilistically."""
+    linkable = pairwise(predicted, linkable_of)
+    figures = {**linkable.as_dict(), "precision_same_person": pairwise(predicted, person_of).precision}
+    if deterministic_of is not None:
+        stitched = pairwise(predicted, deterministic_of)
+        beyond = linkable.actual - stitched.actual
+        found = linkable.true_positives - stitched.true_positives
+        figures["recall_beyond_stitching"] = found / beyond if beyond else 1.0
+    return figures
+
+
+@dataclass(frozen=True)
+class ProbabilisticCounts:
+    """(loyalty_id, record) pairs that only a probabilistic link can have joined.
+
+    found / true is the recall over the people whose signup and CRM record share no
+    identifier; predicted_true / predicted is the precision over every such cross pair in one
+    profile, wrong ones (a stranger's record) included.
+    """
+
+    found: int
+    true: int
+    predicted_true: int
+    predicted: int
+
+    @property
+    def precision(self) -> float:
+        return self.predicted_true / self.predicted if self.predicted else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.true if self.true else 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall}
+
+
+def probabilistic_accuracy(predicted: Mapping[Ident, Hashable], person_of: Mapping[Ident, str],
+                           deterministic_of: Mapping[Ident, Hashable],
+                           true_pairs: Iterable[tuple[Ident, Ident]]) -> ProbabilisticCounts:
+    """Counts cross pairs per profile without listing them: a fused profile of thousands of
+    loyalty ids and records would otherwise be millions of pairs."""
+    def cross(key: Callable[[Ident], Hashable]) -> int:
+        loyalty: Counter[Hashable] = Counter()
+        records: Counter[Hashable] = Counter()
+        for identifier in person_of:
+            if identifier[0] == "loyalty_id":
+                loyalty[key(identifier)] += 1
+            elif identifier[0] == "record":
+                records[key(identifier)] += 1
+        return sum(n * records[k] for k, n in loyalty.items())
+
+    in_profile = cross(lambda i: predicted[i])
+    in_profile_person = cross(lambda i: (predicted[i], person_of[i]))
+    stitched = cross(lambda i: (predicted[i], deterministic_of[i]))  # deterministic clusters lie within a person
+    pairs = list(true_pairs)
+    return ProbabilisticCounts(found=sum(predicted[a] == predicted[b] for a, b in pairs), true=len(pairs),
+                               predicted_true=in_profile_person - stitched, predicted=in_profile - stitched)
+
+
+def mixed_profiles(predicted: Mapping[Ident, Hashable], person_of: Mapping[Ident, str],
+                   types: Sequence[str] | None = None) -> dict[Hashable, set[str]]:
+    """Profiles holding identifiers (of `types`, or any) of more than one person, with those people."""
+    people: dict[Hashable, set[str]] = defaultdict(set)
+    for identifier, person in person_of.items():
+        if types is None or identifier[0] in types:
+            people[predicted[identifier]].add(person)
+    return {profile: owners for profile, owners in people.items() if len(owners) > 1}
+
+
+def score(predicted: Mapping[Ident, Hashable], world: CdpWorld) -> dict[str, Any]:
+    """All the figures of one world from the profiles the service answered."""
+    truth = world.truth
+    return {
+        "profiles": profile_accuracy(predicted, truth.person_of, truth.linkable_of, truth.deterministic_of),
+        "probabilistic": probabilistic_accuracy(predicted, truth.person_of, truth.deterministic_of,
+                                                truth.probabilistic_pairs).as_dict(),
+        "profiles_with_two_peoples_crm_ids": len(mixed_profiles(predicted, truth.person_of, CRM_TYPES)),
+        "profiles_mixing_people": len(mixed_profiles(predicted, truth.person_of)),
+        "wrong_links": wrong_links(predicted, world),
+    }
+
+
+def wrong_links(predicted: Mapping[Ident, Hashable], world: CdpWorld, limit: int = 5) -> list[str]:
+    """A few loyalty signups put in a profile with another person's CRM record, as text (one
+    record per signup: a fused profile would otherwise show one signup five times)."""
+    signup = {e.identifiers[0]: e.traits for e in world.events if e.type == "loyalty_signup"}
+    records = {r.identifier: r for r in world.records}
+    by_profile: dict[Hashable, list[Ident]] = defaultdict(list)
+    for identifier in records:
+        by_profile[predicted[identifier]].append(identifier)
+    found = []
+    for loyalty, traits in signup.items():
+        for record in by_profile.get(predicted[loyalty], []):
+            if world.truth.person_of[record] != world.truth.person_of[loyalty]:
+                crm = records[record].traits
+                found.append(f"{_line(traits)}  <->  {_line(crm)}")
+                break
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _line(traits: Mapping[str, str]) -> str:
+    keys = ("first_name", "last_name", "date_of_birth", "address", "city", "postcode")
+    return ", ".join(traits.get(k, "-") for k in keys)
+
+
+# ---- the service -------------------------------------------------------------------------------
+
+def send_events(stub: Stub, events: Iterable[CdpEvent], window: int = 1000) -> tuple[Counter[str], list[str]]:
+    """Ingests on one stream with at most `window` unacked events; acks by status, and the
+    reasons of the first rejections."""
+    in_flight = threading.Semaphore(window)
+
+    def requests() -> Iterator[pb.Event]:
+        for event in events:
+            in_flight.acquire()
+            yield event.to_proto()
+
+    statuses: Counter[str] = Counter()
+    reasons: list[str] = []
+    for ack in stub.Ingest(requests(), timeout=24 * 3600):
+        in_flight.release()
+        statuses[pb.AckStatus.Name(ack.status)] += 1
+        if ack.status == pb.ACK_STATUS_REJECTED and len(reasons) < 10:
+            reasons.append(f"{ack.event_id}: {ack.reason}")
+    return statuses, reasons
+
+
+def import_records(stub: Stub, records: Iterable[CrmRecord]) -> pb.ImportSummary:
+    summary = None
+    for progress in stub.ImportRecords((r.to_proto() for r in records), timeout=24 * 3600):
+        if progress.WhichOneof("kind") == "summary":
+            summary = progress.summary
+    if summary is None:
+        raise RuntimeError("ImportRecords ended without a summary")
+    return summary
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How waiting for online linkage ended: drained, deadline or stalled."""
+
+    outcome: str
+    seconds: float
+    pending: int
+    status: pb.LinkageStatus
+
+
+def wait_for_linkage(stub: Stub, deadline_s: float, stall_s: float, report_every: float = 30.0,
+                     report: Callable[[str], None] = print) -> Drain:
+    """Polls GetLinkageStatus until nothing is pending; gives up at the deadline, or when the
+    queue has not shrunk for `stall_s` (a model refused leaves the worker waiting for ever)."""
+    began = reported = moved = time.monotonic()
+    lowest = None
+    while True:
+        status = stub.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=60)
+        now = time.monotonic()
+        if status.pending == 0:
+            return Drain("drained", now - began, 0, status)
+        if lowest is None or status.pending < lowest:
+            lowest, moved = status.pending, now
+        if now - began > deadline_s or now - moved > stall_s:
+            return Drain("deadline" if now - began > deadline_s else "stalled", now - began, status.pending, status)
+        if now - reported >= report_every:
+            reported = now
+            model = status.model.version if status.HasField("model") else "none"
+            report(f"online linkage: {status.pending} pending, oldest waiting {status.oldest_wait_seconds:.0f} s "
+                   f"(model {model})")
+        time.sleep(0.5)
+
+
+def lookup_profiles(stub: Stub, identifiers: Sequence[Ident]) -> dict[Ident, Hashable]:
+    """The profile id of each identifier; a NotFound is a profile of its own."""
+    requests = (pb.LookupRequest(request_id=str(n), ref=common_pb2.ProfileRef(
+        identifier=common_pb2.Identifier(type=kind, value=value))) for n, (kind, value) in enumerate(identifiers))
+    found: dict[Ident, Hashable] = {}
+    for result in stub.LookupProfiles(requests, timeout=24 * 3600):
+        identifier = identifiers[int(result.request_id)]
+        found[identifier] = result.profile.profile_id if result.WhichOneof("result") == "profile" \
+            else ("not found", *identifier)
+    return found
+
+
+def not_found(predicted: Mapping[Ident, Hashable]) -> int:
+    return sum(isinstance(p, tuple) and p[:1] == ("not found",) for p in predicted.values())
+
+
+def model_figures(status: pb.LinkageStatus) -> dict[str, Any]:
+    """The current model as GetLinkageStatus shows it."""
+    return as_figures(status.model) if status.HasField("model") else {}
+
+
+def summary_figures(summary: pb.ImportSummary) -> dict[str, Any]:
+    figures = as_figures(summary)
+    figures["rejections"] = figures.get("rejections", [])[:10]
+    return figures
+
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def as_figures(message: Message) -> dict[str, Any]:
+    """Every field of the message, those added to the proto later included, as plain JSON
+    values (MessageToDict writes 64-bit integers as strings)."""
+    figures = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _with_ints(message.DESCRIPTOR, figures)
+
+
+def _with_ints(descriptor: Descriptor, values: dict[str, Any]) -> dict[str, Any]:
+    for item in descriptor.fields:
+        if item.name not in values:
+            continue
+        value = values[item.name]
+        is_list = isinstance(value, list)
+        if item.message_type is not None and item.message_type.GetOptions().map_entry:
+            entry = item.message_type.fields_by_name["value"]
+            if entry.type in _INT64:
+                values[item.name] = {k: int(v) for k, v in value.items()}
+            elif entry.message_type is not None:
+                values[item.name] = {k: _with_ints(entry.message_type, v) for k, v in value.items()}
+        elif item.message_type is not None and item.message_type.full_name.startswith("identity."):
+            values[item.name] = [_with_ints(item.message_type, v) for v in value] if is_list \
+                else _with_ints(item.message_type, value)
+        elif item.type in _INT64:
+            values[item.name] = [int(v) for v in value] if is_list else int(value)
+    return values
+
+
+# ---- the benchmark -----------------------------------------------------------------------------
+
+def parallel(channel: Callable[[], grpc.Channel], work: Callable[[Stub, Any], Any], chunks: Sequence[Any]) -> list[Any]:
+    """Runs work(stub, chunk) for every chunk on a thread and a channel of its own."""
+    results: list[Any] = [None] * len(chunks)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            with channel() as opened:
+                results[n] = work(Stub(opened), chunks[n])
+        except BaseException as exc:  # reported after all threads end
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(chunks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def run_world(server, neo4j, people: int, seed: int, streams: int, deadline_s: float,  # type: ignore[no-untyped-def]
+              stall_s: float) -> dict[str, Any]:
+    world = generate(people, seed=seed, prefix=f"cdp{people}s{seed}")
+    log(f"{people} people: {world.stats()}")
+    empty_database(neo4j)
+    began = time.monotonic()
+    acks: Counter[str] = Counter()
+    reasons: list[str] = []
+    for counted, rejected in parallel(server.channel, send_events, world.streams(streams)):
+        acks.update(counted)
+        reasons += rejected
+    ingest_s = time.monotonic() - began
+    log(f"ingested {len(world.events)} events in {ingest_s:.0f} s: {dict(acks)}")
+    with server.channel() as channel:
+        stub = Stub(channel)
+        began = time.monotonic()
+        summary = import_records(stub, world.records)
+        import_s = time.monotonic() - began
+        log(f"imported {len(world.records)} records in {import_s:.0f} s: {summary_figures(summary)}")
+        drain = wait_for_linkage(stub, deadline_s, stall_s, report=log)
+        log(f"online linkage {drain.outcome} after {drain.seconds:.0f} s ({drain.pending} pending)")
+    identifiers = list(world.truth.person_of)
+    began = time.monotonic()
+    predicted: dict[Ident, Hashable] = {}
+    for part in parallel(server.channel, lookup_profiles, [identifiers[k::streams] for k in range(streams)]):
+        predicted.update(part)
+    lookup_s = time.monotonic() - began
+    figures = score(predicted, world)
+    model = model_figures(drain.status)
+    return {"people": people, "seed": seed, "world": world.stats(),
+            "ingest_s": ingest_s, "events_per_s": len(world.events) / ingest_s, "acks": dict(acks),
+            "rejections": reasons, "import_s": import_s, "records_per_s": len(world.records) / import_s,
+            "summary": summary_figures(summary),
+            "linkage_wait": {"outcome": drain.outcome, "seconds": drain.seconds, "pending": drain.pending},
+            "model_version": model.get("version", ""), "prior": model.get("prior"), "model": model,
+            "lookup_s": lookup_s, "lookups": len(identifiers), "not_found": not_found(predicted), **figures}
+
+
+def report(rows: Sequence[Mapping[str, Any]]) -> None:
+    head = (f"{'people':>7} {'events':>7} {'records':>7} {'ingest s':>8} {'import s':>8} {'wait s':>7} "
+            f"{'P':>7} {'R':>7} {'prob P':>7} {'prob R':>7} {'2-CRM':>6} {'mixed':>6} {'prior':>9}  model")
+    print(head)
+    print(f"{'goals':>7} {'':>7} {'':>7} {'':>8} {'':>8} {'':>7} {'>=' + str(GOALS['precision']):>7} "
+          f"{'>=' + str(GOALS['recall']):>7} {'':>7} {'':>7} {'0':>6}")
+    for r in rows:
+        profiles, prob = r["profiles"], r["probabilistic"]
+        prior = f"{r['prior']:.3g}" if r.get("prior") is not None else "none"
+        wait = f"{r['linkage_wait']['seconds']:.0f}" + ("" if r["linkage_wait"]["outcome"] == "drained" else "!")
+        print(f"{r['people']:>7} {r['world']['events']:>7} {r['world']['crm_records']:>7} {r['ingest_s']:>8.0f} "
+              f"{r['import_s']:>8.0f} {wait:>7} {profiles['precision']:>7.4f} {profiles['recall']:>7.4f} "
+              f"{prob['precision']:>7.4f} {prob['recall']:>7.4f} {r['profiles_with_two_peoples_crm_ids']:>6} "
+              f"{r['profiles_mixing_people']:>6} {prior:>9}  {r['model_version'] or 'none'}")
+    for r in rows:
+        s = r["summary"]
+        verdict = _verdict(r)
+        print(f"\n{r['people']} people: {verdict}")
+        print(f"  import: {s.get('records')} records, new {s.get('new_profiles')}, deterministic "
+              f"{s.get('linked_deterministic')}, probabilistic {s.get('linked_probabilistic')}, possible "
+              f"{s.get('possible_matches')}, rejected {s.get('rejected')}, pairs compared {s.get('pairs_compared')}")
+        print(f"  online linkage: {r['linkage_wait']['outcome']} after {r['linkage_wait']['seconds']:.0f} s "
+              f"({r['linkage_wait']['pending']} pending); acks {r['acks']}; lookups {r['lookups']} "
+              f"({r['not_found']} not found) in {r['lookup_s']:.0f} s")
+        p, profiles = r["probabilistic"], r["profiles"]
+        print(f"  profiles: {profiles['true_positives']} of {profiles['predicted']} predicted pairs right, "
+              f"{profiles['true_positives']} of {profiles['actual']} linkable pairs found; recall of the pairs "
+              f"stitching alone cannot make {profiles['recall_beyond_stitching']:.4f}")
+        print(f"  probabilistic pairs: found {p['found']} of {p['true']}; {p['predicted_true']} right of "
+              f"{p['predicted']} (loyalty, record) pairs that only linkage can have joined")
+        for line in r["wrong_links"]:
+            print(f"  wrong: {line}")
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    profiles = row["profiles"]
+    checks = [profiles["precision"] >= GOALS["precision"], profiles["recall"] >= GOALS["recall"],
+              row["profiles_with_two_peoples_crm_ids"] == GOALS["profiles_with_two_peoples_crm_ids"],
+              row["linkage_wait"]["outcome"] == "drained"]
+    return "goals met" if all(checks) else "goals NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", default="2000,20000,100000", help="comma-separated world sizes")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1, help="server processes")
+    parser.add_argument("--streams", type=int, default=4, help="parallel Ingest and LookupProfiles streams")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="seconds to wait for online linkage to drain (default 600 + 0.1 per person)")
+    parser.add_argument("--stall", type=float, default=600.0,
+                        help="give up waiting when the linkage queue has not shrunk for this many seconds")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-linkage-cdp-") as scratch:
+        with bench_neo4j(Path(scratch) / "neo4j") as neo4j, bench_server(neo4j, args.processes) as server:
+            for people in (int(p) for p in args.people.split(",")):
+                deadline = args.deadline or 600 + 0.1 * people
+                rows.append(run_world(server, neo4j, people, args.seed, args.streams, deadline, args.stall))
+                log(f"{people} people: profiles {rows[-1]['profiles']}, probabilistic {rows[-1]['probabilistic']}")
+    report(rows)
+    print(f"figures saved to {save('linkage-cdp', {'goals': GOALS, 'seed': args.seed, 'sizes': rows})}")
+
+
+if __name__ == "__main__":
+    main()

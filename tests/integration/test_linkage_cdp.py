@@ -1,0 +1,94 @@
+"""Linkage on a CDP-shaped world through the real service: it must not join strangers.
+
+Febrl is half duplicates; a CDP's data is mostly singletons, households sharing surname and
+address, namesakes in other towns, and loyalty signups typed badly at the till. A small such
+world (bench/cdp_population.py) goes in the way a client sends it (events through Ingest, the
+CRM export through ImportRecords), and the profiles come back through LookupProfiles; the
+figures are bench/linkage_cdp.py's scoring functions, so the test and the bench agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from neo4j import Driver
+
+from bench.cdp_population import CdpWorld, generate
+from bench.linkage_cdp import (CRM_TYPES, import_records, lookup_profiles, mixed_profiles, probabilistic_accuracy,
+                               profile_accuracy, send_events, summary_figures, wait_for_linkage, wrong_links)
+
+PEOPLE = 600
+PREFIX = "cdptest-"
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def cdp(identity, driver: Driver) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """One world sent once: events, then the CRM export, then online linkage drained.
+
+    Earlier runs of this module sent the same people (same seed, another prefix); they would
+    match these, so they stop taking part in linkage first (data kept, labels removed), and
+    this run's people stop at the end, so that later modules meet none of them. The import
+    fits a model of its own on this world, as a first import does.
+    """
+    retire(driver, PREFIX)
+    driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
+    world = generate(PEOPLE, seed=5, prefix=f"{PREFIX}{uuid.uuid4().hex[:8]}")
+    acks, rejected = send_events(identity, world.events)
+    summary = import_records(identity, world.records)
+    drain = wait_for_linkage(identity, deadline_s=300, stall_s=120, report=print)
+    predicted = lookup_profiles(identity, list(world.truth.person_of))
+    yield {"world": world, "acks": acks, "rejected": rejected, "summary": summary, "drain": drain,
+           "predicted": predicted}
+    retire(driver, world.prefix)
+
+
+def retire(driver: Driver, prefix: str) -> None:
+    """Takes the identifiers of a world (a loyalty id, an e-mail, a CRM record) out of linkage."""
+    driver.execute_query("MATCH (m:Identifier) WHERE (m:Matchable OR m:LinkPending) "
+                         "AND (m.value STARTS WITH $prefix OR m.value STARTS WITH 'crm/' + $prefix) "
+                         "REMOVE m:Matchable:LinkPending", prefix=prefix)
+
+
+def _context(cdp: dict[str, Any]) -> str:
+    """What a failure message should show: the model, the import and a few wrong joins."""
+    model = cdp["drain"].status.model
+    wrong = "\n  ".join(wrong_links(cdp["predicted"], cdp["world"]))
+    return (f"\nmodel {model.version or 'none'} prior {model.prior:.4g}; import {summary_figures(cdp['summary'])}"
+            f"\nwrong joins:\n  {wrong}")
+
+
+def test_every_event_and_record_is_accepted(cdp: dict[str, Any]) -> None:
+    world: CdpWorld = cdp["world"]
+    assert cdp["acks"]["ACK_STATUS_ACCEPTED"] == len(world.events), cdp["rejected"]
+    assert cdp["summary"].records == len(world.records) and cdp["summary"].rejected == 0
+
+
+def test_online_linkage_drains(cdp: dict[str, Any]) -> None:
+    drain = cdp["drain"]
+    assert drain.outcome == "drained", f"{drain.pending} identifiers still pending after {drain.seconds:.0f} s" \
+                                       f" ({drain.outcome}){_context(cdp)}"
+
+
+def test_no_profile_holds_two_peoples_crm_ids(cdp: dict[str, Any]) -> None:
+    world: CdpWorld = cdp["world"]
+    mixed = mixed_profiles(cdp["predicted"], world.truth.person_of, CRM_TYPES)
+    assert not mixed, f"{len(mixed)} profiles hold CRM ids of different people{_context(cdp)}"
+
+
+def test_profiles_are_precise(cdp: dict[str, Any]) -> None:
+    world: CdpWorld = cdp["world"]
+    figures = profile_accuracy(cdp["predicted"], world.truth.person_of, world.truth.linkable_of)
+    assert figures["precision"] >= 0.99, f"{figures}{_context(cdp)}"
+
+
+def test_loyalty_signups_find_their_crm_records(cdp: dict[str, Any]) -> None:
+    world: CdpWorld = cdp["world"]
+    truth = world.truth
+    figures = probabilistic_accuracy(cdp["predicted"], truth.person_of, truth.deterministic_of,
+                                     truth.probabilistic_pairs)
+    assert figures.true > 20, "the world has pairs that only linkage can join"
+    assert figures.recall >= 0.8, f"{figures.as_dict()}{_context(cdp)}"
