@@ -39,6 +39,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
+from server.identity.linkage.pipeline import PairwiseQuality, pairwise_quality
 from bench.common import bench_neo4j, bench_server, empty_database, log, save
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 
@@ -50,38 +51,15 @@ Stub = identity_service_pb2_grpc.IdentityServiceStub
 
 # ---- scoring: pure functions over dicts ------------------------------------------------------
 
-@dataclass(frozen=True)
-class PairCounts:
-    """Pairs predicted, pairs true, and pairs both; an empty side scores 1."""
-
-    true_positives: int
-    predicted: int
-    actual: int
-
-    @property
-    def precision(self) -> float:
-        return self.true_positives / self.predicted if self.predicted else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.true_positives / self.actual if self.actual else 1.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "precision": self.precision, "recall": self.recall}
-
-
-def _pairs_within(sizes: Iterable[int]) -> int:
-    return sum(n * (n - 1) // 2 for n in sizes)
-
-
-def pairwise(predicted: Mapping[Ident, Hashable], actual: Mapping[Ident, Hashable]) -> PairCounts:
+def pairwise(predicted: Mapping[Ident, Hashable], actual: Mapping[Ident, Hashable]) -> PairwiseQuality:
     """Every pair of keys of `actual` in one predicted group is a predicted link, every pair
     in one actual group a true one (the transitive closure counts, as a client sees it)."""
-    return PairCounts(
-        true_positives=_pairs_within(Counter((predicted[k], actual[k]) for k in actual).values()),
-        predicted=_pairs_within(Counter(predicted[k] for k in actual).values()),
-        actual=_pairs_within(Counter(actual.values()).values()),
-    )
+    return pairwise_quality(predicted, actual)  # type: ignore[arg-type]
+
+
+def counts(quality: PairwiseQuality) -> dict[str, float]:
+    return {"true_positives": quality.true_positives, "predicted": quality.predicted, "actual": quality.actual,
+            "precision": quality.precision, "recall": quality.recall}
 
 
 def profile_accuracy(predicted: Mapping[Ident, Hashable], person_of: Mapping[Ident, str],
@@ -93,7 +71,7 @@ def profile_accuracy(predicted: Mapping[Ident, Hashable], person_of: Mapping[Ide
     web clusters are large, so their pairs dominate the overall recall even of a service
     that links nothing probabilistically."""
     linkable = pairwise(predicted, linkable_of)
-    figures = {**linkable.as_dict(), "precision_same_person": pairwise(predicted, person_of).precision}
+    figures = {**counts(linkable), "precision_same_person": pairwise(predicted, person_of).precision}
     if deterministic_of is not None:
         stitched = pairwise(predicted, deterministic_of)
         beyond = linkable.actual - stitched.actual
