@@ -43,7 +43,7 @@ class FitSettings:
     """How a model is fitted and what a fit must pass before it may be used (estimation.py)."""
 
     sample_records: int = 5000  # records whose candidate pairs feed m, and random pairs feed u
-    random_pairs: int = 50_000  # random pairs of those records for u's fuzzy levels
+    random_pairs: int = 10_000  # random pairs of those records for u's fuzzy levels
     m_prior_pairs: float = 20.0  # pseudo-pairs of a prior belief that matches agree
     max_iterations: int = 200
     min_labelled_pairs: int = 20  # known matches needed before they check the fit
