@@ -36,10 +36,16 @@ from server.identity.rules import load_rules
 
 RULES = load_linkage_rules()
 GIVEN = ("james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david", "elizabeth",
-         "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "charles", "karen")
+         "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "charles", "karen",
+         "daniel", "nancy", "matthew", "lisa", "anthony", "betty", "mark", "sandra", "donald", "ashley",
+         "steven", "kimberly", "paul", "emily", "andrew", "donna", "joshua", "michelle", "kenneth", "carol")
 SURNAMES = ("smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez",
-            "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin")
-STREETS = ("ridge st", "meadow ave", "cedar rd", "lincoln ct", "oak st", "pine ave", "maple dr", "elm st")
+            "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin",
+            "lee", "perez", "thompson", "white", "harris", "sanchez", "clark", "ramirez", "lewis", "robinson",
+            "walker", "young", "allen", "king", "wright", "scott", "torres", "nguyen", "hill", "flores")
+STREETS = tuple(f"{name} {kind}" for name in ("ridge", "meadow", "cedar", "lincoln", "oak", "pine", "maple", "elm",
+                                              "lake", "hill", "park", "washington", "river", "church", "spring")
+                for kind in ("st", "ave", "rd"))
 
 
 def degenerate_model(rules: LinkageRules, version: str) -> LinkageModel:
@@ -72,7 +78,7 @@ def typo(rng: random.Random, value: str) -> str:
     return value[:i] + value[i + 1] + value[i] + value[i + 2:]
 
 
-def make_world(people: int = 160, postcodes: int = 8, seed: int = 3) -> World:
+def make_world(people: int = 160, postcodes: int = 20, seed: int = 3) -> World:
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:8]
     codes = [f"{rng.randint(10, 99)}{n:03d}" for n in range(postcodes)]

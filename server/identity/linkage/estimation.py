@@ -161,7 +161,7 @@ def estimate(sample: FitSample, rules: LinkageRules) -> Estimate:
     sessions = tuple(s for p, name in enumerate(rules.blocking)
                      if (s := _session(sample, rules, p, name, u, alpha, labelled, sizes)) is not None)
     m = [_combined_m(f, sessions, labelled[f] + alpha[f]) for f in range(len(sizes))]
-    prior = _prior(sample, m, u)
+    prior = _prior(sample, m, u, implied_columns(rules.field_names, rules.implied))
     return Estimate(m=tuple(_with_missing(p) for p in m), u=tuple(_with_missing(p) for p in u),
                     prior=prior, sessions=sessions)
 
@@ -240,7 +240,7 @@ def _combined_m(field: int, sessions: Sequence[Session], fallback: np.ndarray) -
     return _normalised(sum(w * s.m[field] for w, s in zip(weights, usable)))
 
 
-def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray]) -> float:
+def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray], implied: Sequence[tuple[int, int]]) -> float:
     """P(two random records match): expected matching pairs among the candidates over all pairs covered.
 
     The share of matches among candidates is fitted by EM with m and u fixed (the posterior
@@ -251,7 +251,7 @@ def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray]) -> float
     covered = sample.sampled * (sample.records - 1) - sample.sampled * (sample.sampled - 1) / 2
     if covered <= 0 or len(sample.candidates) == 0:
         return PROBABILITY_FLOOR
-    bits = bayes_factor_bits(sample.candidates, m, u)
+    bits = bayes_factor_bits(sample.candidates, m, u, implied)
     share = 0.5
     for _ in range(1000):
         updated = float(np.mean(1.0 / (1.0 + np.exp2(-(np.log2(share / (1.0 - share)) + bits)))))
@@ -262,11 +262,31 @@ def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray]) -> float
     return min(max(share * len(bits) / covered, PROBABILITY_FLOOR), PRIOR_CEILING)
 
 
-def bayes_factor_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray]) -> np.ndarray:
-    """Per row, log2 of the Bayes factor: the sum of the fields' log2(m/u) (missing adds 0)."""
+def field_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
+               implied: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+    """Per row and field, log2(m/u) of the row's level (missing adds 0).
+
+    `implied` lists (field, implying field) columns: where the implying field agrees exactly,
+    the implied field's agreement adds nothing (a postcode already says the town), so its
+    weight is capped at 0; disagreement still counts.
+    """
     weights = [np.concatenate([[0.0], np.log2(np.asarray(mf) / np.asarray(uf))]) for mf, uf in zip(m, u)]
     matrix = np.atleast_2d(matrix).astype(np.int64)
-    return sum((w[matrix[:, f]] for f, w in enumerate(weights)), np.zeros(len(matrix)))
+    bits = np.column_stack([w[matrix[:, f]] for f, w in enumerate(weights)]) if weights else np.zeros((len(matrix), 0))
+    for field, by in implied:
+        agree = matrix[:, by] == len(m[by])  # the exact level is the last one
+        bits[agree, field] = np.minimum(bits[agree, field], 0.0)
+    return bits
+
+
+def bayes_factor_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
+                      implied: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+    """Per row, log2 of the Bayes factor: the sum of the fields' bits (field_bits)."""
+    return field_bits(matrix, m, u, implied).sum(axis=1)
+
+
+def implied_columns(fields: Sequence[str], implied: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
+    return tuple((fields.index(a), fields.index(b)) for a, b in implied if a in fields and b in fields)
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:

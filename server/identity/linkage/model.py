@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from server.identity.linkage.compare import level_names
-from server.identity.linkage.estimation import FitSample, bayes_factor_bits, check, estimate
+from server.identity.linkage.estimation import FitSample, check, estimate, field_bits, implied_columns
 from server.identity.linkage.rules import LinkageRules
 
 
@@ -46,6 +46,7 @@ class LinkageModel:
     records: int = 0  # Matchable records when fitted
     random_pairs: int = 0
     labelled_pairs: int = 0
+    implied_by: tuple[tuple[str, str], ...] = ()  # (field, implying field): see estimation.field_bits
     quality: dict[str, Any] = field(default_factory=dict, compare=False)  # quality.stored() of the fit's pairs
 
     def to_json(self) -> str:
@@ -72,6 +73,7 @@ class LinkageModel:
                 records=int(data.get("records", 0)),
                 random_pairs=int(data.get("random_pairs", 0)),
                 labelled_pairs=int(data.get("labelled_pairs", 0)),
+                implied_by=_nested(data.get("implied_by", [])),
                 quality=dict(data.get("quality", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -101,7 +103,12 @@ class LinkageModel:
             raise ValueError(
                 f"levels have {levels.shape[1]} columns; model {self.version} compares {len(self.fields)} fields"
             )
-        return bayes_factor_bits(levels, [m[1:] for m in self.m], [u[1:] for u in self.u])
+        return self.field_weights(levels).sum(axis=1)
+
+    def field_weights(self, levels: np.ndarray) -> np.ndarray:
+        """Per row and field, the bits that field's level adds (an implied field's agreement none)."""
+        return field_bits(np.atleast_2d(levels), [m[1:] for m in self.m], [u[1:] for u in self.u],
+                          implied_columns(self.fields, self.implied_by))
 
     def match_weights(self, levels: np.ndarray) -> np.ndarray:
         """Per row, log2 of the posterior odds of a match: the prior's bits plus the fields'."""
@@ -113,11 +120,12 @@ class LinkageModel:
 
     def explain(self, row: np.ndarray) -> tuple[FieldEvidence, ...]:
         """Each field's level and weight for one pair; with the prior they add up to its probability."""
-        weights = self.weights()
+        row = np.asarray(row).ravel()
+        weights = self.field_weights(row[None, :])[0]
         names = self.level_names or tuple(tuple(f"level_{i}" for i in range(len(m))) for m in self.m)
         return tuple(
-            FieldEvidence(field=name, level=names[f][int(level)], weight=float(weights[f][int(level)]))
-            for f, (name, level) in enumerate(zip(self.fields, np.asarray(row).ravel()))
+            FieldEvidence(field=name, level=names[f][int(level)], weight=float(weights[f]))
+            for f, (name, level) in enumerate(zip(self.fields, row))
         )
 
     def problems(self, labelled: np.ndarray, rules: LinkageRules) -> list[str]:
@@ -148,6 +156,7 @@ def fit(sample: FitSample, rules: LinkageRules, version: str) -> LinkageModel:
         records=sample.records,
         random_pairs=len(sample.random),
         labelled_pairs=len(sample.labelled),
+        implied_by=rules.implied,
     )
 
 

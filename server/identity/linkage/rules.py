@@ -36,6 +36,9 @@ class FieldRule:
     comparator: str
     bands: tuple[float, ...] = ()
     swap_with: str | None = None
+    # A field whose exact agreement already implies this one's (a postcode implies its town):
+    # then this field's agreement adds no evidence, only its disagreement does.
+    implied_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class LinkageRules:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(rule.name for rule in self.fields)
+
+    @property
+    def implied(self) -> tuple[tuple[str, str], ...]:
+        """(field, the field whose exact agreement implies it) pairs."""
+        return tuple((rule.name, rule.implied_by) for rule in self.fields if rule.implied_by)
 
 
 def load_linkage_rules(path: Path | None = None) -> LinkageRules:
@@ -140,6 +148,9 @@ def _fields(raw: Any, source: str) -> tuple[FieldRule, ...]:
     by_name = {rule.name: rule for rule in fields}
     for rule in fields:
         _check_swap(rule, by_name, source)
+        if rule.implied_by is not None and rule.implied_by not in by_name:
+            raise ConfigurationError(f"{source}: fields.{rule.name}.implied_by names {rule.implied_by!r}, "
+                                     f"which is not a compared field")
     return fields
 
 
@@ -155,7 +166,11 @@ def _field(name: str, spec: Any, source: str) -> FieldRule:
     swap = spec.get("swap_with")
     if swap is not None and not isinstance(swap, str):
         raise ConfigurationError(f"{where}.swap_with must name another field")
-    return FieldRule(name=name, comparator=comparator, bands=_bands(spec, comparator, where), swap_with=swap)
+    implied = spec.get("implied_by")
+    if implied is not None and (not isinstance(implied, str) or implied == name):
+        raise ConfigurationError(f"{where}.implied_by must name another field")
+    return FieldRule(name=name, comparator=comparator, bands=_bands(spec, comparator, where), swap_with=swap,
+                     implied_by=implied)
 
 
 def _bands(spec: Mapping[str, Any], comparator: str, where: str) -> tuple[float, ...]:
