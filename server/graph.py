@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,15 @@ from types import MappingProxyType
 from typing import Any, LiteralString, Protocol, TypeVar, cast
 
 import neo4j
-from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
+from neo4j.exceptions import (
+    AuthError,
+    DriverError,
+    Neo4jError,
+    ResultFailedError,
+    ServiceUnavailable,
+    SessionExpired,
+    TransientError,
+)
 
 from server.errors import ConfigurationError, StorageFailure, StorageUnavailable
 
@@ -30,6 +39,8 @@ SCHEMA_QUERY = "schema"
 T = TypeVar("T")
 # Where a segment rule's compiled predicate goes in a query template (see Tx.run_rule).
 RULE_PLACEHOLDER = "/*RULE*/"
+# Whole-transaction attempts when the driver reports a transient error masked as ResultFailedError.
+MASKED_RETRIES = 5
 
 
 class CompiledPredicate(Protocol):
@@ -165,7 +176,17 @@ class Graph:
         work may run more than once, so it must not have effects outside the transaction;
         everything it decides is recomputed from what it reads on each attempt.
         """
-        return self._run(label, lambda session: session.execute_write(lambda tx: work(Tx(self, tx))))
+        for attempt in range(MASKED_RETRIES):
+            try:
+                return self._run(label, lambda session: session.execute_write(lambda tx: work(Tx(self, tx))))
+            except ResultFailedError as exc:
+                # a deadlock in one query can surface as ResultFailedError while the driver rolls
+                # back, which its own retry does not recognise; the cause is transient all the same
+                if attempt == MASKED_RETRIES - 1 or not _transient_cause(exc):
+                    raise
+                log.warning("%s: a transient error was masked by %s; retrying the transaction", label, exc)
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def read_transaction(self, label: str, work: Callable[[Tx], T]) -> T:
         """Runs work in one read transaction (retried on transient errors), for reads that run
@@ -243,6 +264,19 @@ class Tx:
             raise ConfigurationError(f"rule parameters {sorted(clash)} clash with those of {name!r}")
         query = cast(LiteralString, template.replace(RULE_PLACEHOLDER, rule.predicate))
         return _records(self._tx, query, {**params, **rule.parameters})
+
+
+def _transient_cause(exc: BaseException) -> bool:
+    """Whether a retryable Neo4j error stands behind exc (its cause or context chain)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (TransientError, ServiceUnavailable, SessionExpired)) or (
+                isinstance(current, Neo4jError) and current.is_retryable()):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _records(tx: neo4j.ManagedTransaction, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
