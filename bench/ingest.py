@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, log, save
+from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, log, run_threads, save
 from bench.population import EventSpec, generate, split_by_person
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 from localneo4j import LocalNeo4j
@@ -105,22 +105,8 @@ def service(address_channel, streams: list[list[EventSpec]], window: int) -> tup
 
 
 def _timed_threads(work, streams: list[list[EventSpec]]) -> float:  # type: ignore[no-untyped-def]
-    errors: list[BaseException] = []
-
-    def run(events: list[EventSpec]) -> None:
-        try:
-            work(events)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in streams]
     began = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    run_threads(work, streams)
     return time.monotonic() - began
 
 

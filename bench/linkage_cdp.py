@@ -40,7 +40,7 @@ from google.protobuf.message import Message
 
 from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
 from server.identity.linkage.pipeline import PairwiseQuality, pairwise_quality
-from bench.common import bench_neo4j, bench_server, empty_database, log, save
+from bench.common import bench_neo4j, bench_server, empty_database, log, run_threads, save
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 
 GOALS = {"precision": 0.999, "recall": 0.95, "profiles_with_two_peoples_crm_ids": 0}
@@ -304,24 +304,11 @@ def _with_ints(descriptor: Descriptor, values: dict[str, Any]) -> dict[str, Any]
 
 def parallel(channel: Callable[[], grpc.Channel], work: Callable[[Stub, Any], Any], chunks: Sequence[Any]) -> list[Any]:
     """Runs work(stub, chunk) for every chunk on a thread and a channel of its own."""
-    results: list[Any] = [None] * len(chunks)
-    errors: list[BaseException] = []
+    def run(chunk: Any) -> Any:
+        with channel() as opened:
+            return work(Stub(opened), chunk)
 
-    def run(n: int) -> None:
-        try:
-            with channel() as opened:
-                results[n] = work(Stub(opened), chunks[n])
-        except BaseException as exc:  # reported after all threads end
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(chunks))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
+    return run_threads(run, chunks)
 
 
 def run_world(server, neo4j, people: int, seed: int, streams: int, deadline_s: float,  # type: ignore[no-untyped-def]
