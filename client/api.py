@@ -34,6 +34,9 @@ from client.messages import (
     LookupResult,
     Profile,
     ProfileRef,
+    RejectedItem,
+    RejectionFilter,
+    ReplayProgress,
     Rule,
     Segment,
     SegmentChange,
@@ -43,6 +46,7 @@ from client.messages import (
     identifier,
     parse_channel,
     parse_identifier,
+    parse_rejected_kind,
     parse_timestamp,
     profile_ref,
     ref,
@@ -184,6 +188,30 @@ class IdentityClient:
         """Whether two refs share a profile: the links that join them, or the model's score and what keeps them apart."""
         request = pb.ExplainLinkRequest(a=ref(a), b=ref(b))
         return self._identity.ExplainLink(request, timeout=self.timeout)
+
+    def list_rejected(self, *, codes: Iterable[str] | str = (), since: Timeish | None = None,
+                      until: Timeish | None = None, source: str = "", kind: str | int | None = None,
+                      limit: int = 0) -> Iterator[RejectedItem]:
+        """Quarantined events and records, newest first, each with its reason code and payload as received.
+
+        Every filter given must hold: codes (any of), last rejected within [since, until), source,
+        kind ("event" or "record"); limit 0 is all. Filters are checked here, before the call.
+        """
+        request = pb.ListRejectedRequest(filter=_rejection_filter(codes, since, until, source, kind), limit=limit)
+        return _served(self._identity.ListRejected, request)
+
+    def replay_rejected(self, *, codes: Iterable[str] | str = (), since: Timeish | None = None,
+                        until: Timeish | None = None, source: str = "", kind: str | int | None = None,
+                        skip_invalid_values: bool = False) -> Iterator[ReplayProgress]:
+        """Feeds the quarantined items the filters select through ingest again, after the configuration
+        changed: a status per phase as it advances, then one summary.
+
+        Safe to run again after an interruption: the server accepts each event once. With
+        skip_invalid_values the values kept as invalid on touchpoints are not looked at again.
+        """
+        request = pb.ReplayRejectedRequest(filter=_rejection_filter(codes, since, until, source, kind),
+                                           skip_invalid_values=skip_invalid_values)
+        return _served(self._identity.ReplayRejected, request)
 
 
 class Segments:
@@ -364,6 +392,16 @@ def _open_channel(address: str, credentials: grpc.ChannelCredentials | None) -> 
 
 def _identifier_of(value: Identifier | str) -> Identifier:
     return value if isinstance(value, Identifier) else parse_identifier(value)
+
+
+def _rejection_filter(codes: Iterable[str] | str, since: Timeish | None, until: Timeish | None, source: str,
+                      kind: str | int | None) -> RejectionFilter:
+    selected = RejectionFilter(codes=_names(codes), source=source, kind=parse_rejected_kind(kind))
+    if since is not None:
+        selected.since.CopyFrom(parse_timestamp(since))
+    if until is not None:
+        selected.until.CopyFrom(parse_timestamp(until))
+    return selected
 
 
 def _names(values: Iterable[Any] | str) -> list[Any]:

@@ -1,6 +1,7 @@
 """The `identity` command: JSON Lines in, JSON out, exit codes a script can act on.
 
-Exit codes: 0 all went well; 1 some events or records were rejected, batches of changes were
+Exit codes: 0 all went well (events and records accepted with warnings included); 1 some events
+or records were rejected, or are still rejected after a replay, batches of changes were
 dead-lettered, or the server is not serving; 2 bad input, a gRPC error, or a destination that
 stopped on an error; 3 a looked-up profile or segment does not exist. Every input is checked
 before the first call, so a typo on line 9000 does not leave 8999 events sent.
@@ -15,7 +16,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from functools import partial, wraps
 from pathlib import Path
@@ -28,7 +29,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import identity_service_pb2 as pb, segment_service_pb2 as seg
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient
 from client.delivery import DeliveryRunner, stop_on_signals
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("a", metavar="REF", help="type:value, or a profile id")
     explain.add_argument("b", metavar="REF", help="type:value, or a profile id")
     explain.set_defaults(run=run_explain)
+
+    add_quarantine_parsers(commands)
     return parser
 
 
@@ -180,6 +183,32 @@ def add_journey_parser(commands: Any) -> None:
                          help="at most this many touchpoints (default: all)")
     journey.add_argument("--cursor", metavar="CURSOR", default="", help="resume after the step with this cursor")
     journey.set_defaults(run=run_journey)
+
+
+def add_quarantine_parsers(commands: Any) -> None:
+    rejected = commands.add_parser("rejected", help="print quarantined events and records as JSON, one per line, "
+                                                    "newest first")
+    add_rejection_filters(rejected)
+    rejected.add_argument("--limit", metavar="N", type=int, default=0, help="at most this many items (default: all)")
+    rejected.set_defaults(run=run_rejected)
+
+    replay = commands.add_parser("replay", help="feed quarantined events and records through ingest again (after a "
+                                                "configuration change); exit 1 while any stays rejected")
+    add_rejection_filters(replay)
+    replay.add_argument("--skip-invalid-values", action="store_true",
+                        help="replay quarantined items only; leave the values kept as invalid on touchpoints alone")
+    replay.set_defaults(run=run_replay)
+
+
+def add_rejection_filters(parser: argparse.ArgumentParser) -> None:
+    """The same filters for listing and replaying, so that a replay takes exactly what a listing showed."""
+    parser.add_argument("--code", dest="codes", metavar="CODE", action="append", default=[],
+                        help="reason code, e.g. unknown_identifier_type; repeatable")
+    parser.add_argument("--since", metavar="TIME", help="last rejected at or after this time (RFC 3339 or epoch "
+                                                        "seconds)")
+    parser.add_argument("--until", metavar="TIME", help="last rejected before this time (RFC 3339 or epoch seconds)")
+    parser.add_argument("--source", default="", help="only items from this source")
+    parser.add_argument("--kind", choices=("event", "record"), help="only events, or only source records")
 
 
 def add_segment_parser(commands: Any) -> None:
@@ -218,16 +247,31 @@ def run_ingest(args: argparse.Namespace) -> int:
     lines, name = input_lines(args.file)
     total = count_valid(lines, event_from_json, name)
     statuses: Counter[int] = Counter()
+    warned = 0
     with connect(args) as identity, progress_bar(total, "ingest") as show:
         for ack in identity.ingest(read_jsonl(lines(), event_from_json, name)):
             statuses[ack.status] += 1
-            if ack.status == pb.ACK_STATUS_REJECTED:
-                print(f"rejected {ack.event_id}: {ack.reason}", file=sys.stderr)
+            if ack.status == pb.ACK_STATUS_ACCEPTED and ack.warnings:
+                warned += 1
+            report_ack(ack)
             if show:
                 show(statuses.total(), "ingest")
     print(f"accepted {statuses[pb.ACK_STATUS_ACCEPTED]}, duplicate {statuses[pb.ACK_STATUS_DUPLICATE]}, "
-          f"rejected {statuses[pb.ACK_STATUS_REJECTED]}")
+          f"rejected {statuses[pb.ACK_STATUS_REJECTED]}, accepted with warnings {warned}")
     return EXIT_REJECTED if statuses[pb.ACK_STATUS_REJECTED] else EXIT_OK
+
+
+def report_ack(ack: pb.IngestAck) -> None:
+    """A rejection and every value not used as sent, on stderr: an accepted event may still have lost a value."""
+    if ack.status == pb.ACK_STATUS_REJECTED:
+        code = f" ({ack.reason_code})" if ack.reason_code else ""
+        print(f"rejected {ack.event_id}{code}: {ack.reason}", file=sys.stderr)
+    for warning in ack.warnings:
+        print(f"warning {ack.event_id}: {describe_warning(warning)}", file=sys.stderr)
+
+
+def describe_warning(warning: pb.ValueWarning) -> str:
+    return f"{warning.field} {warning.value!r}: {warning.reason}"
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -252,15 +296,25 @@ def run_import(args: argparse.Namespace) -> int:
 def report_import(summary: pb.ImportSummary) -> int:
     for rejection in summary.rejections:
         print(f"rejected {rejection.record_id}: {rejection.reason}", file=sys.stderr)
+    report_record_warnings(summary)
     print(f"records {summary.records}, new profiles {summary.new_profiles}, "
           f"linked deterministic {summary.linked_deterministic}, linked probabilistic {summary.linked_probabilistic}, "
           f"possible matches {summary.possible_matches}, rejected {summary.rejected}, "
-          f"pairs compared {summary.pairs_compared}")
+          f"pairs compared {summary.pairs_compared}, records with warnings {summary.records_with_warnings}")
     for reason in summary.model_refusals:
         print(f"linkage model refused, no probabilistic links made: {reason}", file=sys.stderr)
     if summary.model_version:
         print(describe_quality(summary.quality, summary.model_version))
     return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def report_record_warnings(summary: pb.ImportSummary) -> None:
+    """The warnings the server listed, and how many records it left out, so that no lost value goes unmentioned."""
+    for item in summary.warnings:
+        print(f"warning {item.record_id}: {describe_warning(item.warning)}", file=sys.stderr)
+    unlisted = summary.records_with_warnings - len({item.record_id for item in summary.warnings})
+    if unlisted > 0:
+        print(f"warnings of {unlisted} more records not listed", file=sys.stderr)
 
 
 def describe_quality(quality: pb.LinkageQuality, model_version: str) -> str:
@@ -360,6 +414,58 @@ def run_rescore(args: argparse.Namespace) -> int:
         return fail("the re-scoring ended without a summary")
     print_json(summary)
     return EXIT_OK
+
+
+def run_rejected(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise InputError(f"--limit {args.limit} is negative; use 0 for all")
+    filters = rejection_filters(args)
+    with connect(args) as identity:
+        for item in identity.list_rejected(**filters, limit=args.limit):
+            print(json.dumps(rejected_item_json(item), ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
+def rejected_item_json(item: pb.RejectedItem) -> dict[str, Any]:
+    """The item with its payload as JSON (null when too large to keep), not JSON in a string, so that jq can
+    reach into it; a payload that is not JSON stays as text under payload_json, since nothing may be lost here."""
+    data = MessageToDict(item, preserving_proto_field_name=True)
+    text = data.pop("payload_json", "")
+    try:
+        data["payload"] = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        data["payload_json"] = text
+    return data
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    filters = rejection_filters(args)
+    summary = None
+    with connect(args) as identity, phase_progress("replay") as show:
+        for progress in identity.replay_rejected(**filters, skip_invalid_values=args.skip_invalid_values):
+            if progress.WhichOneof("kind") == "summary":
+                summary = progress.summary
+            else:
+                show(progress.status)
+    if summary is None:
+        return fail("the replay ended without a summary")
+    print_json(summary, every_field=True)
+    return report_still_rejected(summary)
+
+
+def report_still_rejected(summary: pb.ReplaySummary) -> int:
+    """Exit 1 while anything stays in quarantine, as ingest does for a rejected event: a script must see it."""
+    if not summary.events_still_rejected + summary.records_still_rejected + summary.not_replayable:
+        return EXIT_OK
+    codes = "".join(f", {code} {count}" for code, count in sorted(summary.still_rejected.items()))
+    print(f"still rejected: events {summary.events_still_rejected}, records {summary.records_still_rejected}, "
+          f"not replayable {summary.not_replayable}{codes}", file=sys.stderr)
+    return EXIT_REJECTED
+
+
+def rejection_filters(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(codes=args.codes, since=cli_time("--since", args.since), until=cli_time("--until", args.until),
+                source=args.source, kind=args.kind)
 
 
 def run_linkage_status(args: argparse.Namespace) -> int:
@@ -538,13 +644,49 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None] 
     if total < LARGE_INPUT or not sys.stderr.isatty():
         yield None
         return
-    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True)) as bar:
+    with new_bar() as bar:
         task = bar.add_task(label, total=total)
         yield lambda done, phase: bar.update(task, completed=done, description=phase)
 
 
-def print_json(message: Message) -> None:
-    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), ensure_ascii=False), flush=True)
+class PhaseProgress:
+    """Progress of a run whose phases each announce their own total (a replay: events, records, invalid values).
+
+    Decided per status as progress_bar decides for one total: once a phase is large and a person
+    watches, a bar with one line per phase; until then one line per status on stderr.
+    """
+
+    def __init__(self, label: str, stack: ExitStack) -> None:
+        self._label, self._stack = label, stack
+        self._bar: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, status: pb.ReplayStatus) -> None:
+        if self._bar is None and status.total >= LARGE_INPUT and sys.stderr.isatty():
+            self._bar = self._stack.enter_context(new_bar())
+        if self._bar is None:
+            print(f"{self._label} {status.phase}: {status.done} of {status.total}", file=sys.stderr)
+            return
+        if status.phase not in self._tasks:
+            self._tasks[status.phase] = self._bar.add_task(status.phase, total=status.total)
+        self._bar.update(self._tasks[status.phase], completed=status.done, total=status.total)
+
+
+@contextmanager
+def phase_progress(label: str) -> Iterator[PhaseProgress]:
+    """A PhaseProgress whose bar, if one was shown, is closed with the block."""
+    with ExitStack() as stack:
+        yield PhaseProgress(label, stack)
+
+
+def new_bar() -> Progress:
+    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True))
+
+
+def print_json(message: Message, every_field: bool = False) -> None:
+    """One message as one line of JSON; every_field prints zeros too, for summaries a script reads by key."""
+    data = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=every_field)
+    print(json.dumps(data, ensure_ascii=False), flush=True)
 
 
 def rpc_error_text(error: grpc.RpcError) -> str:

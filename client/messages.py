@@ -31,6 +31,10 @@ Segment = segment_service_pb2.Segment
 Rule = segment_service_pb2.Rule
 SegmentMember = segment_service_pb2.SegmentMember
 SegmentChange = segment_service_pb2.SegmentChange
+RejectionFilter = identity_service_pb2.RejectionFilter
+RejectedItem = identity_service_pb2.RejectedItem
+ReplayProgress = identity_service_pb2.ReplayProgress
+ReplaySummary = identity_service_pb2.ReplaySummary
 
 RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})"
@@ -104,6 +108,22 @@ def parse_channel(name: str | int | None) -> int:
             if candidate in common_pb2.Channel.keys():
                 return common_pb2.Channel.Value(candidate)
     raise InputError(f"channel {name!r} is not one of: online, offline")
+
+
+def parse_rejected_kind(name: str | int | None) -> int:
+    """A RejectedKind from "event"/"record", an enum name like "REJECTED_KIND_EVENT", or its number."""
+    if name is None:
+        return identity_service_pb2.REJECTED_KIND_UNSPECIFIED
+    if isinstance(name, int) and not isinstance(name, bool) and name in identity_service_pb2.RejectedKind.values():
+        return name
+    if isinstance(name, str):
+        key = name.strip().upper()
+        if not key:
+            return identity_service_pb2.REJECTED_KIND_UNSPECIFIED
+        for candidate in (key, f"REJECTED_KIND_{key}"):
+            if candidate in identity_service_pb2.RejectedKind.keys():
+                return identity_service_pb2.RejectedKind.Value(candidate)
+    raise InputError(f"kind {name!r} is not one of: event, record")
 
 
 def parse_timestamp(value: str | int | float | datetime | Timestamp) -> Timestamp:

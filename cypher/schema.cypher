@@ -60,3 +60,14 @@ FOR (c:SegmentChange) ON (c.segment, c.position);
 
 CREATE INDEX segment_change_at IF NOT EXISTS
 FOR (c:SegmentChange) ON (c.at);
+
+// Quarantine: rejected events and records by id (a digest of their payload), expired by
+// last rejection; touchpoints that keep invalid values, paged by event_id on replay.
+CREATE CONSTRAINT rejected_id IF NOT EXISTS
+FOR (r:Rejected) REQUIRE r.id IS UNIQUE;
+
+CREATE INDEX rejected_last_rejected_at IF NOT EXISTS
+FOR (r:Rejected) ON (r.last_rejected_at);
+
+CREATE INDEX has_invalid_event_id IF NOT EXISTS
+FOR (t:HasInvalid) ON (t.event_id);

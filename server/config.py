@@ -35,6 +35,7 @@ class Settings:
     online_linkage: bool
     segment_schedule: float
     segment_retention_days: float
+    quarantine_retention_days: float = 30.0
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +70,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="seconds between re-evaluations of segments with time windows (their members age out)")
     add("--segment-retention-days", type=float, default=float(env.get("IDENTITY_SEGMENT_RETENTION_DAYS", "7")),
         help="days the segment change log keeps a change for WatchSegment consumers to resume from")
+    add("--quarantine-retention-days", type=float, default=float(env.get("IDENTITY_QUARANTINE_RETENTION_DAYS", "30")),
+        help="days a rejected event or record stays in quarantine (for ListRejected and ReplayRejected)")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -86,8 +89,9 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
-    if args.segment_schedule <= 0 or args.segment_retention_days <= 0:
-        raise ConfigurationError("--segment-schedule and --segment-retention-days must be positive")
+    if args.segment_schedule <= 0 or args.segment_retention_days <= 0 or args.quarantine_retention_days <= 0:
+        raise ConfigurationError(
+            "--segment-schedule, --segment-retention-days and --quarantine-retention-days must be positive")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
         raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
     return Settings(
@@ -106,4 +110,5 @@ def _validated(args: argparse.Namespace) -> Settings:
         online_linkage=args.online_linkage == "on",
         segment_schedule=args.segment_schedule,
         segment_retention_days=args.segment_retention_days,
+        quarantine_retention_days=args.quarantine_retention_days,
     )

@@ -3,7 +3,9 @@
 // $batch: a fresh id for this write, so that the query can tell created from redelivered.
 // $rows: [{event_id, occurred_at (epoch ms), source, channel, type, traits, properties
 //          (JSON text), junk: ["type:value" of the blocklisted values it carried],
-//          numeric: {`prop.<name>`: float} (the numeric properties, which segment rules sum)}]
+//          numeric: {`prop.<name>`: float} (the numeric properties, which segment rules sum),
+//          invalid: [JSON text {type, value, reason, replayable}: identifiers kept as invalid;
+//          a touchpoint with any is labelled HasInvalid]}]
 // Returns one record per row: event_id, created (false when the event_id was known).
 UNWIND $rows AS row
 MERGE (t:Touchpoint {event_id: row.event_id})
@@ -16,5 +18,8 @@ MERGE (t:Touchpoint {event_id: row.event_id})
     t.properties = row.properties,
     t.junk = CASE WHEN size(row.junk) > 0 THEN row.junk END,
     t.written_by = $batch,
+    t.invalid = CASE WHEN size(row.invalid) > 0 THEN row.invalid END,
     t += row.numeric
-RETURN row.event_id AS event_id, t.written_by = $batch AS created
+WITH row, t, t.written_by = $batch AS created
+FOREACH (_ IN CASE WHEN created AND size(row.invalid) > 0 THEN [1] ELSE [] END | SET t:HasInvalid)
+RETURN row.event_id AS event_id, created

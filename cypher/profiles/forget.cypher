@@ -1,5 +1,7 @@
 // Erases a person: the profile's touchpoints, identifiers and golden record. Only salted
 // hashes of the identifiers stay, as Suppressed nodes, so that ingest can refuse them later.
+// Quarantined items that carry any of the identifiers go too (a scan of the quarantine,
+// which retention keeps small; forgetting is rare).
 // The profile node stays as a tombstone (no personal data) so its id answers "forgotten".
 // $profile_id; $hashes: [string] (salted hashes of the profile's identifiers); $now.
 // Returns identifiers, touchpoints (how many were erased).
@@ -13,6 +15,11 @@ CALL (p) {
   MATCH (p)<-[:BELONGS_TO]-(i:Identifier)
   DETACH DELETE i
   RETURN count(i) AS identifiers
+}
+CALL {
+  // quarantined events and records that carry any of them (never kept in clear)
+  MATCH (r:Rejected) WHERE any(h IN r.hashes WHERE h IN $hashes)
+  DELETE r
 }
 CALL {
   UNWIND $hashes AS hash

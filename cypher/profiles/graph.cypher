@@ -4,7 +4,8 @@
 // $profile_id (current). Returns identifiers: [{type, value, flag, flag_reason}] and
 // edges: [{kind, a_type, a_value, b_type, b_value, reason, times_seen, first_seen,
 // last_seen, event_ids, probability, model_version, fields (JSON)}] where kind is 'linked',
-// 'probabilistic', 'confirmed', 'possible' or 'rejected'.
+// 'probabilistic', 'confirmed', 'possible' or 'rejected'; invalid: [{event_id, occurred_at,
+// invalid: [JSON text]}] of the 100 most recent touchpoints that kept invalid values.
 MATCH (p:Profile {profile_id: $profile_id, active: true})
 RETURN
   COLLECT {
@@ -32,3 +33,9 @@ RETURN
             last_seen: l.last_seen.epochMillis, event_ids: l.event_ids,
             probability: l.probability, model_version: l.model_version, fields: l.fields} AS edge
   } AS edges
+  ,
+  COLLECT {
+    MATCH (p)<-[:BELONGS_TO]-(:Identifier)<-[:CARRIED {primary: true}]-(t:HasInvalid)
+    WITH t ORDER BY t.occurred_at DESC LIMIT 100
+    RETURN {event_id: t.event_id, occurred_at: t.occurred_at.epochMillis, invalid: t.invalid}
+  } AS invalid

@@ -20,6 +20,7 @@ from server.identity.linkage.rules import load_linkage_rules
 from server.identity.linking import Linker, LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
+from server.identity.replay import Replayer, RetentionWorker
 from server.identity.rules import IdentityRules
 from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.membership import Membership
@@ -38,6 +39,7 @@ class RunningServer:
     health: health.HealthServicer
     linkage_worker: LinkageWorker | None = None
     segment_worker: SegmentWorker | None = None
+    retention_worker: RetentionWorker | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -52,6 +54,8 @@ class RunningServer:
             self.linkage_worker.stop()
         if self.segment_worker is not None:
             self.segment_worker.stop()
+        if self.retention_worker is not None:
+            self.retention_worker.stop()
 
 
 def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> RunningServer:
@@ -66,9 +70,10 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
     profiles = Profiles(graph, rules, settings.suppression_salt)
     linker = Linker(graph, rules, linkage)
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
+    replayer = Replayer(graph, ingestor, importer)
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
         IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
-                         linker, importer), server
+                         linker, importer, replayer), server
     )
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
     segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(membership), server)
@@ -84,9 +89,11 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
     worker = LinkageWorker(linker) if settings.online_linkage else None
     segment_worker = SegmentWorker(membership, timedelta(seconds=settings.segment_schedule),
                                    timedelta(days=settings.segment_retention_days))
-    running = RunningServer(server, port, health_servicer, worker, segment_worker)
+    retention_worker = RetentionWorker(replayer, timedelta(days=settings.quarantine_retention_days))
+    running = RunningServer(server, port, health_servicer, worker, segment_worker, retention_worker)
     if worker is not None:
         worker.start()
     segment_worker.start()
+    retention_worker.start()
     running.set_serving(True)
     return running

@@ -33,7 +33,10 @@ from server.identity.model import (
     ProfileKey,
     ProfileView,
     Touchpoint,
+    ValueWarning,
 )
+from server.identity.quarantine import CODES, EVENT, RECORD, RejectedView, RejectionFilter
+from server.identity.replay import ReplayStatus, ReplaySummary
 
 CHANNEL_NAMES = {
     common_pb2.CHANNEL_UNSPECIFIED: "",
@@ -70,7 +73,11 @@ def event_input(event: pb.Event) -> EventInput:
 
 def ingest_ack(ack: Ack) -> pb.IngestAck:
     return pb.IngestAck(event_id=ack.event_id, status=ACK_STATUS[ack.status], profile_id=ack.profile_id,
-                        reason=ack.reason)
+                        reason=ack.reason, warnings=[value_warning(w) for w in ack.warnings], reason_code=ack.code)
+
+
+def value_warning(warning: ValueWarning) -> pb.ValueWarning:
+    return pb.ValueWarning(field=warning.field, value=warning.value, reason=warning.reason)
 
 
 
@@ -151,7 +158,10 @@ def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
         kind=LINK_KINDS[link.kind],
         evidence=link_evidence(link),
     ) for link in view.links]
-    return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges)
+    invalid = [pb.InvalidValue(identifier=common_pb2.Identifier(type=k.value.type, value=k.value.value),
+                               reason=k.value.reason, event_id=k.event_id, occurred_at=to_timestamp(k.occurred_at))
+               for k in view.invalid_values]
+    return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges, invalid_values=invalid)
 
 
 def journey_filter(request: pb.TraverseJourneyRequest) -> JourneyFilter:
@@ -209,7 +219,9 @@ def import_progress(step: ImportProgress | ImportSummary) -> pb.ImportProgress:
         linked_probabilistic=step.linked_probabilistic, possible_matches=step.possible_matches,
         rejected=step.rejected, pairs_compared=step.pairs_compared, model_version=step.model_version,
         rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections],
-        quality=linkage_quality(summarise(step.quality, step.upper)), model_refusals=step.model_refusals))
+        quality=linkage_quality(summarise(step.quality, step.upper)), model_refusals=step.model_refusals,
+        records_with_warnings=step.records_with_warnings,
+        warnings=[pb.RecordWarning(record_id=r, warning=value_warning(w)) for r, w in step.warnings]))
 
 
 def linkage_quality(quality: QualitySummary) -> pb.LinkageQuality:
@@ -279,3 +291,40 @@ def link_explanation(view: LinkExplanation) -> pb.LinkExplanation:
     if view.score is not None:
         answer.score.CopyFrom(pair_score(view.score))
     return answer
+
+
+REJECTED_KINDS = {pb.REJECTED_KIND_UNSPECIFIED: "", pb.REJECTED_KIND_EVENT: EVENT, pb.REJECTED_KIND_RECORD: RECORD}
+KIND_OF = {EVENT: pb.REJECTED_KIND_EVENT, RECORD: pb.REJECTED_KIND_RECORD}
+
+
+def rejection_filter(message: pb.RejectionFilter) -> RejectionFilter:
+    unknown = sorted(set(message.codes) - set(CODES))
+    if unknown:
+        raise InvalidArgument(f"unknown reason codes {', '.join(unknown)} (known: {', '.join(CODES)})")
+    if message.kind not in REJECTED_KINDS:
+        raise InvalidArgument(f"kind {message.kind} is not a RejectedKind")
+    since, until = from_timestamp(message, "since"), from_timestamp(message, "until")
+    if since and until and since >= until:
+        raise InvalidArgument("since must be before until")
+    return RejectionFilter(codes=tuple(message.codes), since=since, until=until, source=message.source,
+                           kind=REJECTED_KINDS[message.kind])
+
+
+def rejected_item(view: RejectedView) -> pb.RejectedItem:
+    return pb.RejectedItem(
+        rejection_id=view.rejection_id, kind=KIND_OF.get(view.kind, pb.REJECTED_KIND_UNSPECIFIED), code=view.code,
+        reason=view.reason, source=view.source, subject_id=view.subject_id,
+        first_rejected_at=to_timestamp(view.first_rejected_at), last_rejected_at=to_timestamp(view.last_rejected_at),
+        attempts=view.attempts, payload_json=view.payload or "")
+
+
+def replay_progress(step: ReplayStatus | ReplaySummary) -> pb.ReplayProgress:
+    if isinstance(step, ReplayStatus):
+        return pb.ReplayProgress(status=pb.ReplayStatus(phase=step.phase, total=step.total, done=step.done))
+    return pb.ReplayProgress(summary=pb.ReplaySummary(
+        events_replayed=step.events_replayed, events_accepted=step.events_accepted,
+        events_duplicate=step.events_duplicate, events_still_rejected=step.events_still_rejected,
+        records_replayed=step.records_replayed, records_accepted=step.records_accepted,
+        records_still_rejected=step.records_still_rejected, not_replayable=step.not_replayable,
+        invalid_values_examined=step.invalid_values_examined, invalid_values_linked=step.invalid_values_linked,
+        still_rejected=dict(step.still_rejected)))

@@ -19,18 +19,20 @@ from server.identity.linking import Linker, Reviews
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.explanations import Explainer
+from server.identity.replay import Replayer
 from server.identity.rescoring import Rescorer
 
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
-                 linker: Linker, importer: RecordImporter) -> None:
+                 linker: Linker, importer: RecordImporter, replayer: Replayer) -> None:
         self.graph = graph
         self.ingestor = ingestor
         self.profiles = profiles
         self.linker = linker
         self.importer = importer
+        self.replayer = replayer
         self.reviews = Reviews(linker, profiles)
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
@@ -142,3 +144,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         explanation = self.explainer.explain(convert.profile_key(request.a),
                                                                      convert.profile_key(request.b))
         return convert.link_explanation(explanation)
+
+    @streaming
+    def ListRejected(self, request: pb.ListRejectedRequest, context: grpc.ServicerContext) -> Iterator[pb.RejectedItem]:
+        if request.limit < 0:
+            raise InvalidArgument("limit must not be negative")
+        for view in self.replayer.list(convert.rejection_filter(request.filter), request.limit):
+            yield convert.rejected_item(view)
+
+    @streaming
+    def ReplayRejected(self, request: pb.ReplayRejectedRequest,
+                       context: grpc.ServicerContext) -> Iterator[pb.ReplayProgress]:
+        where = convert.rejection_filter(request.filter)
+        for step in self.replayer.replay(where, invalid_values=not request.skip_invalid_values):
+            yield convert.replay_progress(step)

@@ -10,7 +10,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +19,36 @@ from server.graph import Graph, Tx, epoch_millis
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.rules import LinkageRules
 from server.identity.linking import Subject, describe_rows
-from server.identity.model import Ack, AckStatus, Channel, EventInput, Identifier, Touchpoint
-from server.identity.normalize import normalize_identifier, normalize_traits
+from server.identity import quarantine
+from server.identity.model import (
+    Ack,
+    AckStatus,
+    Channel,
+    EventInput,
+    Identifier,
+    InvalidValue,
+    Touchpoint,
+    ValueWarning,
+)
+from server.identity.normalize import (
+    CONTROL_IN_ID,
+    InvalidIdentifier,
+    clean_text,
+    normalize_identifier,
+    normalize_properties,
+    normalize_traits,
+    shown,
+)
 from server.identity.rules import IdentityRules
 from server.identity.profiles import split_profile
-from server.identity.stitching import SHARED, StitchPlan, primary_identifier, stitch, suppression_hash
+from server.identity.stitching import (
+    SHARED,
+    StitchPlan,
+    primary_identifier,
+    stitch,
+    stitch_revived,
+    suppression_hash,
+)
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
@@ -31,43 +56,114 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def validate_event(rules: IdentityRules, event: EventInput, received_at: datetime) -> Touchpoint:
-    """Turns a client's event into a touchpoint, or raises InvalidArgument naming the problem."""
+class EventRefused(InvalidArgument):
+    """Nothing usable is left of an event: it is rejected, with a code, into quarantine."""
+
+    def __init__(self, code: str, message: str, warnings: Sequence[ValueWarning] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.warnings = tuple(warnings)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An event that passed: its touchpoint, and what of it was not used as sent."""
+
+    touchpoint: Touchpoint
+    warnings: tuple[ValueWarning, ...] = ()
+
+
+def validate_event(rules: IdentityRules, event: EventInput, received_at: datetime) -> Checked:
+    """Turns a client's event into a touchpoint, keeping what it can.
+
+    The event is refused (EventRefused, naming the problem) only when nothing usable is
+    left: no valid identifier, no type, an impossible time, a bad event id, or a size over
+    the limits. A malformed identifier, or one of an unknown type (unless the rules say to
+    reject those), is kept on the touchpoint as an invalid value and named in a warning.
+    """
     if event.problem:
-        raise InvalidArgument(event.problem)
-    event_id = event.event_id.strip()
-    if not event_id:
-        raise InvalidArgument("event_id is empty")
-    if len(event_id) > MAX_EVENT_ID_LENGTH:
-        raise InvalidArgument(f"event_id is longer than {MAX_EVENT_ID_LENGTH} characters")
-    occurred_at = event.occurred_at or received_at
+        raise EventRefused(quarantine.BAD_TIMESTAMP, event.problem)
+    event_id = _event_id(event.event_id)
+    _check_size(rules, event)
+    occurred_at = event.occurred_at or event.received_at or received_at
     if occurred_at < EARLIEST or occurred_at > received_at + MAX_CLOCK_SKEW:
-        raise InvalidArgument(f"occurred_at {occurred_at.isoformat()} is before 1970 or in the future")
-    if not event.identifiers:
-        raise InvalidArgument("the event carries no identifiers")
-    if len(event.identifiers) > rules.max_identifiers_per_event:
-        raise InvalidArgument(f"the event carries {len(event.identifiers)} identifiers "
-                              f"(at most {rules.max_identifiers_per_event})")
-    identifiers = tuple(sorted({normalize_identifier(rules, t, v) for t, v in event.identifiers}))
-    if not event.type.strip():
-        raise InvalidArgument("type is empty (e.g. page_view, identify, purchase)")
-    return Touchpoint(
+        raise EventRefused(quarantine.BAD_TIMESTAMP,
+                           f"occurred_at {occurred_at.isoformat()} is before 1970 or in the future")
+    warnings: list[ValueWarning] = []
+    kind = clean_text("type", event.type, warnings).strip()
+    if not kind:
+        raise EventRefused(quarantine.NO_TYPE, "type is empty (e.g. page_view, identify, purchase)", warnings)
+    identifiers, invalid = _identifiers(rules, event, warnings)
+    return Checked(Touchpoint(
         event_id=event_id,
         occurred_at=occurred_at,
-        source=event.source.strip() or "unknown",
-        channel=_channel(event.channel),
-        type=event.type.strip(),
+        source=clean_text("source", event.source, warnings).strip() or "unknown",
+        channel=_channel(event.channel, warnings),
+        type=kind,
         identifiers=identifiers,
-        traits=normalize_traits(event.traits),
-        properties=dict(event.properties),
-    )
+        traits=normalize_traits(event.traits, warnings),
+        properties=normalize_properties(event.properties, warnings),
+        invalid=invalid,
+    ), tuple(warnings))
 
 
-def _channel(name: str) -> Channel:
+def _event_id(raw: str) -> str:
+    event_id = raw.strip()
+    if not event_id:
+        raise EventRefused(quarantine.BAD_EVENT_ID, "event_id is empty")
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise EventRefused(quarantine.BAD_EVENT_ID, f"event_id is longer than {MAX_EVENT_ID_LENGTH} characters")
+    if CONTROL_IN_ID.search(event_id):
+        raise EventRefused(quarantine.BAD_EVENT_ID, f"event_id {shown(event_id)!r} contains control characters")
+    return event_id
+
+
+def _check_size(rules: IdentityRules, event: EventInput) -> None:
+    """Limits that protect the graph from an event that is really a data dump."""
+    if len(event.properties) > rules.max_properties:
+        raise EventRefused(quarantine.TOO_LARGE,
+                           f"the event has {len(event.properties)} properties (at most {rules.max_properties})")
+    if len(event.traits) > rules.max_traits:
+        raise EventRefused(quarantine.TOO_LARGE, f"the event has {len(event.traits)} traits (at most {rules.max_traits})")
+    texts = [event.event_id, event.type, event.source, *(t + v for t, v in event.identifiers),
+             *(k + v for k, v in event.traits.items()), *(k + v for k, v in event.properties.items())]
+    size = sum(len(text) for text in texts)
+    if size > rules.max_event_bytes // 4:  # characters take 1 to 4 bytes: count exactly only when it may matter
+        size = sum(len(text.encode()) for text in texts)
+    if size > rules.max_event_bytes:
+        raise EventRefused(quarantine.TOO_LARGE,
+                           f"the event's ids, keys and values take {size} bytes (at most {rules.max_event_bytes})")
+    if len(event.identifiers) > rules.max_identifiers_per_event:
+        raise EventRefused(quarantine.TOO_MANY_IDENTIFIERS, f"the event carries {len(event.identifiers)} identifiers "
+                           f"(at most {rules.max_identifiers_per_event})")
+
+
+def _identifiers(rules: IdentityRules, event: EventInput,
+                 warnings: list[ValueWarning]) -> tuple[tuple[Identifier, ...], tuple[InvalidValue, ...]]:
+    """The event's usable identifiers, and the values kept as invalid (each with a warning)."""
+    if not event.identifiers:
+        raise EventRefused(quarantine.NO_VALID_IDENTIFIER, "the event carries no identifiers", warnings)
+    valid: set[Identifier] = set()
+    invalid: dict[tuple[str, str], InvalidValue] = {}
+    for type_name, value in event.identifiers:
+        try:
+            valid.add(normalize_identifier(rules, type_name, value))
+        except InvalidIdentifier as exc:
+            if exc.unknown_type and rules.unknown_types == "reject":
+                raise EventRefused(quarantine.UNKNOWN_IDENTIFIER_TYPE, str(exc), warnings) from None
+            invalid.setdefault((exc.kept.type, exc.kept.value), exc.kept)
+            warnings.append(ValueWarning(f"identifiers.{exc.kept.type}", shown(value), str(exc)))
+    if not valid:
+        reasons = "; ".join(kept.reason for kept in invalid.values())
+        raise EventRefused(quarantine.NO_VALID_IDENTIFIER, f"no usable identifier: {reasons}", warnings)
+    return tuple(sorted(valid)), tuple(invalid.values())
+
+
+def _channel(name: str, warnings: list[ValueWarning]) -> Channel:
     try:
         return Channel(name or Channel.ONLINE.value)
     except ValueError:
-        raise InvalidArgument(f"channel {name!r} is neither online nor offline") from None
+        raise EventRefused(quarantine.BAD_CHANNEL, f"channel {name!r} is neither online nor offline", warnings) from None
 
 
 class Ingestor:
@@ -80,39 +176,59 @@ class Ingestor:
         self.salt = suppression_salt
         self.linkage = linkage
 
-    def ingest(self, events: Sequence[EventInput], online_linkage: bool = True) -> list[Ack]:
+    def ingest(self, events: Sequence[EventInput], online_linkage: bool = True,
+               keep_rejects: bool = True) -> list[Ack]:
         """Acks every event in the order given, after the valid ones are committed.
 
         With online_linkage, an event whose traits describe a person (names, address, date of
         birth) makes its primary identifier Matchable and queues it for the linkage worker,
-        in the same transaction; imports link their records themselves."""
+        in the same transaction; imports link their records themselves. Rejected events are
+        kept in quarantine in the same transaction (unless keep_rejects is off: an import
+        keeps its records instead), so a REJECTED ack means the event is kept for replay.
+        """
         linkage = self.linkage if online_linkage else None
         received_at = datetime.now(UTC)
         acks: dict[int, Ack] = {}
-        fresh: dict[str, tuple[int, Touchpoint]] = {}
-        repeated: list[tuple[int, str]] = []
+        fresh: dict[str, tuple[int, Checked]] = {}
+        repeated: list[tuple[int, str, tuple[ValueWarning, ...]]] = []
+        rejections: list[quarantine.Rejection] = []
         for position, event in enumerate(events):
             try:
-                touchpoint = validate_event(self.rules, event, received_at)
-            except InvalidArgument as exc:
-                acks[position] = Ack(event.event_id, AckStatus.REJECTED, reason=str(exc))
+                checked = validate_event(self.rules, event, received_at)
+            except EventRefused as exc:
+                acks[position] = Ack(event.event_id, AckStatus.REJECTED, reason=str(exc), warnings=exc.warnings,
+                                     code=exc.code)
+                rejections.append(quarantine.event_rejection(event, exc.code, str(exc), received_at))
                 continue
-            if touchpoint.event_id in fresh:
-                repeated.append((position, touchpoint.event_id))
+            event_id = checked.touchpoint.event_id
+            if event_id in fresh:
+                repeated.append((position, event_id, checked.warnings))
                 continue
-            fresh[touchpoint.event_id] = (position, touchpoint)
-        if fresh:
-            batch = [t for _, t in fresh.values()]
-            outcome = self.graph.transaction("ingest", lambda tx: write_batch(tx, self.rules, self.salt, batch, received_at, linkage))
-            for event_id, (position, _) in fresh.items():
-                if event_id in outcome.suppressed:
-                    acks[position] = Ack(event_id, AckStatus.REJECTED, reason=outcome.suppressed[event_id])
-                    continue
-                status = AckStatus.ACCEPTED if event_id in outcome.created else AckStatus.DUPLICATE
-                acks[position] = Ack(event_id, status, outcome.profiles.get(event_id) or "")
-            for position, event_id in repeated:
-                acks[position] = Ack(event_id, AckStatus.DUPLICATE, outcome.profiles.get(event_id) or "")
+            fresh[event_id] = (position, checked)
+        kept = quarantine.rows(self.rules, self.salt, rejections, received_at) if keep_rejects else []
+        if not fresh:
+            quarantine.keep_now(self.graph, kept)
+            return [acks[position] for position in range(len(events))]
+        batch = [c.touchpoint for _, c in fresh.values()]
+
+        def work(tx: Tx) -> BatchOutcome:
+            quarantine.keep(tx, kept, received_at)
+            return write_batch(tx, self.rules, self.salt, batch, received_at, linkage)
+
+        outcome = self.graph.transaction("ingest", work)
+        for event_id, (position, checked) in fresh.items():
+            acks[position] = _ack(event_id, checked.warnings, outcome)
+        for position, event_id, warnings in repeated:
+            acks[position] = Ack(event_id, AckStatus.DUPLICATE, outcome.profiles.get(event_id) or "", warnings=warnings)
         return [acks[position] for position in range(len(events))]
+
+
+def _ack(event_id: str, warnings: tuple[ValueWarning, ...], outcome: BatchOutcome) -> Ack:
+    if event_id in outcome.suppressed:
+        return Ack(event_id, AckStatus.REJECTED, reason=outcome.suppressed[event_id], warnings=warnings,
+                   code=quarantine.SUPPRESSED)
+    status = AckStatus.ACCEPTED if event_id in outcome.created else AckStatus.DUPLICATE
+    return Ack(event_id, status, outcome.profiles.get(event_id) or "", warnings=warnings)
 
 
 @dataclass(frozen=True)
@@ -150,6 +266,38 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
         for record in tx.run("ingest/profiles_of_events", event_ids=known):
             profiles[record["event_id"]] = record["profile_id"]
     return BatchOutcome(created, profiles, suppressed)
+
+
+@dataclass(frozen=True)
+class Revival:
+    """A stored touchpoint with identifiers that a replay found valid now."""
+
+    touchpoint: Touchpoint  # with all its identifiers: those it carried and the revived
+    revived: tuple[Identifier, ...]
+    has_primary: bool  # whether one it carried already decides its profile
+
+
+def revive_identifiers(tx: Tx, rules: IdentityRules, revivals: Sequence[Revival], now: datetime) -> None:
+    """Writes revived identifiers as if their touchpoints had carried them from the start:
+    the identifiers, the touchpoints' edges to them, and their links, through merge
+    protection like any other (the touchpoints are not counted again)."""
+    if not revivals:
+        return
+    new = [replace(r.touchpoint, identifiers=r.revived) for r in revivals]
+    identifiers, junk = _identifier_rows(rules, new)
+    tx.run("ingest/record_identifiers", rows=identifiers)
+    if junk:
+        tx.run("ingest/record_junk", rows=junk)
+    carried = []
+    for revival, touchpoint in zip(revivals, new, strict=True):
+        row = _carried_row(rules, touchpoint)
+        if revival.has_primary:
+            row["identifiers"] = [{**i, "primary": False} for i in row["identifiers"]]
+        carried.append(row)
+    tx.run("ingest/record_carried", rows=carried)
+    revived = {i for r in revivals for i in r.revived}
+    plan = stitch_revived(tx, rules, [r.touchpoint for r in revivals], revived, now)
+    split_shared(tx, rules, plan, now)
 
 
 def queue_for_linkage(tx: Tx, linkage: LinkageRules, touchpoints: list[Touchpoint], plan: StitchPlan,
@@ -202,7 +350,14 @@ def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
         "traits": json.dumps(touchpoint.traits, sort_keys=True),
         "properties": json.dumps(touchpoint.properties, sort_keys=True),
         "numeric": numeric_properties(touchpoint.properties),
+        "invalid": [invalid_json(v) for v in touchpoint.invalid],
     }
+
+
+def invalid_json(value: InvalidValue) -> str:
+    """An invalid value as the touchpoint keeps it: readable in Browser, parsed on replay."""
+    return json.dumps({"type": value.type, "value": value.value, "reason": value.reason,
+                       "replayable": value.replayable}, ensure_ascii=False)
 
 
 PROPERTY_PREFIX = "prop."

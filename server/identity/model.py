@@ -38,6 +38,31 @@ class EventInput:
     properties: Mapping[str, str] = field(default_factory=dict)
     # What the transport could not even decode (e.g. an impossible timestamp), for the ack.
     problem: str = ""
+    # When the service first received it (None: now). A replay from quarantine sets it, so
+    # that an event without occurred_at keeps the time it first arrived.
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ValueWarning:
+    """One value of an event that was not used as sent, and why (for the ack)."""
+
+    field: str  # identifiers.<type>, traits.<key>, properties.<key>, type, source
+    value: str  # as sent, control characters escaped, cut short
+    reason: str
+
+
+@dataclass(frozen=True)
+class InvalidValue:
+    """An identifier kept on its touchpoint although it could not be used: it links nothing,
+    and a replay looks at it again under the configuration of the day."""
+
+    type: str  # as sent, after aliases
+    value: str  # as sent, trimmed, control characters escaped, cut at the length limit
+    reason: str
+    # False when no configuration can make it valid (control characters, cut short, empty):
+    # a replay leaves it alone.
+    replayable: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,7 @@ class Touchpoint:
     identifiers: tuple[Identifier, ...]
     traits: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
+    invalid: tuple[InvalidValue, ...] = ()
 
 
 class AckStatus(enum.Enum):
@@ -68,6 +94,8 @@ class Ack:
     status: AckStatus
     profile_id: str = ""
     reason: str = ""
+    warnings: tuple[ValueWarning, ...] = ()
+    code: str = ""  # why it was rejected, as a stable code (see ingest.RejectionCode)
 
 
 ProfileKey = Identifier | str  # an identifier the profile holds, or a (current or merged) profile id
@@ -134,10 +162,20 @@ class GraphLink:
 
 
 @dataclass(frozen=True)
+class KeptInvalid:
+    """An invalid value as GetIdentityGraph shows it: with the touchpoint that carried it."""
+
+    value: InvalidValue
+    event_id: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
 class IdentityGraphView:
     profile_id: str
     identifiers: tuple[GraphIdentifier, ...]
     links: tuple[GraphLink, ...]
+    invalid_values: tuple[KeptInvalid, ...] = ()
 
 
 @dataclass(frozen=True)

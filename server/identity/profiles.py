@@ -23,6 +23,8 @@ from server.identity.model import (
     HeldIdentifier,
     Identifier,
     IdentityGraphView,
+    InvalidValue,
+    KeptInvalid,
     LookupMiss,
     ProfileKey,
     ProfileView,
@@ -150,7 +152,10 @@ class Profiles:
                       model_version=e["model_version"] or "",
                       fields=tuple((f["field"], f["level"], float(f["weight"])) for f in json.loads(e["fields"] or "[]")))
             for e in record["edges"])
-        return IdentityGraphView(profile_id, identifiers, links)
+        invalid = tuple(KeptInvalid(InvalidValue(**{k: v for k, v in json.loads(text).items() if k != "replayable"}),
+                                    t["event_id"], to_datetime(t["occurred_at"]))
+                        for t in record["invalid"] for text in t["invalid"] or ())
+        return IdentityGraphView(profile_id, identifiers, links, invalid)
 
     def forget(self, key: ProfileKey) -> Forgotten:
         """Erases the person; later events with any of their identifiers are refused."""

@@ -20,20 +20,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 
-from server.errors import FailedPrecondition, InvalidArgument, ModelRefused
+from server.errors import FailedPrecondition, ModelRefused
 from server.graph import Graph
-from server.identity.ingest import Ingestor
+from server.identity import quarantine
+from server.identity.ingest import EventRefused, Ingestor
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import LinkageQuality
 from server.identity.linking import LinkOutcome, Linker, Subject, describe_rows
-from server.identity.model import AckStatus, EventInput, Identifier
-from server.identity.normalize import normalize_date
+from server.identity.model import Ack, AckStatus, EventInput, Identifier, ValueWarning
+from server.identity.normalize import CONTROL_IN_ID
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class SourceRecord:
     identifiers: tuple[tuple[str, str], ...] = ()
     traits: Mapping[str, str] = field(default_factory=dict)
     recorded_at: datetime | None = None
+    received_at: datetime | None = None  # set by a replay from quarantine
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class ImportSummary:
     quality: LinkageQuality = field(default_factory=LinkageQuality)
     upper: float = 1.0  # the model's threshold, for the quality's probability bands
     model_refusals: list[str] = field(default_factory=list)
+    records_with_warnings: int = 0
+    warnings: list[tuple[str, ValueWarning]] = field(default_factory=list)
+    # ids of the quarantine items of the records rejected (all of them, for a replay)
+    rejected_ids: set[str] = field(default_factory=set)
+    rejected_codes: Counter[str] = field(default_factory=Counter)
 
 
 def record_identifier(record: SourceRecord) -> Identifier:
@@ -81,11 +89,12 @@ def record_identifier(record: SourceRecord) -> Identifier:
 
 
 def record_event(record: SourceRecord) -> EventInput:
-    """The record as an offline touchpoint; InvalidArgument when it cannot be one."""
-    if not record.record_id.strip():
-        raise InvalidArgument("record_id is empty")
-    if not record.source.strip():
-        raise InvalidArgument(f"record {record.record_id}: source is empty")
+    """The record as an offline touchpoint; EventRefused when it cannot be one."""
+    for name, value in (("record_id", record.record_id), ("source", record.source)):
+        if not value.strip():
+            raise EventRefused(quarantine.BAD_RECORD, f"record {record.record_id}: {name} is empty")
+        if CONTROL_IN_ID.search(value.strip()):
+            raise EventRefused(quarantine.BAD_RECORD, f"record {record.record_id!r}: {name} contains control characters")
     own = record_identifier(record)
     content = json.dumps([sorted(record.identifiers), sorted(record.traits.items())], ensure_ascii=False)
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
@@ -96,21 +105,32 @@ def record_event(record: SourceRecord) -> EventInput:
         channel="offline",
         type=RECORD_EVENT_TYPE,
         identifiers=((own.type, own.value), *record.identifiers),
-        traits=kept_traits(record.traits),
+        traits=dict(record.traits),
+        received_at=record.received_at,
     )
 
 
-def kept_traits(traits: Mapping[str, str]) -> dict[str, str]:
-    """The record's traits for its touchpoint. Offline files are full of impossible dates of
-    birth (19151311); a live event with one is refused, but a record is worth keeping: the
-    value moves to `date_of_birth_unparsed`, and linkage still compares it as typed."""
-    kept = dict(traits)
-    for key in [k for k in kept if k.strip().lower() == "date_of_birth"]:
-        try:
-            normalize_date(kept[key].strip())
-        except InvalidArgument:
-            kept["date_of_birth_unparsed"] = kept.pop(key)
-    return kept
+def record_payload(record: SourceRecord, received_at: datetime) -> dict[str, object]:
+    return {"record_id": record.record_id, "source": record.source,
+            "identifiers": [list(pair) for pair in record.identifiers], "traits": dict(record.traits),
+            "recorded_at": record.recorded_at.isoformat() if record.recorded_at else None,
+            "received_at": (record.received_at or received_at).isoformat()}
+
+
+def record_from_payload(payload: Mapping[str, object]) -> SourceRecord:
+    def moment(key: str) -> datetime | None:
+        text = payload.get(key)
+        return datetime.fromisoformat(str(text)) if text else None
+
+    return SourceRecord(record_id=str(payload["record_id"]), source=str(payload["source"]),
+                        identifiers=tuple((t, v) for t, v in payload["identifiers"]),  # type: ignore[attr-defined]
+                        traits=dict(payload["traits"]),  # type: ignore[call-overload]
+                        recorded_at=moment("recorded_at"), received_at=moment("received_at"))
+
+
+def record_rejection(record: SourceRecord, code: str, reason: str, received_at: datetime) -> quarantine.Rejection:
+    return quarantine.Rejection(quarantine.RECORD, record.record_id, record.source.strip(), code, reason,
+                                record_payload(record, received_at), record.identifiers)
 
 
 class RecordImporter:
@@ -164,34 +184,57 @@ class RecordImporter:
     def _write(self, batch: list[SourceRecord], summary: ImportSummary, written: list[Identifier],
                matchable: list[Identifier]) -> None:
         summary.records += len(batch)
+        received_at = datetime.now(UTC)
         events: list[EventInput] = []
         valid: list[SourceRecord] = []
+        rejections: list[quarantine.Rejection] = []
         for record in batch:
             try:
                 events.append(record_event(record))
                 valid.append(record)
-            except InvalidArgument as exc:
-                self._reject(summary, record.record_id, str(exc))
-        acks = self.ingestor.ingest(events, online_linkage=False) if events else []
+            except EventRefused as exc:
+                rejections.append(record_rejection(record, exc.code, str(exc), received_at))
+                self._reject(summary, record.record_id, exc.code, str(exc))
+        acks = self.ingestor.ingest(events, online_linkage=False, keep_rejects=False) if events else []
         subjects = []
         for record, ack in zip(valid, acks, strict=True):
+            self._note_warnings(summary, record, ack)
             if ack.status is AckStatus.REJECTED:
-                self._reject(summary, record.record_id, ack.reason)
+                self._reject(summary, record.record_id, ack.code, ack.reason)
+                if ack.code != quarantine.SUPPRESSED:
+                    rejections.append(record_rejection(record, ack.code, ack.reason, received_at))
                 continue
             identifier = record_identifier(record)
             written.append(identifier)
             attributes = person_attributes(record.traits, self.linker.linkage)
             if attributes is not None:
                 subjects.append(Subject(identifier, attributes))
+        self._quarantine(rejections, summary, received_at)
         if subjects:
             rows = describe_rows(subjects, self.linker.linkage)
             self.graph.transaction("describe records", lambda tx: tx.run(
                 "linkage/describe", rows=rows, pending=False, now=datetime.now(UTC)))
             matchable.extend(s.identifier for s in subjects)
 
+    def _quarantine(self, rejections: list[quarantine.Rejection], summary: ImportSummary, now: datetime) -> None:
+        """Keeps the rejected records for replay (after the import's own writes: a record is
+        acked in the summary, at the end)."""
+        rules, salt = self.ingestor.rules, self.ingestor.salt
+        quarantine.keep_now(self.graph, quarantine.rows(rules, salt, rejections, now))
+        summary.rejected_ids.update(r.rejection_id for r in rejections)
+
     @staticmethod
-    def _reject(summary: ImportSummary, record_id: str, reason: str) -> None:
+    def _note_warnings(summary: ImportSummary, record: SourceRecord, ack: Ack) -> None:
+        if not ack.warnings or ack.status is AckStatus.REJECTED:
+            return
+        summary.records_with_warnings += 1
+        room = MAX_REJECTIONS_LISTED - len(summary.warnings)
+        summary.warnings.extend((record.record_id, w) for w in ack.warnings[:max(room, 0)])
+
+    @staticmethod
+    def _reject(summary: ImportSummary, record_id: str, code: str, reason: str) -> None:
         summary.rejected += 1
+        summary.rejected_codes[code] += 1
         if len(summary.rejections) < MAX_REJECTIONS_LISTED:
             summary.rejections.append((record_id, reason))
 

@@ -19,6 +19,10 @@ from server.yaml_config import load_mapping
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "identity.yaml"
 NORMALISATION_RULES = ("email", "phone", "id")
+# What ingest does with an identifier of a type it does not know: keep the value on the
+# touchpoint as invalid (it links nothing; a replay after the type is declared links it),
+# or reject the whole event into quarantine.
+UNKNOWN_TYPE_POLICIES = ("keep", "reject")
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,21 @@ class IdentityRules:
     blocklist: Mapping[str, frozenset[str]] = field(default_factory=dict)
     max_identifiers_per_event: int = 16
     source_priority: tuple[str, ...] = ()
+    # Names sources use for configured types (anonymousId -> anonymous_id), lower-cased.
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    unknown_types: str = "keep"
+    max_properties: int = 100
+    max_traits: int = 100
+    max_event_bytes: int = 65536
 
     def type_named(self, name: str) -> IdentifierType | None:
-        return self.identifier_types.get(name)
+        """The configured type a source's name stands for: the name itself, or an alias, in
+        any case (`Email`, `anonymousId`)."""
+        kind = self.identifier_types.get(name)
+        if kind is not None:
+            return kind
+        folded = name.lower()
+        return self.identifier_types.get(self.aliases.get(folded, folded))
 
     def rank(self, type_name: str) -> int:
         """Lower is more important; types missing from `priority` come last, in name order."""
@@ -97,7 +113,39 @@ def parse_rules(data: Mapping[str, Any], source: str = "identity rules") -> Iden
         blocklist=MappingProxyType(_blocklist(data, types, source)),
         max_identifiers_per_event=_positive(data, "max_identifiers_per_event", 16, source),
         source_priority=tuple(str(s) for s in data.get("source_priority", []) or []),
+        aliases=MappingProxyType(_aliases(data, types, source)),
+        unknown_types=_unknown_types(data, source),
+        max_properties=_positive(data, "max_properties", 100, source),
+        max_traits=_positive(data, "max_traits", 100, source),
+        max_event_bytes=_positive(data, "max_event_bytes", 65536, source),
     )
+
+
+def _aliases(data: Mapping[str, Any], types: Mapping[str, IdentifierType], source: str) -> dict[str, str]:
+    """Alias -> type, keyed lower-case (sources disagree on case: anonymousId, anonymousID)."""
+    listed = data.get("aliases") or {}
+    if not isinstance(listed, dict):
+        raise ConfigurationError(f"{source}: aliases must map names sources use to identifier types")
+    folded_types = {name.lower() for name in types}
+    aliases: dict[str, str] = {}
+    for alias, target in listed.items():
+        folded = str(alias).strip().lower()
+        if target not in types:
+            raise ConfigurationError(f"{source}: aliases.{alias} names unknown identifier type {target!r}")
+        if folded in folded_types:
+            raise ConfigurationError(f"{source}: aliases.{alias} is itself an identifier type")
+        if folded in aliases and aliases[folded] != target:
+            raise ConfigurationError(f"{source}: aliases.{alias} is declared twice (names are compared case-blind)")
+        aliases[folded] = target
+    return aliases
+
+
+def _unknown_types(data: Mapping[str, Any], source: str) -> str:
+    policy = data.get("unknown_identifier_types", "keep")
+    if policy not in UNKNOWN_TYPE_POLICIES:
+        raise ConfigurationError(f"{source}: unknown_identifier_types is {policy!r}; "
+                                 f"expected one of {', '.join(UNKNOWN_TYPE_POLICIES)}")
+    return str(policy)
 
 
 def _positive(data: Mapping[str, Any], key: str, default: int, source: str) -> int:

@@ -180,6 +180,14 @@ class Planner:
         self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
         return self.plan
 
+    def plan_revived(self, touchpoints: Sequence[Touchpoint]) -> StitchPlan:
+        """Plans the links of touchpoints already counted in their profiles, which carry
+        identifiers a replay found valid now: the links and merges, not the counts again."""
+        for touchpoint in touchpoints:
+            self._plan_event(touchpoint)
+        self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
+        return self.plan
+
     def plan_links(self, proposals: Sequence[ProposedLink]) -> StitchPlan:
         """Decides proposed links between identifiers that have profiles already."""
         for proposal in proposals:
@@ -334,6 +342,19 @@ def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now:
     profiles = read_profiles(tx, rules, profile_ids, now)
     plan = Planner(rules, identifiers, profiles, unlinked).plan_batch(touchpoints)
     write_plan(tx, plan, now)
+    return plan
+
+
+def stitch_revived(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], revived: set[Identifier],
+                   now: datetime) -> StitchPlan:
+    """Like stitch, for stored touchpoints whose identifiers a replay completed. Only links
+    that touch a revived identifier are written: the others were recorded when the touchpoint
+    was, and recording them again would count their evidence twice."""
+    identifiers, unlinked = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers})
+    profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
+    plan = Planner(rules, identifiers, read_profiles(tx, rules, profile_ids, now), unlinked).plan_revived(touchpoints)
+    plan.links = [link for link in plan.links if link.a in revived or link.b in revived]
+    write_plan(tx, plan, now, cause="replay")
     return plan
 
 

@@ -115,6 +115,8 @@ def test_importing_the_same_records_again_changes_nothing(identity, febrl) -> No
 
 
 def test_bad_records_are_rejected_with_their_reason_and_the_rest_imported(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+    """A record without an id is rejected; one with an unknown identifier type is imported,
+    the value kept as invalid with a warning."""
     messages = [
         pb.SourceRecord(record_id="", source=f"crm-{uid}", traits={"given_name": "ann"}),
         pb.SourceRecord(record_id="r2", source=f"crm-{uid}",
@@ -122,9 +124,11 @@ def test_bad_records_are_rejected_with_their_reason_and_the_rest_imported(identi
         pb.SourceRecord(record_id="r3", source=f"crm-{uid}", identifiers=[identifier(f"email:{uid}@example.com")]),
     ]
     _, summary = import_all(identity, messages)
-    assert summary.records == 3 and summary.rejected == 2
+    assert summary.records == 3 and summary.rejected == 1 and summary.records_with_warnings == 1
     reasons = {r.record_id: r.reason for r in summary.rejections}
-    assert "record_id is empty" in reasons[""] and "fax" in reasons["r2"]
+    assert "record_id is empty" in reasons[""]
+    assert [(w.record_id, w.warning.field, w.warning.value) for w in summary.warnings] == [("r2", "identifiers.fax", "123")]
+    assert profile_id(identity, f"record:crm-{uid}/r2")
     assert profile_id(identity, f"record:crm-{uid}/r3") == profile_id(identity, f"email:{uid}@example.com")
 
 

@@ -510,7 +510,7 @@ def test_ingest_summarises_and_exits_1_when_an_event_was_rejected(stand_in: type
     path = write_lines(tmp_path / "events.jsonl", {"event_id": "e1"}, {"event_id": "e2"}, {"event_id": "e3"})
     assert cli.main(["ingest", path]) == 1
     out, err = capsys.readouterr()
-    assert out == "accepted 1, duplicate 1, rejected 1\n"
+    assert out == "accepted 1, duplicate 1, rejected 1, accepted with warnings 0\n"
     assert err == "rejected e3: the event carries no identifiers\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.errors import ConfigurationError, InvalidArgument
-from server.identity.model import Identifier
+from server.identity.model import Identifier, ValueWarning
 from server.identity.normalize import normalize_identifier, normalize_traits
 from server.identity.rules import load_rules, parse_rules
 
@@ -54,9 +54,13 @@ def test_traits_are_cleaned() -> None:
     assert cleaned == {"first_name": "Ann Marie", "date_of_birth": "1980-02-03", "postcode": "SW1A 1AA"}
 
 
-def test_a_date_of_birth_that_is_no_date_is_refused() -> None:
-    with pytest.raises(InvalidArgument, match="date_of_birth"):
-        normalize_traits({"date_of_birth": "last tuesday"})
+def test_a_date_of_birth_that_is_no_date_is_kept_aside_with_a_warning() -> None:
+    warnings: list[ValueWarning] = []
+    assert normalize_traits({"date_of_birth": "19151311", "surname": "neumann"}, warnings) == {
+        "date_of_birth_unparsed": "19151311", "surname": "neumann"}
+    assert [(w.field, w.value) for w in warnings] == [("traits.date_of_birth", "19151311")]
+    assert "is not a date" in warnings[0].reason and "date_of_birth_unparsed" in warnings[0].reason
+    assert normalize_traits({"date_of_birth": "1915-11-11"}) == {"date_of_birth": "1915-11-11"}
 
 
 @pytest.mark.parametrize(
