@@ -161,8 +161,14 @@ class RejectionFilter:
     kind: str = ""  # EVENT, RECORD, or "" for both
 
     def params(self) -> dict[str, Any]:
-        return {"codes": list(self.codes) or None, "since": self.since, "until": self.until,
+        return {"codes": list(self.codes) or None, "since": as_offset(self.since), "until": as_offset(self.until),
                 "source": self.source or None, "kind": self.kind or None}
+
+
+def as_offset(moment: datetime | None) -> datetime | None:
+    """The time with a UTC offset, as quarantine stores them: Cypher orders a time with a zone
+    id (`[UTC]`) apart from the same instant with an offset, so equal times would not match."""
+    return moment.astimezone(UTC) if moment else None
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,8 @@ class RejectedView:
 
 def rejected_view(record: Mapping[str, Any]) -> RejectedView:
     return RejectedView(record["id"], record["kind"], record["code"], record["reason"], record["source"],
-                        record["subject_id"], record["first_rejected_at"].to_native(),
-                        record["last_rejected_at"].to_native(), int(record["attempts"]), record["payload"])
+                        record["subject_id"], record["first_rejected_at"].to_native().astimezone(UTC),
+                        record["last_rejected_at"].to_native().astimezone(UTC), int(record["attempts"]), record["payload"])
 
 
 def epoch(moment: datetime | None) -> int | None:

@@ -31,6 +31,8 @@ from server.identity.records import ImportProgress, RecordImporter, SourceRecord
 log = logging.getLogger(__name__)
 
 PAGE = 500
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -66,16 +68,19 @@ class Replayer:
 
     def list(self, where: RejectionFilter, limit: int = 0) -> Iterator[RejectedView]:
         """Quarantined items, newest rejection first, page by page."""
-        after_at, after_id, listed = None, None, 0
+        params = where.params()
+        params.update(since=params["since"] or EPOCH, upper=params["until"] or FAR_FUTURE)
+        after_id, listed = None, 0
         while not limit or listed < limit:
             size = min(self.page_size, limit - listed) if limit else self.page_size
-            page = self.graph.read("quarantine/list", **where.params(), after_at=after_at, after_id=after_id, limit=size)
+            page = self.graph.read("quarantine/list", **params, after_id=after_id, limit=size)
             for record in page:
                 yield quarantine.rejected_view(record)
             listed += len(page)
             if len(page) < size:
                 return
-            after_at, after_id = page[-1]["last_rejected_at"], page[-1]["id"]
+            params["upper"] = quarantine.as_offset(page[-1]["last_rejected_at"].to_native())
+            after_id = page[-1]["id"]
 
     def replay(self, where: RejectionFilter, invalid_values: bool = True) -> Iterator[ReplayStatus | ReplaySummary]:
         summary = ReplaySummary()

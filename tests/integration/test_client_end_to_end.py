@@ -137,3 +137,30 @@ def test_cli_defines_a_segment_from_yaml_and_lists_and_watches_it(address: str, 
     finally:
         driver.execute_query("MATCH (s:Segment {name: $name}) OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) "
                              "DETACH DELETE s, v", name=f"t-{uid}-cli")
+
+
+def test_cli_warns_lists_the_quarantine_and_replays_it(address: str, tmp_path: Path, uid: str) -> None:
+    source = f"cli-{uid}"
+    lines = [
+        {"event_id": f"{uid}-w", "occurred_at": "2026-11-28T10:00:00Z", "source": source, "type": "identify",
+         "identifiers": {"user_id": f"u-{uid}", "phone": "(878) 017 5989"}},
+        {"event_id": f"{uid}-r", "occurred_at": "2026-11-28T10:00:00Z", "source": source, "type": "page_view",
+         "identifiers": {"email": "not-an-address"}},
+    ]
+    path = tmp_path / "flawed.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    ingested = identity_cli(address, "ingest", str(path))
+    assert ingested.returncode == 1, ingested.stderr
+    assert f"warning {uid}-w: identifiers.phone" in ingested.stderr
+    assert f"rejected {uid}-r (no_valid_identifier)" in ingested.stderr
+
+    listed = identity_cli(address, "rejected", "--source", source)
+    assert listed.returncode == 0, listed.stderr
+    (item,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (item["subject_id"], item["code"]) == (f"{uid}-r", "no_valid_identifier")
+    assert item["payload"]["identifiers"] == [["email", "not-an-address"]]
+
+    replayed = identity_cli(address, "replay", "--source", source, "--skip-invalid-values")
+    assert replayed.returncode == 1, replayed.stderr  # the e-mail is still no address
+    summary = json.loads(replayed.stdout)
+    assert (int(summary["events_replayed"]), int(summary["events_still_rejected"])) == (1, 1)

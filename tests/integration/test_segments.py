@@ -22,7 +22,7 @@ from google.protobuf.duration_pb2 import Duration
 from identity.v1 import common_pb2, identity_service_pb2 as pb, segment_service_pb2 as seg, segment_service_pb2_grpc
 from neo4j import Driver
 from pathlib import Path
-from support import by_identifier, identifier, ingest, lookup, profile_of, stamp
+from support import by_identifier, identifier, ingest, profile_of, stamp
 
 from server.graph import Graph
 from server.identity.rules import load_rules
