@@ -125,9 +125,9 @@ def _check_size(rules: IdentityRules, event: EventInput) -> None:
                            f"the event has {len(event.properties)} properties (at most {rules.max_properties})")
     if len(event.traits) > rules.max_traits:
         raise EventRefused(quarantine.TOO_LARGE, f"the event has {len(event.traits)} traits (at most {rules.max_traits})")
-    texts = [event.event_id, event.type, event.source, *(t + v for t, v in event.identifiers),
-             *(k + v for k, v in event.traits.items()), *(k + v for k, v in event.properties.items())]
-    size = sum(len(text) for text in texts)
+    texts = (event.event_id, event.type, event.source, *(t for pair in event.identifiers for t in pair),
+             *event.traits, *event.traits.values(), *event.properties, *event.properties.values())
+    size = sum(map(len, texts))
     if size > rules.max_event_bytes // 4:  # characters take 1 to 4 bytes: count exactly only when it may matter
         size = sum(len(text.encode()) for text in texts)
     if size > rules.max_event_bytes:
