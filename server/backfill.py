@@ -12,7 +12,7 @@ import sys
 
 from server.config import parse_settings
 from server.graph import Graph
-from server.identity.segments.backfill import backfill
+from server.identity.segments.trait_copies import backfill
 
 
 def main(argv: list[str] | None = None) -> int:

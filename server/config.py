@@ -10,7 +10,7 @@ from pathlib import Path
 
 from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
-from server.identity.rules import DEFAULT_RULES_FILE
+from server.identity.identity_config import DEFAULT_RULES_FILE
 
 DEFAULT_LINKAGE_FILE = Path(__file__).resolve().parents[1] / "config" / "linkage.yaml"
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)

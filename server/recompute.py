@@ -12,8 +12,8 @@ import sys
 
 from server.config import parse_settings
 from server.graph import Graph
-from server.identity.components import recompute, repair
-from server.identity.rules import load_rules
+from server.identity.full_recompute import recompute, repair
+from server.identity.identity_config import load_rules
 
 
 def main(argv: list[str] | None = None) -> int:

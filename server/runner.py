@@ -11,7 +11,7 @@ import threading
 from server.api.app import create_server
 from server.config import Settings
 from server.graph import Graph
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 log = logging.getLogger("server")
 

@@ -16,12 +16,12 @@ from server.api.segment_servicer import SegmentServicer
 from server.config import Settings
 from server.graph import Graph
 from server.identity.ingest import Ingestor
-from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linkage.linkage_config import load_linkage_rules
 from server.identity.linking import Linker, LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.replay import Replayer, RetentionWorker
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.membership import Membership
 from server.identity.segments.worker import SegmentWorker

@@ -14,13 +14,13 @@ from server.errors import InvalidArgument
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import QualitySummary, from_stored, summarise
-from server.identity.linkage.rules import LinkageRules
+from server.identity.linkage.linkage_config import LinkageRules
 from server.identity.explanations import LinkExplanation, PairScoreView
 from server.identity.linking import RefusedFitView
 from server.identity.rescoring import RescoreProgress, RescoreSummary
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor
-from server.identity.model import (
+from server.identity.values import (
     Ack,
     AckStatus,
     Channel,

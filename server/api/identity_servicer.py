@@ -14,7 +14,7 @@ from server.errors import InvalidArgument
 from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
-from server.identity.model import Identifier, LookupMiss, ProfileKey, ProfileView
+from server.identity.values import Identifier, LookupMiss, ProfileKey, ProfileView
 from server.identity.linking import Linker, Reviews
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter

@@ -12,7 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from identity.v1 import common_pb2, segment_service_pb2 as pb
 
 from server.errors import InvalidArgument
-from server.identity.segments.rules import (
+from server.identity.segments.rule_tree import (
     MAX_DEPTH,
     Aggregate,
     AllOf,

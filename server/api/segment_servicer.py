@@ -15,7 +15,7 @@ from server.api.status import streaming, unary
 from server.errors import InvalidArgument
 from server.identity.segments.catalog import StoredSegment
 from server.identity.segments.membership import ENTER, Membership, MembershipChange, SegmentMemberView
-from server.identity.segments.rules import SegmentDefinition
+from server.identity.segments.rule_tree import SegmentDefinition
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 10_000

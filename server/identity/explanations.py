@@ -34,7 +34,7 @@ from server.identity.linkage.compare import levels
 from server.identity.linkage.decisions import Verdict, score
 from server.identity.linkage.model import FieldEvidence, LinkageModel
 from server.identity.linking import Linker, subject_row, block_slots
-from server.identity.model import GraphLink, Identifier, ProfileKey
+from server.identity.values import GraphLink, Identifier, ProfileKey
 from server.identity.profiles import Profiles
 from server.identity.stitching import Planner, ProfileState, ProposedLink, profile_state, read_identifiers
 

@@ -17,10 +17,10 @@ from typing import Any
 from server.errors import InvalidArgument
 from server.graph import Graph, Tx, epoch_millis
 from server.identity.linkage.attributes import person_attributes
-from server.identity.linkage.rules import LinkageRules
+from server.identity.linkage.linkage_config import LinkageRules
 from server.identity.linking import Subject, describe_rows
 from server.identity import quarantine
-from server.identity.model import (
+from server.identity.values import (
     Ack,
     AckStatus,
     Channel,
@@ -39,7 +39,7 @@ from server.identity.normalize import (
     normalize_traits,
     shown,
 )
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.profiles import split_profile
 from server.identity.stitching import (
     SHARED,

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from server.errors import InvalidArgument
 from server.graph import Graph, to_datetime
-from server.identity.model import Channel, Identifier, JourneyFilter, Touchpoint
+from server.identity.values import Channel, Identifier, JourneyFilter, Touchpoint
 
 NO_LIMIT = 2**62
 

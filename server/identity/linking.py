@@ -36,11 +36,11 @@ from server.identity.linkage.estimation import FitSample, fit_sample
 from server.identity.linkage.guards import Guards
 from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
-from server.identity.linkage.rules import LinkageRules
-from server.identity.model import Identifier
+from server.identity.linkage.linkage_config import LinkageRules
+from server.identity.values import Identifier
 from server.identity.normalize import normalize_identifier
 from server.identity.profiles import Profiles
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.stitching import LinkDecision, Planner, ProposedLink, read_identifiers, read_profiles, write_plan
 
 log = logging.getLogger(__name__)

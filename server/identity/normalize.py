@@ -19,8 +19,8 @@ from datetime import date, datetime
 import phonenumbers
 
 from server.errors import InvalidArgument
-from server.identity.model import Identifier, InvalidValue, ValueWarning
-from server.identity.rules import IdentityRules
+from server.identity.values import Identifier, InvalidValue, ValueWarning
+from server.identity.identity_config import IdentityRules
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 WHITESPACE = re.compile(r"\s+")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, Tx, to_datetime
 from server.identity.golden import GoldenRecord, TraitObservation, from_json, observe
-from server.identity.model import (
+from server.identity.values import (
     Forgotten,
     GoldenTraitView,
     GraphIdentifier,
@@ -30,7 +30,7 @@ from server.identity.model import (
     ProfileView,
 )
 from server.identity.normalize import normalize_identifier
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.stitching import ProfileState, new_profile_id, summary_row, suppression_hash
 
 

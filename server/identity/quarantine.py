@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.graph import Graph, Tx, epoch_millis
-from server.identity.model import EventInput, Identifier
+from server.identity.values import EventInput, Identifier
 from server.identity.normalize import InvalidIdentifier, normalize_identifier
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.stitching import suppression_hash
 
 EVENT = "event"

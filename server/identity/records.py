@@ -34,7 +34,7 @@ from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import LinkageQuality
 from server.identity.linking import LinkOutcome, Linker, Subject, describe_rows
-from server.identity.model import Ack, AckStatus, EventInput, Identifier, ValueWarning
+from server.identity.values import Ack, AckStatus, EventInput, Identifier, ValueWarning
 from server.identity.normalize import CONTROL_IN_ID
 
 log = logging.getLogger(__name__)

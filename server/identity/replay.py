@@ -23,7 +23,7 @@ from typing import Any
 from server.graph import Graph, to_datetime
 from server.identity import quarantine
 from server.identity.ingest import Ingestor, Revival, invalid_json, revive_identifiers
-from server.identity.model import AckStatus, Channel, EventInput, Identifier, Touchpoint
+from server.identity.values import AckStatus, Channel, EventInput, Identifier, Touchpoint
 from server.identity.normalize import InvalidIdentifier, normalize_identifier
 from server.identity.quarantine import RejectedView, RejectionFilter
 from server.identity.records import ImportProgress, RecordImporter, SourceRecord, record_from_payload

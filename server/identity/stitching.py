@@ -32,8 +32,8 @@ from datetime import datetime
 
 from server.graph import Tx, epoch_millis, to_datetime
 from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json, trait_properties
-from server.identity.model import Identifier, Touchpoint
-from server.identity.rules import IdentityRules
+from server.identity.values import Identifier, Touchpoint
+from server.identity.identity_config import IdentityRules
 
 BLOCKLISTED = "blocklisted"
 SHARED = "shared"

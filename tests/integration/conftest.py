@@ -14,7 +14,7 @@ from localneo4j import Neo4jTarget
 from server.api.app import RunningServer, create_server
 from server.config import Settings, parse_settings
 from server.graph import Graph, Neo4jSettings
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from neo4j import Driver
 from support import event, ingest, profile_of
 
 from server.graph import Graph
-from server.identity.components import recompute
+from server.identity.full_recompute import recompute
 
 
 def person_identifiers(uid: str, n: int) -> list[str]:
@@ -75,8 +75,8 @@ def test_recomputed_components_agree_with_incremental_profiles_after_a_random_in
 
 def test_recompute_reports_a_profile_that_no_longer_holds_together(identity, driver: Driver, graph: Graph,  # type: ignore[no-untyped-def]
                                                                     uid: str) -> None:
-    from server.identity.components import repair
-    from server.identity.rules import load_rules
+    from server.identity.full_recompute import repair
+    from server.identity.identity_config import load_rules
 
     ingest(identity, [event(f"{uid}-1", f"cookie:a-{uid}", f"email:{uid}@example.com")])
     driver.execute_query("MATCH (:Identifier {value: $v})-[l:LINKED]-() DELETE l", v=f"a-{uid}")  # simulate a lost link

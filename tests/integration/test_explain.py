@@ -22,7 +22,7 @@ from server.api.app import RunningServer
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.model import LinkageModel
-from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linkage.linkage_config import load_linkage_rules
 
 FEBRL_SLICE = 400  # true pairs imported when no sound model is current, so that one gets fitted
 

@@ -21,7 +21,7 @@ from support import by_identifier, event, identifier, ingest, lookup, profile_of
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.model import LinkageModel
-from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linkage.linkage_config import load_linkage_rules
 from server.identity.linking import block_slots
 
 SLICE = 400  # true pairs imported

@@ -29,10 +29,10 @@ from server.identity.ingest import Ingestor
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.estimation import FitSample
 from server.identity.linkage.model import LinkageModel
-from server.identity.linkage.rules import DecisionGuards, LinkageRules, load_linkage_rules
+from server.identity.linkage.linkage_config import DecisionGuards, LinkageRules, load_linkage_rules
 from server.identity.linking import Linker
 from server.identity.records import ImportSummary, RecordImporter, SourceRecord
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 RULES = load_linkage_rules()
 GIVEN = ("james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david", "elizabeth",

@@ -21,7 +21,7 @@ from neo4j import Driver
 from server.api.app import create_server
 from server.config import Settings
 from server.graph import Graph
-from server.identity.rules import DEFAULT_RULES_FILE, load_rules
+from server.identity.identity_config import DEFAULT_RULES_FILE, load_rules
 from tests.integration.support import T0, by_identifier, event, identifier, identifiers_of, ingest, profile_of, stamp
 
 Stub = identity_service_pb2_grpc.IdentityServiceStub

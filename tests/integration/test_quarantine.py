@@ -10,13 +10,13 @@ from neo4j import Driver
 
 from server.graph import Graph
 from server.identity.ingest import Ingestor
-from server.identity.linkage.rules import load_linkage_rules
+from server.identity.linkage.linkage_config import load_linkage_rules
 from server.identity.linking import Linker
-from server.identity.model import AckStatus, EventInput
+from server.identity.values import AckStatus, EventInput
 from server.identity.quarantine import RejectionFilter
 from server.identity.records import RecordImporter
 from server.identity.replay import Replayer, ReplaySummary
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 RULES = load_rules()
 SALT = "quarantine-test-salt"

@@ -25,7 +25,7 @@ from pathlib import Path
 from support import by_identifier, identifier, ingest, profile_of, stamp
 
 from server.graph import Graph
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.membership import Membership
 
@@ -450,7 +450,7 @@ def _replayed(command: list[str], sink: Path) -> set[str]:
 
 def test_the_backfill_brings_a_graph_written_before_segments_up_to_date(  # type: ignore[no-untyped-def]
         segments, identity, graph: Graph, driver: Driver, uid: str) -> None:
-    from server.identity.segments.backfill import backfill
+    from server.identity.segments.trait_copies import backfill
 
     ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", type="purchase", run=uid,
                                 properties={"amount": "120.50", "sku": "A-1"})])

@@ -9,7 +9,7 @@ from identity.v1 import common_pb2, identity_service_pb2 as pb
 
 from bench.population import JUNK, generate, iter_protos, split_by_person
 from server.graph import Graph
-from server.identity.components import recompute
+from server.identity.full_recompute import recompute
 
 
 def lookup_all(identity, identifiers: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:  # type: ignore[no-untyped-def]

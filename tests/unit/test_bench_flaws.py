@@ -17,7 +17,7 @@ from bench.ingest_flaws import (
 )
 from bench.population import EventSpec, generate
 from server.identity.normalize import InvalidIdentifier, normalize_identifier, normalize_traits
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 RULES = load_rules()
 EVENTS = generate(people=100, events=1000, prefix="t").events

@@ -33,9 +33,9 @@ from bench.edge_feed import (
     with_control,
 )
 from server.identity.ingest import EventRefused, validate_event
-from server.identity.model import EventInput
+from server.identity.values import EventInput
 from server.identity.normalize import InvalidIdentifier, normalize_date, normalize_identifier
-from server.identity.rules import load_rules
+from server.identity.identity_config import load_rules
 
 RULES = load_rules()
 RECEIVED = datetime(2026, 12, 1, tzinfo=UTC)

@@ -12,9 +12,9 @@ import pytest
 
 from server.errors import ConfigurationError
 from server.identity.ingest import EventRefused, validate_event
-from server.identity.model import EventInput, Identifier, InvalidValue
+from server.identity.values import EventInput, Identifier, InvalidValue
 from server.identity.normalize import InvalidIdentifier, normalize_identifier
-from server.identity.rules import load_rules, parse_rules
+from server.identity.identity_config import load_rules, parse_rules
 
 RULES = load_rules()
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

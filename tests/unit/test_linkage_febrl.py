@@ -22,7 +22,7 @@ from server.identity.linkage.pipeline import (
     profiles,
     run_linkage,
 )
-from server.identity.linkage.rules import LinkageRules, load_linkage_rules
+from server.identity.linkage.linkage_config import LinkageRules, load_linkage_rules
 
 RULES = load_linkage_rules()
 MAX_PAIRS_PER_RECORD = 10

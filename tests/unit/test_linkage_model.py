@@ -11,7 +11,7 @@ from server.identity.linkage.attributes import PersonAttributes
 from server.identity.linkage.compare import LEVEL_MISSING, level_names, levels
 from server.identity.linkage.estimation import FitSample
 from server.identity.linkage.model import LinkageModel, fit
-from server.identity.linkage.rules import FieldRule, LinkageRules, load_linkage_rules
+from server.identity.linkage.linkage_config import FieldRule, LinkageRules, load_linkage_rules
 
 RULES = load_linkage_rules()
 NAMES = dict(zip(RULES.field_names, level_names(RULES)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from server.identity.model import Channel, Identifier, Touchpoint
-from server.identity.rules import load_rules
+from server.identity.values import Channel, Identifier, Touchpoint
+from server.identity.identity_config import load_rules
 from server.identity.stitching import BLOCKLISTED, SHARED, IdentifierState, Planner, ProfileState
 
 RULES = load_rules()

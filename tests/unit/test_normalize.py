@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from server.errors import ConfigurationError, InvalidArgument
-from server.identity.model import Identifier, ValueWarning
+from server.identity.values import Identifier, ValueWarning
 from server.identity.normalize import normalize_identifier, normalize_traits
-from server.identity.rules import load_rules, parse_rules
+from server.identity.identity_config import load_rules, parse_rules
 
 RULES = load_rules()
 

@@ -6,7 +6,7 @@ import pytest
 
 from server.errors import InvalidArgument
 from server.identity.segments.catalog import SegmentCatalog, StoredSegment, evaluation_order, with_dependents
-from server.identity.segments.rules import AllOf, InSegment, SegmentDefinition, TraitEquals
+from server.identity.segments.rule_tree import AllOf, InSegment, SegmentDefinition, TraitEquals
 
 
 def stored(name: str, *depends_on: str) -> StoredSegment:

@@ -16,7 +16,7 @@ from identity.v1 import common_pb2, segment_service_pb2 as pb
 from server.api.segment_convert import rule_from_proto, rule_to_proto
 from server.errors import InvalidArgument
 from server.identity.segments.compile import RULE_PLACEHOLDER, CompiledRule, compile_rule, describe, render
-from server.identity.segments.rules import (
+from server.identity.segments.rule_tree import (
     AllOf,
     AnyOf,
     HasIdentifierType,

@@ -19,7 +19,7 @@ from nicknames import NickNamer
 from unidecode import unidecode
 
 if TYPE_CHECKING:
-    from server.identity.linkage.rules import LinkageRules
+    from server.identity.linkage.linkage_config import LinkageRules
 
 
 @dataclass(frozen=True)

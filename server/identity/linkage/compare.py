@@ -14,7 +14,7 @@ import pandas as pd
 from recordlinkage.algorithms.string import damerau_levenshtein_similarity, jarowinkler_similarity
 
 from server.identity.linkage.attributes import PersonAttributes, are_nicknames, squashed
-from server.identity.linkage.rules import FieldRule, LinkageRules
+from server.identity.linkage.linkage_config import FieldRule, LinkageRules
 
 LEVEL_MISSING = 0
 LEVEL_DIFFERENT = 1

@@ -33,7 +33,7 @@ import numpy as np
 
 from server.identity.linkage.attributes import PASS_FIELDS, PersonAttributes, blocking_keys, squashed
 from server.identity.linkage.compare import level_names, levels
-from server.identity.linkage.rules import FitSettings, LinkageRules
+from server.identity.linkage.linkage_config import FitSettings, LinkageRules
 
 SMOOTHING = 0.5  # pseudo-count per level of u, so that no level is impossible
 TOLERANCE = 1e-9  # change of mean log-likelihood per pair that counts as converged

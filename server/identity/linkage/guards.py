@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from server.identity.linkage.compare import level_names
-from server.identity.linkage.rules import LinkageRules
+from server.identity.linkage.linkage_config import LinkageRules
 
 NAMES_AND_DOB_DISAGREE = "names and date of birth all disagree"
 HOUSEHOLD = "household: same surname and address, another given name, and no matching date of birth"

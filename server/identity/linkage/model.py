@@ -17,7 +17,7 @@ import numpy as np
 
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.estimation import FitSample, check, estimate, field_bits, implied_columns
-from server.identity.linkage.rules import LinkageRules
+from server.identity.linkage.linkage_config import LinkageRules
 
 
 @dataclass(frozen=True)

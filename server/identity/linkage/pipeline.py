@@ -17,7 +17,7 @@ from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.compare import levels
 from server.identity.linkage.estimation import fit_sample
 from server.identity.linkage.model import LinkageModel, fit
-from server.identity.linkage.rules import LinkageRules
+from server.identity.linkage.linkage_config import LinkageRules
 
 ScoredPair = tuple[str, str, float]
 

@@ -16,7 +16,7 @@ from typing import Any
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, to_datetime
 from server.identity.segments.compile import CompiledRule, compile_rule
-from server.identity.segments.rules import Rule, SegmentDefinition, dependencies, from_dict, is_time_dependent
+from server.identity.segments.rule_tree import Rule, SegmentDefinition, dependencies, from_dict, is_time_dependent
 
 
 @dataclass(frozen=True)

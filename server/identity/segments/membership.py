@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from server.errors import InvalidArgument, OutOfRange
 from server.graph import Graph, Tx, epoch_millis, to_datetime
-from server.identity.model import Identifier
+from server.identity.values import Identifier
 from server.identity.segments.catalog import (
     SegmentCatalog,
     StoredSegment,
@@ -34,7 +34,7 @@ from server.identity.segments.catalog import (
     with_dependents,
 )
 from server.identity.segments.compile import compile_rule
-from server.identity.segments.rules import SegmentDefinition, to_dict, validate
+from server.identity.segments.rule_tree import SegmentDefinition, to_dict, validate
 
 log = logging.getLogger(__name__)
 

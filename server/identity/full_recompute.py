@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from server.graph import Graph, Tx
-from server.identity.model import Identifier
+from server.identity.values import Identifier
 from server.identity.profiles import split_profile
-from server.identity.rules import IdentityRules
+from server.identity.identity_config import IdentityRules
 from server.identity.stitching import new_profile_id
 
 MAX_ROUNDS = 1000
