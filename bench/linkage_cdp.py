@@ -39,7 +39,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
-from server.identity.linkage.pipeline import PairwiseQuality, pairwise_quality
+from bench.linkage_pipeline import PairwiseQuality, pairwise_quality
 from bench.common import bench_neo4j, bench_server, empty_database, log, run_threads, save
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 

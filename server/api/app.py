@@ -17,7 +17,9 @@ from server.config import Settings
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.linkage_config import load_linkage_rules
-from server.identity.linking import Linker, LinkageWorker
+from server.identity.linkage.candidates import OnlineQueue
+from server.identity.linkage.linker import Linker
+from server.identity.linkage.online import LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.replay import Replayer, RetentionWorker
@@ -66,7 +68,7 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
         options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
     )
     linkage = load_linkage_rules(settings.linkage_file)
-    ingestor = Ingestor(graph, rules, settings.suppression_salt, linkage if settings.online_linkage else None)
+    ingestor = Ingestor(graph, rules, settings.suppression_salt, OnlineQueue(linkage) if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
     linker = Linker(graph, rules, linkage)
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)

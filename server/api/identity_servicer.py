@@ -15,7 +15,8 @@ from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
 from server.identity.values import Identifier, LookupMiss, ProfileKey, ProfileView
-from server.identity.linking import Linker, Reviews
+from server.identity.linkage.linker import Linker
+from server.identity.linkage.reviews import Reviews
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.explanations import Explainer
@@ -33,7 +34,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.linker = linker
         self.importer = importer
         self.replayer = replayer
-        self.reviews = Reviews(linker, profiles)
+        self.reviews = Reviews(graph, linker.rules)
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
         self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(

@@ -33,10 +33,12 @@ from server.identity.linkage.attributes import PersonAttributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.decisions import Verdict, score
 from server.identity.linkage.model import FieldEvidence, LinkageModel
-from server.identity.linking import Linker, subject_row, block_slots
+from server.identity.linkage.candidates import block_slots, subject_row
+from server.identity.linkage.linker import Linker
 from server.identity.values import GraphLink, Identifier, ProfileKey
 from server.identity.profiles import Profiles
-from server.identity.stitching import Planner, ProfileState, ProposedLink, profile_state, read_identifiers
+from server.identity.link_commit import LinkCommit, plan_commit
+from server.identity.stitching import ProposedLink
 
 PERSONS_PER_SIDE = 50  # records of a profile scored against the other side at most
 BETWEEN_READ = 20  # rejected links and possible matches between the two profiles reported at most
@@ -216,14 +218,10 @@ class Explainer:
                 x, y = _member(a, states.get(profile_a)), _member(b, states.get(profile_b))
             if x is None or y is None:
                 return None
-            identifiers, unlinked = read_identifiers(tx, rules, {x, y})
-            if any(i not in identifiers or not (identifiers[i].profile_id or identifiers[i].flag) for i in (x, y)):
-                return None  # changed while read: nothing to plan on
-            missing = sorted({s.profile_id for s in identifiers.values() if s.profile_id} - set(states))
-            states.update(self._profile_states(tx, missing))
-            profiles: dict[str, ProfileState] = {pid: profile_state(r) for pid, r in states.items()}
-            plan = Planner(rules, identifiers, profiles, unlinked).plan_links(
-                [ProposedLink(x, y, "explain", "explain", now)])
+            plan = plan_commit(tx, rules, LinkCommit("explain", proposals=[ProposedLink(x, y, "explain", "explain", now)],
+                                                     dry_run=True), now)
+            if not plan.links:
+                return None
             (decision,) = plan.links
             return None if decision.accepted else decision.reason
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from server.graph import Graph, Tx
 from server.identity.values import Identifier
-from server.identity.profiles import split_profile
+from server.identity.link_commit import split_profile
 from server.identity.identity_config import IdentityRules
 from server.identity.stitching import new_profile_id
 

@@ -1,4 +1,5 @@
-"""The golden record: one value per trait for a profile, chosen by a documented rule.
+"""The golden record: one value per trait for a profile, chosen by a documented rule; and the
+copies of traits and numeric event properties that segment rules compare and sum.
 
 Rule: a trait's value comes from the most trusted source that sent a non-empty value
 (`source_priority` in config/identity.yaml; unlisted sources rank last), and among values
@@ -7,6 +8,8 @@ so merging two profiles' records gives the same answer in any order.
 """
 
 from __future__ import annotations
+
+import math
 
 import json
 from collections.abc import Iterable, Mapping
@@ -78,3 +81,20 @@ def trait_properties(record: Mapping[str, TraitObservation]) -> dict[str, str]:
     """The golden record as profile properties (`trait.<key>`), which segment rules compare in
     Cypher without parsing JSON."""
     return {TRAIT_PREFIX + key: o.value for key, o in record.items()}
+
+
+PROPERTY_PREFIX = "prop."
+
+
+def numeric_properties(properties: dict[str, str]) -> dict[str, float]:
+    """The properties that read as finite numbers (an order's amount), kept as `prop.<name>`
+    floats on the touchpoint so that segment rules can sum them in Cypher."""
+    numbers = {}
+    for key, text in properties.items():
+        try:
+            number = float(text)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            numbers[PROPERTY_PREFIX + key] = number
+    return numbers

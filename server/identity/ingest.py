@@ -7,18 +7,16 @@ redelivered event (or a transaction the driver retries) changes nothing and acks
 from __future__ import annotations
 
 import json
-import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.errors import InvalidArgument
 from server.graph import Graph, Tx, epoch_millis
-from server.identity.linkage.attributes import person_attributes
-from server.identity.linkage.linkage_config import LinkageRules
-from server.identity.linking import Subject, describe_rows
+from server.identity.golden import numeric_properties
+from server.identity.link_commit import LinkCommit, commit_links
 from server.identity import quarantine
 from server.identity.values import (
     Ack,
@@ -40,20 +38,18 @@ from server.identity.normalize import (
     shown,
 )
 from server.identity.identity_config import IdentityRules
-from server.identity.profiles import split_profile
-from server.identity.stitching import (
-    SHARED,
-    StitchPlan,
-    primary_identifier,
-    stitch,
-    stitch_revived,
-    suppression_hash,
-)
+from server.identity.stitching import primary_identifier, suppression_hash
 
 MAX_EVENT_ID_LENGTH = 256
 # Clocks drift; an event from further in the future than this is a bad timestamp.
 MAX_CLOCK_SKEW = timedelta(days=1)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Runs in the ingest transaction after stitching, with the new touchpoints and each one's
+# primary identifier by event id: online linkage queues the people events describe there
+# (linkage.candidates.OnlineQueue). A hook keeps ingest from depending on linkage.
+AfterStitching = Callable[[Tx, Sequence[Touchpoint], Mapping[str, Identifier], datetime], None]
 
 
 class EventRefused(InvalidArgument):
@@ -170,23 +166,23 @@ class Ingestor:
     """Writes batches of events; one batch is one transaction, stitching included."""
 
     def __init__(self, graph: Graph, rules: IdentityRules, suppression_salt: str,
-                 linkage: LinkageRules | None = None) -> None:
+                 after_stitching: AfterStitching | None = None) -> None:
         self.graph = graph
         self.rules = rules
         self.salt = suppression_salt
-        self.linkage = linkage
+        self.after_stitching = after_stitching
 
     def ingest(self, events: Sequence[EventInput], online_linkage: bool = True,
                keep_rejects: bool = True) -> list[Ack]:
         """Acks every event in the order given, after the valid ones are committed.
 
-        With online_linkage, an event whose traits describe a person (names, address, date of
-        birth) makes its primary identifier Matchable and queues it for the linkage worker,
-        in the same transaction; imports link their records themselves. Rejected events are
+        With online_linkage, the after-stitching hook runs in the same transaction (online
+        linkage queues the people events describe there); imports link their records
+        themselves. Rejected events are
         kept in quarantine in the same transaction (unless keep_rejects is off: an import
         keeps its records instead), so a REJECTED ack means the event is kept for replay.
         """
-        linkage = self.linkage if online_linkage else None
+        hook = self.after_stitching if online_linkage else None
         received_at = datetime.now(UTC)
         acks: dict[int, Ack] = {}
         fresh: dict[str, tuple[int, Checked]] = {}
@@ -213,7 +209,7 @@ class Ingestor:
 
         def work(tx: Tx) -> BatchOutcome:
             quarantine.keep(tx, kept, received_at)
-            return write_batch(tx, self.rules, self.salt, batch, received_at, linkage)
+            return write_batch(tx, self.rules, self.salt, batch, received_at, hook)
 
         outcome = self.graph.transaction("ingest", work)
         for event_id, (position, checked) in fresh.items():
@@ -239,7 +235,7 @@ class BatchOutcome:
 
 
 def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touchpoint], now: datetime,
-                linkage: LinkageRules | None = None) -> BatchOutcome:
+                after_stitching: AfterStitching | None = None) -> BatchOutcome:
     """Records the touchpoints, stitches the new ones, and reads back every event's profile.
 
     Events that carry an identifier of a forgotten person are refused, and nothing of them
@@ -256,10 +252,10 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
         if junk:
             tx.run("ingest/record_junk", rows=junk)
         tx.run("ingest/record_carried", rows=[_carried_row(rules, t) for t in new])
-    plan = stitch(tx, rules, new, now)
-    split = split_shared(tx, rules, plan, now)
-    if linkage is not None:
-        queue_for_linkage(tx, linkage, new, plan, now)
+    committed = commit_links(tx, rules, LinkCommit("ingest", touchpoints=new), now)
+    plan, split = committed.plan, committed.split
+    if after_stitching is not None:
+        after_stitching(tx, new, plan.primaries, now)
     profiles: dict[str, str | None] = dict(plan.touchpoint_profiles)
     known = [t.event_id for t in touchpoints if split or t.event_id not in created]  # a split moves events
     if known:
@@ -295,34 +291,9 @@ def revive_identifiers(tx: Tx, rules: IdentityRules, revivals: Sequence[Revival]
             row["identifiers"] = [{**i, "primary": False} for i in row["identifiers"]]
         carried.append(row)
     tx.run("ingest/record_carried", rows=carried)
-    revived = {i for r in revivals for i in r.revived}
-    plan = stitch_revived(tx, rules, [r.touchpoint for r in revivals], revived, now)
-    split_shared(tx, rules, plan, now)
-
-
-def queue_for_linkage(tx: Tx, linkage: LinkageRules, touchpoints: list[Touchpoint], plan: StitchPlan,
-                      now: datetime) -> None:
-    """Describes the primary identifiers of events that carry a person's attributes and queues
-    them for the linkage worker (the latest event of the batch wins for each identifier)."""
-    subjects: dict[Identifier, Subject] = {}
-    for touchpoint in sorted(touchpoints, key=lambda t: t.occurred_at):
-        primary = plan.primaries.get(touchpoint.event_id)
-        if primary is None or not touchpoint.traits:
-            continue
-        attributes = person_attributes(touchpoint.traits, linkage)
-        if attributes is not None:
-            subjects[primary] = Subject(primary, attributes)
-    if subjects:
-        tx.run("linkage/describe", rows=describe_rows(subjects.values(), linkage), pending=True, now=now)
-
-
-def split_shared(tx: Tx, rules: IdentityRules, plan: StitchPlan, now: datetime) -> bool:
-    """Splits the profiles held together by identifiers this batch flagged as shared."""
-    shared = [flag for flag in plan.flags if flag.flag == SHARED]
-    for flag in shared:
-        (record,) = tx.run("stitching/profile_of", type=flag.identifier.type, value=flag.identifier.value)
-        split_profile(tx, rules, record["profile_id"], f"{flag.identifier} flagged: {flag.reason}", now, "ingest")
-    return bool(shared)
+    revived = frozenset(i for r in revivals for i in r.revived)
+    commit_links(tx, rules, LinkCommit("replay", touchpoints=[r.touchpoint for r in revivals], count_touchpoints=False,
+                                       touching=revived), now)
 
 
 def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[str, str]:
@@ -358,23 +329,6 @@ def invalid_json(value: InvalidValue) -> str:
     """An invalid value as the touchpoint keeps it: readable in Browser, parsed on replay."""
     return json.dumps({"type": value.type, "value": value.value, "reason": value.reason,
                        "replayable": value.replayable}, ensure_ascii=False)
-
-
-PROPERTY_PREFIX = "prop."
-
-
-def numeric_properties(properties: dict[str, str]) -> dict[str, float]:
-    """The properties that read as finite numbers (an order's amount), kept as `prop.<name>`
-    floats on the touchpoint so that segment rules can sum them in Cypher."""
-    numbers = {}
-    for key, text in properties.items():
-        try:
-            number = float(text)
-        except ValueError:
-            continue
-        if math.isfinite(number):
-            numbers[PROPERTY_PREFIX + key] = number
-    return numbers
 
 
 def _identifier_rows(rules: IdentityRules, touchpoints: list[Touchpoint]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

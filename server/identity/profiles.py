@@ -1,20 +1,18 @@
-"""Profiles: connected components of accepted links, kept current as links come and go.
+"""Profiles as operators and lookups see them: lookups, identity graphs, forgetting, unlinking.
 
-A profile splits when its links no longer hold it together: an operator unlinks an
-identifier, or an identifier is flagged as shared and its links stop counting. The part
-with the most identifiers keeps the profile id; every other part gets a new profile that
-records where it came from.
+A profile is a connected component of accepted links, kept current by link_commit (which
+also splits a profile whose links no longer hold it together).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, Tx, to_datetime
-from server.identity.golden import GoldenRecord, TraitObservation, from_json, observe
+from server.identity.golden import from_json
 from server.identity.values import (
     Forgotten,
     GoldenTraitView,
@@ -31,70 +29,8 @@ from server.identity.values import (
 )
 from server.identity.normalize import normalize_identifier
 from server.identity.identity_config import IdentityRules
-from server.identity.stitching import ProfileState, new_profile_id, summary_row, suppression_hash
-
-
-def components(members: Mapping[Identifier, Iterable[Identifier]]) -> list[set[Identifier]]:
-    """Connected components of the members over their links (links to non-members ignored)."""
-    parent = {m: m for m in members}
-
-    def find(x: Identifier) -> Identifier:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for member, linked in members.items():
-        for other in linked:
-            if other in parent:
-                parent[find(member)] = find(other)
-    groups: dict[Identifier, set[Identifier]] = {}
-    for member in members:
-        groups.setdefault(find(member), set()).add(member)
-    return list(groups.values())
-
-
-def split_profile(tx: Tx, rules: IdentityRules, profile_id: str, reason: str, now: datetime,
-                  cause: str = "unlink") -> list[str]:
-    """Splits a profile into its components; returns the ids of all parts, the kept one first."""
-    records = tx.run("profiles/component_of", profile_id=profile_id)
-    members = {Identifier(r["type"], r["value"]): [Identifier(n["type"], n["value"]) for n in r["links"]]
-               for r in records}
-    parts = components(members)
-    if len(parts) <= 1:
-        return [profile_id]
-    parts.sort(key=lambda part: (-len(part), min((rules.rank(i.type), i.value) for i in part)))
-    new_ids = [new_profile_id() for _ in parts[1:]]
-    tx.run("profiles/create", profile_ids=new_ids, now=now)
-    moves = [{"type": i.type, "value": i.value, "profile_id": pid}
-             for pid, part in zip(new_ids, parts[1:]) for i in sorted(part)]
-    tx.run("profiles/assign", rows=moves)
-    tx.run("profiles/record_split", rows=[{"profile_id": pid, "original": profile_id} for pid in new_ids],
-           reason=reason, now=now)
-    refresh_summaries(tx, rules, [profile_id, *new_ids], cause)
-    return [profile_id, *new_ids]
-
-
-def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str], cause: str = "unlink") -> None:
-    """Recomputes golden records, seen range and counts of profiles from their touchpoints."""
-    rows = []
-    for record in tx.run("profiles/summarize", profile_ids=profile_ids):
-        golden: GoldenRecord = {}
-        for seen in record["observations"]:
-            at = to_datetime(seen["occurred_at"])
-            assert at is not None
-            rank = rules.source_rank(seen["source"])
-            observe(golden, (TraitObservation(k, v, seen["source"], at, rank)
-                             for k, v in json.loads(seen["traits"]).items()))
-        state = ProfileState(
-            profile_id=record["profile_id"],
-            golden=golden,
-            first_seen=to_datetime(record["first_seen"]),
-            last_seen=to_datetime(record["last_seen"]),
-            touchpoints={"online": record["online"], "offline": record["offline"]},
-        )
-        rows.append(summary_row(state))
-    tx.run("profiles/update_summary", cause=cause, rows=rows)
+from server.identity import link_commit
+from server.identity.stitching import suppression_hash
 
 
 ACCEPTED_KINDS = frozenset({"linked", "probabilistic", "confirmed"})
@@ -178,14 +114,7 @@ class Profiles:
         now = datetime.now(UTC)
 
         def work(tx: Tx) -> list[str]:
-            records = tx.run("profiles/unlink", type=identifier.type, value=identifier.value,
-                             other_type=other.type if other else None, other_value=other.value if other else None,
-                             reason=reason or "no reason given", now=now)
-            if not records:
-                raise NotFound(f"no profile holds {identifier}")
-            if other is not None and records[0]["unlinked"] == 0:
-                raise NotFound(f"{identifier} and {other} are not linked")
-            return split_profile(tx, self.rules, records[0]["profile_id"], f"unlinked {identifier}", now)
+            return link_commit.unlink(tx, self.rules, identifier, other, reason, now)
 
         return self.graph.transaction("unlink", work)
 

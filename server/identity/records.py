@@ -33,7 +33,8 @@ from server.identity.ingest import EventRefused, Ingestor
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import LinkageQuality
-from server.identity.linking import LinkOutcome, Linker, Subject, describe_rows
+from server.identity.linkage.candidates import Subject, describe_rows
+from server.identity.linkage.linker import LinkOutcome, Linker
 from server.identity.values import Ack, AckStatus, EventInput, Identifier, ValueWarning
 from server.identity.normalize import CONTROL_IN_ID
 

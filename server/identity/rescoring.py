@@ -25,8 +25,8 @@ from server.identity.linkage.attributes import PersonAttributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.decisions import Verdict, score
 from server.identity.linkage.model import LinkageModel
-from server.identity.linking import Linker, evidence_fields
-from server.identity.profiles import split_profile
+from server.identity.linkage.linker import Linker, evidence_fields
+from server.identity.link_commit import split_profile
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 10_000

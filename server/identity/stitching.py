@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.graph import Tx, epoch_millis, to_datetime
-from server.identity.golden import GoldenRecord, TraitObservation, from_json, merged, observe, to_json, trait_properties
+from server.identity.disjoint_sets import DisjointSets
+from server.identity.golden import GoldenRecord, TraitObservation, merged, observe
 from server.identity.values import Identifier, Touchpoint
 from server.identity.identity_config import IdentityRules
 
@@ -151,20 +151,14 @@ class Planner:
         self.flag_of: dict[Identifier, str | None] = {i: s.flag for i, s in identifiers.items()}
         self.neighbours: dict[Identifier, set[Identifier]] = {i: set(s.strong_neighbours) for i, s in identifiers.items()}
         self.profiles: dict[str, ProfileState] = dict(profiles)
-        self.parent: dict[str, str] = {}
+        self.merged: DisjointSets[str] = DisjointSets()
         self.unlinked = set(unlinked_pairs)
         self.make_id = make_id
         self.plan = StitchPlan()
 
-    # -- union-find over profile ids ---------------------------------------------------------
-
     def find(self, profile_id: str) -> str:
-        root = profile_id
-        while root in self.parent:
-            root = self.parent[root]
-        while profile_id != root:  # path compression
-            self.parent[profile_id], profile_id = root, self.parent[profile_id]
-        return root
+        """The profile a profile id belongs to now, after this plan's merges."""
+        return self.merged.find(profile_id)
 
     def current_profile(self, identifier: Identifier) -> str | None:
         profile_id = self.profile_of.get(identifier)
@@ -172,29 +166,28 @@ class Planner:
 
     # -- planning --------------------------------------------------------------------------------
 
-    def plan_batch(self, touchpoints: Sequence[Touchpoint]) -> StitchPlan:
+    def decide(self, touchpoints: Sequence[Touchpoint] = (), proposals: Sequence[ProposedLink] = (),
+             count_touchpoints: bool = True) -> StitchPlan:
+        """Decides the links of identifiers seen together in touchpoints, then the proposed
+        links between known identifiers (a model's match, a reviewer's confirmation); counts
+        the touchpoints in their profiles unless they were counted when first stored."""
         for touchpoint in touchpoints:
             self._plan_event(touchpoint)
-        for touchpoint in touchpoints:
-            self._attribute(touchpoint)
-        self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
-        return self.plan
-
-    def plan_revived(self, touchpoints: Sequence[Touchpoint]) -> StitchPlan:
-        """Plans the links of touchpoints already counted in their profiles, which carry
-        identifiers a replay found valid now: the links and merges, not the counts again."""
-        for touchpoint in touchpoints:
-            self._plan_event(touchpoint)
-        self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
-        return self.plan
-
-    def plan_links(self, proposals: Sequence[ProposedLink]) -> StitchPlan:
-        """Decides proposed links between identifiers that have profiles already."""
+        if count_touchpoints:
+            for touchpoint in touchpoints:
+                self._attribute(touchpoint)
         for proposal in proposals:
             a, b = sorted((proposal.a, proposal.b), key=lambda i: (self.rules.rank(i.type), i.value))
             self.plan.links.append(self._decide_pair(a, b, proposal.evidence_id, proposal.at, proposal.reason))
         self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
         return self.plan
+
+    def plan_batch(self, touchpoints: Sequence[Touchpoint]) -> StitchPlan:
+        return self.decide(touchpoints=touchpoints)
+
+    def plan_links(self, proposals: Sequence[ProposedLink]) -> StitchPlan:
+        """Decides proposed links between identifiers that have profiles already."""
+        return self.decide(proposals=proposals)
 
     def _plan_event(self, touchpoint: Touchpoint) -> None:
         ordered = sorted(touchpoint.identifiers, key=lambda i: (self.rules.rank(i.type), i.value))
@@ -255,7 +248,8 @@ class Planner:
         if frozenset((a, b)) in self.unlinked:
             return decision(False, "unlinked by an operator")
         pa, pb = self.current_profile(a), self.current_profile(b)
-        assert pa is not None and pb is not None, "admitted identifiers have profiles"
+        if pa is None or pb is None:  # a proposal about an identifier that was unlinked or forgotten meanwhile
+            return decision(False, f"{a if pa is None else b} belongs to no profile")
         if pa == pb:
             return decision(True, why)
         conflict = self._limit_conflict(self.profiles[pa], self.profiles[pb])
@@ -275,7 +269,7 @@ class Planner:
     def _merge(self, pa: str, pb: str, link: LinkDecision) -> None:
         survivor, absorbed = sorted((self.profiles[pa], self.profiles[pb]), key=_survival_order)
         survivor.absorb(absorbed)
-        self.parent[absorbed.profile_id] = survivor.profile_id
+        self.merged.union(survivor.profile_id, absorbed.profile_id)
         self.plan.merges.append(Merge(absorbed.profile_id, survivor.profile_id, link))
 
     def _attribute(self, touchpoint: Touchpoint) -> None:
@@ -321,124 +315,3 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
-
-
-
-# -- the transaction around the planner ------------------------------------------------------
-
-EVIDENCE_KEPT = 10  # recent event ids an edge keeps as evidence
-
-
-def stitch(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], now: datetime) -> StitchPlan:
-    """Reads the state the batch touches (locked), plans, and writes the plan.
-
-    Profiles fused through an identifier this batch flagged as shared still need splitting
-    (ingest.write_batch does it with profiles.split_profile).
-    """
-    if not touchpoints:
-        return StitchPlan()
-    identifiers, unlinked = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers})
-    profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
-    profiles = read_profiles(tx, rules, profile_ids, now)
-    plan = Planner(rules, identifiers, profiles, unlinked).plan_batch(touchpoints)
-    write_plan(tx, plan, now)
-    return plan
-
-
-def stitch_revived(tx: Tx, rules: IdentityRules, touchpoints: Sequence[Touchpoint], revived: set[Identifier],
-                   now: datetime) -> StitchPlan:
-    """Like stitch, for stored touchpoints whose identifiers a replay completed. Only links
-    that touch a revived identifier are written: the others were recorded when the touchpoint
-    was, and recording them again would count their evidence twice."""
-    identifiers, unlinked = read_identifiers(tx, rules, {i for t in touchpoints for i in t.identifiers})
-    profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
-    plan = Planner(rules, identifiers, read_profiles(tx, rules, profile_ids, now), unlinked).plan_revived(touchpoints)
-    plan.links = [link for link in plan.links if link.a in revived or link.b in revived]
-    write_plan(tx, plan, now, cause="replay")
-    return plan
-
-
-def read_identifiers(
-    tx: Tx, rules: IdentityRules, keys: set[Identifier]
-) -> tuple[dict[Identifier, IdentifierState], set[frozenset[Identifier]]]:
-    """The identifiers' states, and the pairs among them that an operator unlinked."""
-    strong = sorted(t for t in rules.identifier_types if rules.is_strong(t))
-    cap = len(strong) * rules.shared_after + 1
-    rows = [{"type": i.type, "value": i.value} for i in sorted(keys)]
-    states = {}
-    unlinked: set[frozenset[Identifier]] = set()
-    for r in tx.run("stitching/read_identifiers", keys=rows, strong_types=strong, cap=cap):
-        identifier = Identifier(r["type"], r["value"])
-        neighbours = frozenset(Identifier(n["type"], n["value"]) for n in r["neighbours"])
-        states[identifier] = IdentifierState(identifier, r["profile_id"], r["flag"], neighbours)
-        unlinked.update(frozenset((identifier, Identifier(o["type"], o["value"]))) for o in r["unlinked"])
-    return states, unlinked
-
-
-def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: datetime) -> dict[str, ProfileState]:
-    if not profile_ids:
-        return {}
-    records = tx.run("stitching/read_profiles", profile_ids=profile_ids,
-                     limited_types=sorted(rules.per_profile_limits), now=now)
-    return {r["profile_id"]: profile_state(r) for r in records}
-
-
-def profile_state(record: Mapping[str, object]) -> ProfileState:
-    limited: dict[str, set[str]] = {}
-    for item in record["limited"]:  # type: ignore[attr-defined]
-        limited.setdefault(item["type"], set()).add(item["value"])
-    return ProfileState(
-        profile_id=str(record["profile_id"]),
-        size=int(record["size"]),  # type: ignore[call-overload]
-        limited=limited,
-        golden=from_json(record["golden"]),  # type: ignore[arg-type]
-        first_seen=to_datetime(record["first_seen"]),
-        last_seen=to_datetime(record["last_seen"]),
-        touchpoints={"online": int(record["touchpoints_online"]),  # type: ignore[call-overload]
-                     "offline": int(record["touchpoints_offline"])},  # type: ignore[call-overload]
-    )
-
-
-def write_plan(tx: Tx, plan: StitchPlan, now: datetime, cause: str = "ingest") -> None:
-    """Writes in an order that keeps every step valid: profiles exist before anything points to them."""
-    if plan.new_profiles:
-        tx.run("profiles/create", profile_ids=plan.new_profiles, now=now)
-    if plan.assignments:
-        tx.run("profiles/assign", rows=[{"type": i.type, "value": i.value, "profile_id": p}
-                                        for i, p in sorted(plan.assignments.items())])
-    if plan.merges:
-        tx.run("profiles/merge", now=now, rows=[
-            {"absorbed": m.absorbed, "survivor": m.survivor, "event_id": m.link.event_id,
-             **_pair_row(*sorted((m.link.a, m.link.b)))} for m in plan.merges])
-    accepted = [_link_row(link) for link in plan.links if link.accepted]
-    rejected = [{**_link_row(link), "reason": link.reason} for link in plan.links if not link.accepted]
-    if accepted:
-        tx.run("stitching/record_links", rows=accepted, evidence_kept=EVIDENCE_KEPT)
-    if rejected:
-        tx.run("stitching/record_rejections", rows=rejected, evidence_kept=EVIDENCE_KEPT)
-    if plan.flags:
-        tx.run("stitching/flag_identifiers", now=now, rows=[
-            {"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
-            for f in plan.flags])
-    tx.run("profiles/update_summary", cause=cause, rows=[summary_row(p) for p in plan.profiles.values()])
-
-
-def summary_row(profile: ProfileState) -> dict[str, object]:
-    return {
-        "profile_id": profile.profile_id,
-        "golden": to_json(profile.golden),
-        "traits": trait_properties(profile.golden),
-        "first_seen": epoch_millis(profile.first_seen),
-        "last_seen": epoch_millis(profile.last_seen),
-        "touchpoints_online": profile.touchpoints.get("online", 0),
-        "touchpoints_offline": profile.touchpoints.get("offline", 0),
-    }
-
-
-def _pair_row(a: Identifier, b: Identifier) -> dict[str, str]:
-    return {"a_type": a.type, "a_value": a.value, "b_type": b.type, "b_value": b.value}
-
-
-def _link_row(link: LinkDecision) -> dict[str, object]:
-    a, b = sorted((link.a, link.b))
-    return {**_pair_row(a, b), "event_id": link.event_id, "occurred_at": epoch_millis(link.occurred_at)}

@@ -22,7 +22,7 @@ from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.compare import levels
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.linkage_config import load_linkage_rules
-from server.identity.linking import block_slots
+from server.identity.linkage.candidates import block_slots
 
 SLICE = 400  # true pairs imported
 

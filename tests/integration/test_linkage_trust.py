@@ -30,7 +30,7 @@ from server.identity.linkage.compare import level_names
 from server.identity.linkage.estimation import FitSample
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.linkage_config import DecisionGuards, LinkageRules, load_linkage_rules
-from server.identity.linking import Linker
+from server.identity.linkage.linker import Linker
 from server.identity.records import ImportSummary, RecordImporter, SourceRecord
 from server.identity.identity_config import load_rules
 

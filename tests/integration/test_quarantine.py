@@ -11,7 +11,7 @@ from neo4j import Driver
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.linkage_config import load_linkage_rules
-from server.identity.linking import Linker
+from server.identity.linkage.linker import Linker
 from server.identity.values import AckStatus, EventInput
 from server.identity.quarantine import RejectionFilter
 from server.identity.records import RecordImporter

@@ -49,6 +49,36 @@ def test_the_client_does_not_import_the_server() -> None:
     assert offenders == []
 
 
+# The four domain areas depend on the one commit operation (link_commit), never on one another.
+DOMAIN_AREAS = {
+    "ingest": {"server.identity.ingest"},
+    "linkage": {"server.identity.linkage"},
+    "segments": {"server.identity.segments"},
+    "profiles": {"server.identity.profiles"},
+}
+
+
+def area_of(module: str) -> str | None:
+    return next((area for area, roots in DOMAIN_AREAS.items()
+                 if any(module == r or module.startswith(r + ".") for r in roots)), None)
+
+
+def test_ingest_linkage_segments_and_profiles_do_not_import_one_another() -> None:
+    offenders = []
+    for path in python_files(SERVER / "identity"):
+        module = ".".join(path.relative_to(SERVER.parent).with_suffix("").parts)
+        own = area_of(module)
+        if own is None:
+            continue
+        offenders += [f"{module} imports {m}" for m in imported_modules(path) if area_of(m) not in (None, own)]
+    assert offenders == []
+
+
+def test_no_two_server_modules_share_a_name() -> None:
+    names = [p.name for p in python_files(SERVER) if p.name not in ("__init__.py", "__main__.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 def test_every_query_file_is_loaded_by_its_path_name() -> None:
     queries = load_queries()
     files = {p.relative_to(CYPHER_DIR).with_suffix("").as_posix() for p in CYPHER_DIR.rglob("*.cypher")}

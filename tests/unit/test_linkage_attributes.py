@@ -10,7 +10,7 @@ import yaml
 
 from server.errors import ConfigurationError
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys, clean_date, person_attributes
-from server.identity.linkage.pipeline import candidate_pairs
+from bench.linkage_pipeline import candidate_pairs
 from server.identity.linkage.linkage_config import DEFAULT_LINKAGE_FILE, load_linkage_rules
 
 RULES = load_linkage_rules()

@@ -10,7 +10,7 @@ import pytest
 from server.errors import InvalidArgument
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.linkage_config import load_linkage_rules
-from server.identity.linking import BLOCK_SLOTS, block_slots
+from server.identity.linkage.candidates import BLOCK_SLOTS, block_slots
 from server.identity.records import SourceRecord, record_event, record_from_payload, record_identifier, record_payload
 
 RULES = load_linkage_rules()

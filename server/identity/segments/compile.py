@@ -20,7 +20,7 @@ from datetime import timedelta
 from types import MappingProxyType
 
 from server.identity.golden import TRAIT_PREFIX
-from server.identity.ingest import PROPERTY_PREFIX  # numeric event properties, as ingest stores them
+from server.identity.golden import PROPERTY_PREFIX  # numeric event properties, as ingest stores them
 from server.identity.segments.rule_tree import (
     AllOf,
     AnyOf,

