@@ -1,4 +1,9 @@
-"""Settings of the server, from flags or the environment, validated once at start."""
+"""Settings of the server, from flags or the environment, validated once at start.
+
+Every environment variable and configuration file the server reads is read here, once, and
+validated: a wrong value stops the start with a message naming it, never a surprise later.
+The parsed identity and linkage rules travel in Settings to whoever needs them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,8 @@ from pathlib import Path
 
 from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
-from server.identity.identity_config import DEFAULT_RULES_FILE
-
-DEFAULT_LINKAGE_FILE = Path(__file__).resolve().parents[1] / "config" / "linkage.yaml"
+from server.identity.identity_config import DEFAULT_RULES_FILE, IdentityRules, load_rules
+from server.identity.linkage.linkage_config import DEFAULT_LINKAGE_FILE, LinkageRules, load_linkage_rules
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
 DEFAULT_SALT = "identity-local-salt"  # for local runs only: set IDENTITY_SUPPRESSION_SALT in production
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -35,7 +39,10 @@ class Settings:
     online_linkage: bool
     segment_schedule: float
     segment_retention_days: float
-    quarantine_retention_days: float = 30.0
+    quarantine_retention_days: float
+    segment_lag_report: float
+    rules: IdentityRules
+    linkage: LinkageRules
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +79,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="days the segment change log keeps a change for WatchSegment consumers to resume from")
     add("--quarantine-retention-days", type=float, default=float(env.get("IDENTITY_QUARANTINE_RETENTION_DAYS", "30")),
         help="days a rejected event or record stays in quarantine (for ListRejected and ReplayRejected)")
+    add("--segment-lag-report", type=float, default=float(env.get("IDENTITY_SEGMENT_LAG_REPORT", "30")),
+        help="seconds between the segment worker's reports of how far behind it is, while busy")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     return _validated(args)
@@ -89,9 +98,9 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
-    if args.segment_schedule <= 0 or args.segment_retention_days <= 0 or args.quarantine_retention_days <= 0:
-        raise ConfigurationError(
-            "--segment-schedule, --segment-retention-days and --quarantine-retention-days must be positive")
+    for name in ("segment_schedule", "segment_retention_days", "quarantine_retention_days", "segment_lag_report"):
+        if getattr(args, name) <= 0:
+            raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
         raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
     return Settings(
@@ -111,4 +120,7 @@ def _validated(args: argparse.Namespace) -> Settings:
         segment_schedule=args.segment_schedule,
         segment_retention_days=args.segment_retention_days,
         quarantine_retention_days=args.quarantine_retention_days,
+        segment_lag_report=args.segment_lag_report,
+        rules=load_rules(Path(args.rules)),
+        linkage=load_linkage_rules(Path(args.linkage)),
     )

@@ -13,7 +13,6 @@ import sys
 from server.config import parse_settings
 from server.graph import Graph
 from server.identity.full_recompute import recompute, repair
-from server.identity.identity_config import load_rules
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         for mismatch in report.mismatches:
             print(f"  {mismatch.problem}: {' '.join(mismatch.subject)}")
         if report.mismatches and args.repair:
-            repair(graph, load_rules(settings.rules_file), report)
+            repair(graph, settings.rules, report)
             report = recompute(graph)
             print(f"repaired; {len(report.mismatches)} disagreements remain")
     print("profiles agree with the components" if report.agrees else f"{len(report.mismatches)} disagreements")

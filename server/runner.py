@@ -11,14 +11,12 @@ import threading
 from server.api.app import create_server
 from server.config import Settings
 from server.graph import Graph
-from server.identity.identity_config import load_rules
 
 log = logging.getLogger("server")
 
 
 def prepare(settings: Settings) -> None:
     """Checks Neo4j and applies the schema, once, before any process serves."""
-    load_rules(settings.rules_file)
     with Graph(settings.neo4j) as graph:
         graph.verify()
         applied = graph.apply_schema()
@@ -27,9 +25,8 @@ def prepare(settings: Settings) -> None:
 
 def serve(settings: Settings, stop: threading.Event) -> None:
     """Runs until stop is set, then drains in-flight streams and closes the driver."""
-    rules = load_rules(settings.rules_file)
     with Graph(settings.neo4j) as graph:
-        running = create_server(settings, graph, rules)
+        running = create_server(settings, graph)
         host = settings.listen.rsplit(":", 1)[0]
         log.info("serving gRPC on %s:%d", host, running.port)
         stop.wait()

@@ -16,14 +16,12 @@ from server.api.segment_servicer import SegmentServicer
 from server.config import Settings
 from server.graph import Graph
 from server.identity.ingest import Ingestor
-from server.identity.linkage.linkage_config import load_linkage_rules
 from server.identity.linkage.candidates import OnlineQueue
 from server.identity.linkage.linker import Linker
 from server.identity.linkage.online import LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.replay import Replayer, RetentionWorker
-from server.identity.identity_config import IdentityRules
 from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.membership import Membership
 from server.identity.segments.worker import SegmentWorker
@@ -60,14 +58,14 @@ class RunningServer:
             self.retention_worker.stop()
 
 
-def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> RunningServer:
+def create_server(settings: Settings, graph: Graph) -> RunningServer:
     """Binds settings.listen (port 0 picks a free port) and starts serving; returns the bound port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
     )
-    linkage = load_linkage_rules(settings.linkage_file)
+    rules, linkage = settings.rules, settings.linkage
     ingestor = Ingestor(graph, rules, settings.suppression_salt, OnlineQueue(linkage) if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
     linker = Linker(graph, rules, linkage)
@@ -90,7 +88,8 @@ def create_server(settings: Settings, graph: Graph, rules: IdentityRules) -> Run
     server.start()
     worker = LinkageWorker(linker) if settings.online_linkage else None
     segment_worker = SegmentWorker(membership, timedelta(seconds=settings.segment_schedule),
-                                   timedelta(days=settings.segment_retention_days))
+                                   timedelta(days=settings.segment_retention_days),
+                                   lag_report_every=settings.segment_lag_report)
     retention_worker = RetentionWorker(replayer, timedelta(days=settings.quarantine_retention_days))
     running = RunningServer(server, port, health_servicer, worker, segment_worker, retention_worker)
     if worker is not None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
 
 from server.errors import ConfigurationError
-from server.yaml_config import load_mapping
+from server.yaml_config import FrozenMapping, load_mapping
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "identity.yaml"
 NORMALISATION_RULES = ("email", "phone", "id")
@@ -104,16 +103,16 @@ def parse_rules(data: Mapping[str, Any], source: str = "identity rules") -> Iden
     if not isinstance(max_length, int) or max_length < 1:
         raise ConfigurationError(f"{source}: max_value_length must be a positive whole number")
     return IdentityRules(
-        identifier_types=MappingProxyType(types),
+        identifier_types=FrozenMapping(types),
         default_region=region,
         max_value_length=max_length,
         priority=_priority(data, types, source),
-        per_profile_limits=MappingProxyType(_limits(data, types, source)),
+        per_profile_limits=FrozenMapping(_limits(data, types, source)),
         shared_after=_positive(data, "shared_after", 2, source),
-        blocklist=MappingProxyType(_blocklist(data, types, source)),
+        blocklist=FrozenMapping(_blocklist(data, types, source)),
         max_identifiers_per_event=_positive(data, "max_identifiers_per_event", 16, source),
         source_priority=tuple(str(s) for s in data.get("source_priority", []) or []),
-        aliases=MappingProxyType(_aliases(data, types, source)),
+        aliases=FrozenMapping(_aliases(data, types, source)),
         unknown_types=_unknown_types(data, source),
         max_properties=_positive(data, "max_properties", 100, source),
         max_traits=_positive(data, "max_traits", 100, source),

@@ -14,7 +14,6 @@ from localneo4j import Neo4jTarget
 from server.api.app import RunningServer, create_server
 from server.config import Settings, parse_settings
 from server.graph import Graph, Neo4jSettings
-from server.identity.identity_config import load_rules
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +44,7 @@ def driver(neo4j_settings: Neo4jSettings) -> Iterator[Driver]:
 
 @pytest.fixture(scope="session")
 def grpc_server(settings: Settings, graph: Graph) -> Iterator[RunningServer]:
-    running = create_server(settings, graph, load_rules(settings.rules_file))
+    running = create_server(settings, graph)
     yield running
     running.stop(grace=5)
 

@@ -43,7 +43,7 @@ def rules_before(directory: Path) -> Path:
 def servers(settings: Settings, graph: Graph, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stub, Stub]]:
     """One server under the old rules, one under the new (the default file), on one Neo4j."""
     before = rules_before(tmp_path_factory.mktemp("rules"))
-    running = [create_server(replace(settings, rules_file=path), graph, load_rules(path))
+    running = [create_server(replace(settings, rules_file=path, rules=load_rules(path)), graph)
                for path in (before, DEFAULT_RULES_FILE)]
     channels = [grpc.insecure_channel(f"127.0.0.1:{r.port}") for r in running]
     yield Stub(channels[0]), Stub(channels[1])

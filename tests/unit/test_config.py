@@ -34,3 +34,38 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
 def test_bad_settings_are_refused_with_the_flag_named(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse_settings(argv, env={})
+
+
+def test_configuration_files_are_read_and_validated_with_the_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = parse_settings([], env={"IDENTITY_SEGMENT_LAG_REPORT": "12"})
+    assert settings.rules.type_named("anonymousId") is not None and settings.linkage.field_names
+    assert settings.segment_lag_report == 12
+    broken = tmp_path / "identity.yaml"
+    broken.write_text("identifier_types: {email: {rule: regex}}\n")
+    with pytest.raises(ConfigurationError, match="identifier_types.email.rule is 'regex'"):
+        parse_settings(["--rules", str(broken)], env={})
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        parse_settings([], env={"IDENTITY_LINKAGE": str(tmp_path / "missing.yaml")})
+
+
+def test_settings_reach_server_processes_started_with_spawn() -> None:
+    """--processes N pickles Settings, parsed rules included, into each process."""
+    import pickle
+
+    settings = parse_settings([], env={})
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy.rules == settings.rules and copy.linkage == settings.linkage
+
+
+def test_every_environment_variable_read_anywhere_is_documented_in_the_readme() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r'(?:env|environ)\.get\("([A-Z][A-Z0-9_]+)"|environ\["([A-Z][A-Z0-9_]+)"\]|'
+                         r'VARIABLE = "([A-Z][A-Z0-9_]+)"|environ.get\("([A-Z][A-Z0-9_]+)"')
+    read = {name for folder in ("server", "client", "localneo4j", "bench", "activation")
+            for path in (root / folder).rglob("*.py")
+            for match in pattern.finditer(path.read_text(encoding="utf-8")) for name in match.groups() if name}
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(read) > 20 and sorted(name for name in read if f"`{name}`" not in readme) == []

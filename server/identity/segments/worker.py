@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 TRIM_EVERY = 60.0
 SCHEDULE_CHECK_EVERY = 1.0
-LAG_REPORT_EVERY = float(os.environ.get("IDENTITY_SEGMENT_LAG_REPORT", "30"))  # seconds between reports of a busy worker
 LAG_WARNING_S = 5.0  # a wait longer than this is logged as a warning
 
 
@@ -31,8 +30,9 @@ class SegmentWorker:
     evaluation of a large graph never holds the marked profiles back."""
 
     def __init__(self, membership: Membership, schedule: timedelta, retention: timedelta,
-                 idle_wait: float = 0.05) -> None:
+                 idle_wait: float = 0.05, lag_report_every: float = 30.0) -> None:
         self.membership = membership
+        self.lag_report_every = lag_report_every  # seconds between reports of a busy worker
         self.schedule = schedule
         self.retention = retention
         self.idle_wait = idle_wait
@@ -77,7 +77,7 @@ class SegmentWorker:
             try:
                 taken, _ = self.membership.evaluate_marked()
                 evaluated += taken
-                if time.monotonic() - reported > LAG_REPORT_EVERY and evaluated:
+                if time.monotonic() - reported > self.lag_report_every and evaluated:
                     self._report(evaluated, time.monotonic() - reported)
                     reported, evaluated = time.monotonic(), 0
                 if not taken:
