@@ -289,7 +289,7 @@ class ServerStream(Generic[Answer]):
             raise
         except grpc.RpcError as error:
             self._ended.set()
-            if self._cancelled and _code(error) == grpc.StatusCode.CANCELLED:
+            if self._cancelled and status_code(error) == grpc.StatusCode.CANCELLED:
                 raise StopIteration from None
             raise
         finally:
@@ -330,9 +330,19 @@ def _end_when_idle(stream_ref: weakref.ref[ServerStream[Any]], ended: threading.
             return
 
 
-def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
-    code = getattr(error, "code", None)
+def status_code(error: BaseException) -> grpc.StatusCode | None:
+    """The status of a failed call; None for any other error (an RpcError need not be a call)."""
+    code = getattr(error, "code", None) if isinstance(error, grpc.RpcError) else None
     return code() if callable(code) else None
+
+
+def rpc_error_text(error: BaseException) -> str:
+    """The one line a person reads about a failure: `CODE: details` for a failed call, else the
+    error's own text, with its type when it is not an RpcError, so that a log says what broke."""
+    code, details = status_code(error), getattr(error, "details", None)
+    if code is not None and callable(details):
+        return f"{code.name}: {details()}"
+    return str(error) if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"
 
 
 class Relay(Generic[Request]):

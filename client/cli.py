@@ -31,9 +31,7 @@ from identity.v1 import identity_service_pb2 as pb, segment_service_pb2 as seg
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
-from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient
-from client.delivery import DeliveryRunner, stop_on_signals
-from client.destinations import load_destinations
+from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient, rpc_error_text
 from client.jsonl import event_from_json, read_jsonl, record_from_json
 from client.messages import InputError, describe, parse_channel, parse_identifier, parse_timestamp, ref
 
@@ -535,6 +533,9 @@ def run_segment_watch(args: argparse.Namespace) -> int:
 
 
 def run_deliver(args: argparse.Namespace) -> int:
+    """Runs the activation package, imported here so that the client library does not load it."""
+    from activation import DeliveryRunner, load_destinations, stop_on_signals
+
     config = load_destinations(args.config)
     idle = positive("--idle", args.idle) if args.once else None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -687,14 +688,6 @@ def print_json(message: Message, every_field: bool = False) -> None:
     """One message as one line of JSON; every_field prints zeros too, for summaries a script reads by key."""
     data = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=every_field)
     print(json.dumps(data, ensure_ascii=False), flush=True)
-
-
-def rpc_error_text(error: grpc.RpcError) -> str:
-    """`CODE: details` from a failed call; an RpcError that is not a call has only its text."""
-    code, details = getattr(error, "code", None), getattr(error, "details", None)
-    if code is None or details is None:
-        return str(error)
-    return f"{code().name}: {details()}"
 
 
 def fail(message: str) -> int:

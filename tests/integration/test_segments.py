@@ -442,7 +442,7 @@ def test_a_delivery_runner_killed_mid_stream_ends_with_the_evaluated_membership(
 
 
 def _replayed(command: list[str], sink: Path) -> set[str]:
-    from client.delivery import replay_membership
+    from activation import replay_membership
 
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
     return replay_membership(sink)

@@ -49,6 +49,30 @@ def test_the_client_does_not_import_the_server() -> None:
     assert offenders == []
 
 
+ACTIVATION = SERVER.parent / "activation"
+
+
+def test_activation_builds_on_the_client_and_the_client_does_not_load_activation() -> None:
+    """activation/ is an application over client/, never over server/; the client library imports it
+    nowhere but inside the `identity deliver` command, so that importing client stays light."""
+    def imports_from(root: str, node: ast.AST) -> bool:
+        if isinstance(node, ast.Import):
+            return any(alias.name.split(".")[0] == root for alias in node.names)
+        return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == root
+
+    offenders = [f"activation/{p.name}" for p in python_files(ACTIVATION)
+                 if any(m.split(".")[0] == "server" for m in imported_modules(p))]
+    for path in python_files(CLIENT):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        allowed = {id(node) for function in ast.walk(tree)
+                   if isinstance(function, ast.FunctionDef) and function.name == "run_deliver" and path.name == "cli.py"
+                   for node in ast.walk(function)}
+        offenders += [f"client/{path.name}:{node.lineno}" for node in ast.walk(tree)
+                      if imports_from("activation", node) and id(node) not in allowed]
+    assert offenders == []
+    assert "client.api" in {m for p in python_files(ACTIVATION) for m in imported_modules(p)}
+
+
 # The four domain areas depend on the one commit operation (link_commit), never on one another.
 DOMAIN_AREAS = {
     "ingest": {"server.identity.ingest"},
@@ -74,8 +98,9 @@ def test_ingest_linkage_segments_and_profiles_do_not_import_one_another() -> Non
     assert offenders == []
 
 
-def test_no_two_server_modules_share_a_name() -> None:
-    names = [p.name for p in python_files(SERVER) if p.name not in ("__init__.py", "__main__.py")]
+def test_no_two_modules_share_a_name() -> None:
+    names = [p.name for root in (SERVER, CLIENT, ACTIVATION) for p in python_files(root)
+             if p.name not in ("__init__.py", "__main__.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
 
 

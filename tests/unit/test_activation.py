@@ -1,4 +1,5 @@
-"""The delivery runner without an identity server: fake change sources, a real HTTP receiver, real files."""
+"""The activation package (the delivery runner) without an identity server: fake change sources, a real HTTP
+receiver, real files."""
 
 from __future__ import annotations
 
@@ -23,24 +24,35 @@ import grpc
 import pytest
 from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
 
-from client.api import Segments
-from client.delivery import (
+from activation import (
     ChangeSource,
+    DeliveryConfig,
     DeliveryError,
     DeliveryRunner,
+    DestinationsError,
     DestinationStatus,
+    ExportFile,
     PositionStore,
+    Webhook,
+    load_destinations,
+    parse_destinations,
     replay_membership,
 )
-from client.destinations import DeliveryConfig, DestinationsError, ExportFile, Webhook, load_destinations, parse_destinations
+from activation.backoff import backoff_delay
+from client.api import Segments
 from client.messages import SegmentChange
 
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENT = "repeat-buyers"
-# Small enough that a test with retries takes a fraction of a second.
+# Backoff small enough that a test with retries takes a fraction of a second; a timeout that a
+# loaded machine still answers well within (only a receiver told to hang reaches it).
 FAST_WEBHOOK = {"batch_size": 4, "batch_seconds": 5.0, "max_attempts": 4, "backoff_seconds": 0.01,
-                "max_backoff_seconds": 0.05, "timeout_seconds": 0.3}
-IDLE = 0.2
+                "max_backoff_seconds": 0.05, "timeout_seconds": 2.0}
+# A feed that stays open ends after this long without a change: generous, since a loaded machine
+# may take a while to bring the first one. A fake source that just ends costs nothing of it.
+IDLE = 2.0
+# How long a test waits for something that takes milliseconds, before it calls it a failure.
+DEADLINE = 30.0
 
 
 # ---- worlds: change logs, sources, configs ---------------------------------------------------
@@ -103,6 +115,25 @@ def run_once(config: DeliveryConfig, source: ChangeSource, **options: Any) -> li
 
 def positions_in(path: Path) -> list[int]:
     return [json.loads(line)["position"] for line in path.read_text().splitlines()]
+
+
+def wait_until(condition: Callable[[], bool], deadline: float = DEADLINE) -> bool:
+    """Whether condition came true within deadline seconds: tests wait for an outcome, never for a time."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def finishes(run: Callable[[], Any], deadline: float = DEADLINE) -> tuple[bool, list[Any]]:
+    """Runs run() on a thread; whether it returned within deadline seconds, and what it returned."""
+    answers: list[Any] = []
+    thread = threading.Thread(target=lambda: answers.append(run()), daemon=True)
+    thread.start()
+    thread.join(deadline)
+    return not thread.is_alive(), answers
 
 
 # ---- the destinations file ------------------------------------------------------------------
@@ -203,6 +234,23 @@ def test_a_destination_is_delivered_by_one_runner_at_a_time(tmp_path: Path) -> N
     assert not (tmp_path / "ads.jsonl").exists()
 
 
+# ---- backoff ---------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_per_attempt_up_to_its_cap_and_jitters_down_to_half() -> None:
+    def longest(attempt: int) -> float:
+        return backoff_delay(attempt, 0.5, 3.0, jitter=lambda: 1.0)
+
+    assert [longest(attempt) for attempt in (0, 1, 2, 3, 4, 5)] == [0.5, 0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff_delay(3, 0.5, 3.0, jitter=lambda: 0.0) == 1.0
+
+
+def test_backoff_waits_at_least_what_the_server_asked_but_never_past_its_cap() -> None:
+    assert backoff_delay(1, 0.5, 30.0, retry_after=7.0, jitter=lambda: 1.0) == 7.0
+    assert backoff_delay(1, 0.5, 30.0, retry_after=600.0, jitter=lambda: 1.0) == 30.0
+    assert backoff_delay(4, 0.5, 30.0, retry_after=0.1, jitter=lambda: 1.0) == 4.0
+
+
 # ---- the webhook, against a real HTTP server that fails now and then --------------------------
 
 
@@ -222,9 +270,11 @@ class Received:
 @contextmanager
 def webhook_receiver(answer: Callable[[int, dict[str, Any]], int | None],
                      position_file: Path) -> Iterator[tuple[str, list[Received]]]:
-    """A webhook on a free port; answer(request number, payload) gives the status, None to hang."""
+    """A webhook on a free port; answer(request number, payload) gives the status, None to hang (until the
+    receiver closes, so past any client timeout however slow the machine)."""
     received: list[Received] = []
     lock = threading.Lock()
+    closing = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -234,7 +284,7 @@ def webhook_receiver(answer: Callable[[int, dict[str, Any]], int | None],
                 saved = int(position_file.read_text()) if position_file.exists() else 0
                 received.append(Received(len(received) + 1, self.headers["Idempotency-Key"], payload, status, saved))
             if status is None:
-                time.sleep(0.6)
+                closing.wait(DEADLINE)
                 return
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -249,6 +299,7 @@ def webhook_receiver(answer: Callable[[int, dict[str, Any]], int | None],
     try:
         yield f"http://127.0.0.1:{server.server_port}/hook", received
     finally:
+        closing.set()
         server.shutdown()
         server.server_close()
 
@@ -315,22 +366,23 @@ def test_the_payload_carries_each_change_with_its_kind_and_time(tmp_path: Path) 
 
 
 def test_a_batch_falls_due_after_batch_seconds_though_not_full(tmp_path: Path) -> None:
-    arrivals: list[float] = []
+    first_arrived = threading.Event()
+    waits: list[bool] = []
 
     def trickle(segment: str, after_position: int) -> Iterator[SegmentChange]:
         yield change(1, "p1")
-        time.sleep(0.5)  # the feed stays open, quiet, longer than batch_seconds
+        # the feed stays open and quiet until the first change arrives alone (or the deadline passes)
+        waits.append(first_arrived.wait(DEADLINE))
         yield change(2, "p2")
 
     def answer(number: int, payload: dict[str, Any]) -> int:
-        arrivals.append(time.monotonic())
+        first_arrived.set()
         return 200
 
     with webhook_receiver(answer, tmp_path / "none") as (url, received):
-        start = time.monotonic()
-        DeliveryRunner(webhook_config(tmp_path, url, batch_seconds=0.1), trickle, idle_seconds=1.0).run()
+        DeliveryRunner(webhook_config(tmp_path, url, batch_seconds=0.1), trickle, idle_seconds=IDLE).run()
+    assert waits == [True]
     assert [r.positions for r in received] == [[1], [2]]
-    assert arrivals[0] - start < 0.4
 
 
 def test_an_unreachable_webhook_is_retried_then_dead_lettered(tmp_path: Path) -> None:
@@ -346,12 +398,11 @@ def test_a_stop_abandons_a_failing_batch_without_saving_its_position(tmp_path: P
     with webhook_receiver(lambda number, payload: 503, tmp_path / "none") as (url, received):
         runner = DeliveryRunner(webhook_config(tmp_path, url, max_attempts=1000, backoff_seconds=0.05),
                                 source_of(change_log(3)))
-        thread = threading.Thread(target=runner.run)
+        thread = threading.Thread(target=runner.run, daemon=True)
         thread.start()
-        while len(received) < 3:
-            time.sleep(0.01)
+        assert wait_until(lambda: len(received) >= 3)
         runner.stop()
-        thread.join(2)
+        thread.join(DEADLINE)
     assert not thread.is_alive()
     (status,) = [worker.status for worker in runner.workers]
     assert (status.delivered, status.dead_lettered, status.position, status.error) == (0, 0, 0, None)
@@ -409,7 +460,7 @@ def test_a_line_torn_by_a_crash_is_cut_off_and_written_again(tmp_path: Path, cap
     path = tmp_path / "ads.jsonl"
     with open(path, "a") as file:
         file.write('{"position": %d, "segment": "repeat-bu' % changes[5].position)
-    with caplog.at_level(logging.WARNING, logger="client.delivery"):
+    with caplog.at_level(logging.WARNING, logger="activation.file_sink"):
         run_once(config, source_of(changes))
     assert positions_in(path) == [c.position for c in changes]
     assert "ads-file" in caplog.text and "cut off mid-write" in caplog.text
@@ -437,8 +488,7 @@ def test_a_csv_sink_writes_its_header_once_across_restarts(tmp_path: Path) -> No
 
 KILLABLE_RUNNER = textwrap.dedent("""
     import json, random, sys, time
-    from client.delivery import DeliveryRunner
-    from client.destinations import parse_destinations
+    from activation import DeliveryRunner, parse_destinations
     from client.messages import SegmentChange
     from identity.v1 import segment_service_pb2 as seg
 
@@ -459,7 +509,7 @@ KILLABLE_RUNNER = textwrap.dedent("""
 
     config = parse_destinations({"state_dir": state, "destinations": [
         {"name": "ads", "segment": "s", "file": {"path": out, "batch_size": 7, "batch_seconds": 0.05}}]})
-    DeliveryRunner(config, watch, idle_seconds=0.2).run()
+    DeliveryRunner(config, watch, idle_seconds=2.0).run()
     print(json.dumps(sorted(members)))
 """)
 
@@ -547,9 +597,9 @@ def test_a_position_dropped_by_retention_stops_that_destination_only(tmp_path: P
         {"name": "fresh", "segment": SEGMENT, "file": {"path": str(tmp_path / "fresh.jsonl")}}]})
     PositionStore(config.state_dir).save("late", 3)
     with segment_server(FakeSegmentService(changes, retained_after=10)) as channel, caplog.at_level(logging.ERROR):
-        start = time.monotonic()
-        late, fresh = run_once(config, Segments(channel).watch)
-    assert time.monotonic() - start < 2  # the quiet but open feed was cancelled once idle
+        ended, answers = finishes(lambda: run_once(config, Segments(channel).watch))
+    assert ended  # the quiet but open feed was cancelled once idle
+    late, fresh = answers[0]
     assert late.error is not None and "position 3 of segment repeat-buyers is no longer retained" in late.error
     assert "OUT_OF_RANGE: changes up to position 10 were deleted by retention" in late.error
     assert "destination late:" in caplog.text

@@ -1,0 +1,232 @@
+"""The delivery runner: every destination of a config on a thread of its own, until stopped.
+
+A destination watches its segment after its own position and delivers the changes in batches
+(full, or due after batch_seconds) to its sink. A position is saved only once its batch was
+delivered or dead-lettered, so a crash at any moment re-delivers at most the batches in hand
+and never skips one. A stop lets an HTTP attempt in flight finish, then abandons the batch in
+hand without saving its position: the next run delivers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from activation.backoff import backoff_delay
+from activation.destinations import DeliveryConfig, Destination, Webhook
+from activation.feed import ChangeSource, open_feed, unrecoverable
+from activation.file_sink import FileAppender
+from activation.positions import PositionStore
+from activation.sinks import Batch, DeliveryError, Outcome, Sink
+from activation.webhook import WebhookSender
+from client.api import rpc_error_text
+from client.messages import SegmentChange
+from client.reader import Ended
+
+log = logging.getLogger(__name__)
+
+# How often a waiting destination looks at the stop flag.
+STOP_POLL_SECONDS = 0.1
+
+
+@dataclass
+class DestinationStatus:
+    """What one destination did in this run; error says why it stopped, when it stopped by itself."""
+
+    destination: str
+    segment: str
+    position: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    error: str | None = None
+
+
+def sink_for(destination: Destination) -> Sink:
+    target = destination.target
+    if isinstance(target, Webhook):
+        return WebhookSender(destination, target)
+    return FileAppender(destination, target)
+
+
+class DeliveryRunner:
+    """Delivers every destination of a config, each on a thread of its own, until stopped.
+
+    With idle_seconds (the CLI's --once), a destination ends once its feed brought nothing for
+    that long and its batch is delivered, and transient feed errors are retried at most
+    max_reconnects times in a row; without, it follows its segment until stop() is called.
+    """
+
+    def __init__(self, config: DeliveryConfig, source: ChangeSource, *, idle_seconds: float | None = None,
+                 reconnect_seconds: float = 0.5, max_reconnect_seconds: float = 30.0,
+                 max_reconnects: int | None = None, sinks: Callable[[Destination], Sink] = sink_for) -> None:
+        self.stopping = threading.Event()
+        store = PositionStore(config.state_dir)
+        self.workers = [
+            DestinationWorker(destination, sinks(destination), store, source, self.stopping,
+                              idle_seconds=idle_seconds, reconnect_seconds=reconnect_seconds,
+                              max_reconnect_seconds=max_reconnect_seconds, max_reconnects=max_reconnects)
+            for destination in config.destinations
+        ]
+
+    def run(self) -> list[DestinationStatus]:
+        """Runs every destination until each has ended; answers what each did."""
+        threads = [threading.Thread(target=worker.run, name=f"deliver-{worker.destination.name}", daemon=True)
+                   for worker in self.workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            # short joins, so that the main thread still handles signals
+            while thread.is_alive():
+                thread.join(0.2)
+        return [worker.status for worker in self.workers]
+
+    def stop(self) -> None:
+        """Asks every destination to stop; a batch not yet delivered is abandoned, its position not saved."""
+        self.stopping.set()
+
+
+@dataclass(frozen=True)
+class _Followed:
+    """How one feed ended: error is why (None for a stream that just ended); idle when it fell quiet."""
+
+    error: BaseException | None = None
+    received: bool = False
+    idle: bool = False
+
+
+@dataclass
+class _InHand:
+    """The changes read but not yet delivered, and the times that decide when they go."""
+
+    latest: int
+    quiet_since: float
+    batch: list[SegmentChange] = field(default_factory=list)
+    due: float = 0.0
+    received: bool = False
+
+    def take(self, change: SegmentChange, now: float, batch_seconds: float) -> None:
+        self.received = True
+        if change.position <= self.latest:
+            return  # delivered already: the server repeated it
+        self.latest = change.position
+        if not self.batch:
+            self.due = now + batch_seconds
+        self.batch.append(change)
+        self.quiet_since = now
+
+    def delivered(self, now: float) -> None:
+        self.batch = []
+        self.quiet_since = now
+
+
+class DestinationWorker:
+    """One destination: watch after the position, batch, deliver, save the position, and again."""
+
+    def __init__(self, destination: Destination, sink: Sink, store: PositionStore, source: ChangeSource,
+                 stopping: threading.Event, *, idle_seconds: float | None, reconnect_seconds: float,
+                 max_reconnect_seconds: float, max_reconnects: int | None) -> None:
+        self.destination = destination
+        self.sink = sink
+        self.store = store
+        self.source = source
+        self.stopping = stopping
+        self.idle_seconds = idle_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self.max_reconnect_seconds = max_reconnect_seconds
+        self.max_reconnects = max_reconnects
+        self.status = DestinationStatus(destination.name, destination.segment)
+
+    def run(self) -> None:
+        """Delivers until stopped, idle or failed; never raises: a failure is logged and kept in status.error."""
+        try:
+            with self.store.lock(self.destination.name):
+                self._deliver_changes()
+        except DeliveryError as exc:
+            self._fail(str(exc))
+        except Exception as exc:
+            log.exception("destination %s: stopped by an unexpected error", self.destination.name)
+            self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _deliver_changes(self) -> None:
+        name = self.destination.name
+        self.status.position = self.sink.resume_position(self.store.load(name))
+        log.info("destination %s: watching segment %s after position %d", name, self.destination.segment,
+                 self.status.position)
+        failures = 0
+        while not self.stopping.is_set():
+            end = self._follow()
+            if self.stopping.is_set() or end.idle or (end.error is None and self.idle_seconds is not None):
+                return
+            failures = 0 if end.received else failures + 1
+            if end.error is not None:
+                self._check_feed_error(end.error, failures)
+            delay = backoff_delay(failures, self.reconnect_seconds, self.max_reconnect_seconds)
+            log.warning("destination %s: the change feed ended (%s); reconnecting in %.2f s", name,
+                        "end of stream" if end.error is None else rpc_error_text(end.error), delay)
+            self.stopping.wait(delay)
+
+    def _check_feed_error(self, error: BaseException, failures: int) -> None:
+        """Raises the DeliveryError that stops the destination; returns when a reconnect is worth it."""
+        fatal = unrecoverable(error, self.destination.segment, self.status.position)
+        if fatal is not None:
+            if not isinstance(error, grpc.RpcError):
+                log.error("destination %s: the change feed failed", self.destination.name, exc_info=error)
+            raise fatal
+        if self.max_reconnects is not None and failures > self.max_reconnects:
+            raise DeliveryError(f"gave up after {failures} failed reconnects: {rpc_error_text(error)}")
+
+    def _follow(self) -> _Followed:
+        """One feed: read, batch, deliver; ends with the feed, when idle, or when stopping."""
+        hand = _InHand(latest=self.status.position, quiet_since=time.monotonic())
+        with open_feed(self.source, self.destination.segment, hand.latest, f"watch-{self.destination.name}") as feed:
+            while not self.stopping.is_set():
+                item = feed.get(self._wait_seconds(hand))
+                if isinstance(item, Ended):
+                    if hand.batch and not self._deliver(hand.batch):
+                        break
+                    return _Followed(item.error, hand.received)
+                now = time.monotonic()
+                if item is not None:
+                    hand.take(item, now, self.destination.batch_seconds)
+                if hand.batch and (len(hand.batch) >= self.destination.batch_size or now >= hand.due):
+                    if not self._deliver(hand.batch):
+                        break
+                    hand.delivered(time.monotonic())
+                elif not hand.batch and self.idle_seconds is not None and now - hand.quiet_since >= self.idle_seconds:
+                    return _Followed(received=hand.received, idle=True)
+            return _Followed(received=hand.received)
+
+    def _wait_seconds(self, hand: _InHand) -> float:
+        """Until the batch in hand falls due, or the feed falls idle, but never past the next look at the stop flag."""
+        now = time.monotonic()
+        waits = [STOP_POLL_SECONDS]
+        if hand.batch:
+            waits.append(hand.due - now)
+        elif self.idle_seconds is not None:
+            waits.append(hand.quiet_since + self.idle_seconds - now)
+        return max(0.0, min(waits))
+
+    def _deliver(self, changes: list[SegmentChange]) -> bool:
+        """Delivers (or dead-letters) a batch and saves its position; False when it was abandoned."""
+        batch = Batch(self.destination.name, self.destination.segment, tuple(changes))
+        outcome = self.sink.deliver(batch, self.stopping)
+        if outcome is Outcome.ABANDONED:
+            log.info("destination %s: stopping; batch %s abandoned, to be delivered by the next run",
+                     self.destination.name, batch.idempotency_key)
+            return False
+        self.store.save(self.destination.name, batch.last_position)
+        self.status.position = batch.last_position
+        if outcome is Outcome.DELIVERED:
+            self.status.delivered += len(changes)
+        else:
+            self.status.dead_lettered += 1
+        return True
+
+    def _fail(self, message: str) -> None:
+        self.status.error = message
+        log.error("destination %s: %s", self.destination.name, message)

@@ -1,0 +1,73 @@
+"""What a destination delivers (a Batch), what a delivery ends in (an Outcome), and the Sink
+protocol that webhooks and files implement, so that the runner knows neither."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from identity.v1 import segment_service_pb2 as seg
+
+from client.messages import SegmentChange
+
+KIND_NAMES = {seg.CHANGE_KIND_ENTER: "enter", seg.CHANGE_KIND_EXIT: "exit"}
+
+
+class DeliveryError(Exception):
+    """A destination that cannot go on: its state, its file, or its change feed is unusable."""
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    DEAD_LETTERED = "dead-lettered"
+    # The runner is stopping; the batch is delivered again after the restart.
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive changes of one segment for one destination, delivered (or dead-lettered) as one."""
+
+    destination: str
+    segment: str
+    changes: tuple[SegmentChange, ...]
+
+    @property
+    def first_position(self) -> int:
+        return int(self.changes[0].position)
+
+    @property
+    def last_position(self) -> int:
+        return int(self.changes[-1].position)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same on every retry of the batch, so that a receiver can drop a repeat."""
+        return f"{self.destination}:{self.segment}:{self.first_position}-{self.last_position}"
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook's JSON body."""
+        changes = [{key: value for key, value in change_record(c).items() if key != "segment"} for c in self.changes]
+        return {"destination": self.destination, "segment": self.segment, "changes": changes}
+
+
+def change_record(change: SegmentChange) -> dict[str, Any]:
+    """A change as JSON: kind "enter" or "exit", at in ISO-8601 (None when the server sent none)."""
+    return {
+        "position": int(change.position),
+        "segment": change.segment,
+        "profile_id": change.profile_id,
+        "kind": KIND_NAMES.get(change.kind, "unspecified"),
+        "at": change.at.ToJsonString() if change.HasField("at") else None,
+        "cause": change.cause,
+    }
+
+
+class Sink(Protocol):
+    def resume_position(self, saved: int) -> int:
+        """The position to watch after, given the one saved."""
+
+    def deliver(self, batch: Batch, stop: threading.Event) -> Outcome:
+        """Delivers the batch, or dead-letters it, or abandons it once stop is set."""
