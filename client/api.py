@@ -121,13 +121,16 @@ class IdentityClient:
 
     def lookup_one(self, target: Ref) -> Profile | None:
         """The profile a ref names, or None when there is none."""
-        (result,) = _bidi(self._identity.LookupProfiles, [pb.LookupRequest(request_id="0", ref=ref(target))],
-                          self.timeout)
+        results: list[pb.LookupResult] = list(_bidi(
+            self._identity.LookupProfiles, [pb.LookupRequest(request_id="0", ref=ref(target))], self.timeout))
+        (result,) = results
         return result.profile if result.WhichOneof("result") == "profile" else None
 
     def identity_graph(self, target: Ref) -> IdentityGraph:
         """The nodes and edges of the profile a ref names, every edge with its evidence."""
-        return self._identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=ref(target)), timeout=self.timeout)
+        answer: IdentityGraph = self._identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=ref(target)),
+                                                                timeout=self.timeout)
+        return answer
 
     def journey(self, target: Ref, *, since: Timeish | None = None, until: Timeish | None = None,
                 types: Iterable[str] | str = (), channels: Iterable[str | int] | str = (),
@@ -150,7 +153,9 @@ class IdentityClient:
 
     def forget(self, target: Ref) -> ForgetProfileResponse:
         """Erases the person a ref names; only salted hashes of their identifiers remain."""
-        return self._identity.ForgetProfile(pb.ForgetProfileRequest(ref=ref(target)), timeout=self.timeout)
+        answer: ForgetProfileResponse = self._identity.ForgetProfile(pb.ForgetProfileRequest(ref=ref(target)),
+                                                                     timeout=self.timeout)
+        return answer
 
     def unlink(self, identifier: Identifier | str, linked_to: Identifier | str | None = None,
                reason: str = "") -> UnlinkIdentifierResponse:
@@ -158,17 +163,21 @@ class IdentityClient:
         request = pb.UnlinkIdentifierRequest(identifier=_identifier_of(identifier), reason=reason)
         if linked_to is not None:
             request.linked_to.CopyFrom(_identifier_of(linked_to))
-        return self._identity.UnlinkIdentifier(request, timeout=self.timeout)
+        answer: UnlinkIdentifierResponse = self._identity.UnlinkIdentifier(request, timeout=self.timeout)
+        return answer
 
     def review(self, a: Identifier | str, b: Identifier | str, confirm: bool, reason: str = "") -> pb.ReviewMatchResponse:
         """A reviewer's decision on a pair: confirm links it (through merge protection), reject never links it."""
         request = pb.ReviewMatchRequest(a=_identifier_of(a), b=_identifier_of(b), confirm=confirm, reason=reason)
-        return self._identity.ReviewMatch(request, timeout=self.timeout)
+        answer: pb.ReviewMatchResponse = self._identity.ReviewMatch(request, timeout=self.timeout)
+        return answer
 
     def refit(self, sample_records: int = 0) -> pb.LinkageModelInfo:
         """Fits the linkage model anew on the graph's records; answers the new current version."""
-        return self._identity.RefitLinkageModel(pb.RefitLinkageModelRequest(sample_records=sample_records),
-                                                timeout=max(self.timeout, 600))
+        # a fit takes minutes on a large graph: at least 10 minutes, whatever the unary timeout
+        answer: pb.LinkageModelInfo = self._identity.RefitLinkageModel(
+            pb.RefitLinkageModelRequest(sample_records=sample_records), timeout=max(self.timeout or 0.0, 600.0))
+        return answer
 
     def rescore(self, page_size: int = 0, dry_run: bool = False) -> Iterator[pb.RescoreProgress]:
         """Re-scores every probabilistic link under the current model: progress, then a summary."""
@@ -177,17 +186,20 @@ class IdentityClient:
 
     def linkage_status(self) -> pb.LinkageStatus:
         """The current linkage model and the online linkage queue's length and oldest wait."""
-        return self._identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=self.timeout)
+        answer: pb.LinkageStatus = self._identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=self.timeout)
+        return answer
 
     def health(self, service: str = "") -> str:
         """The standard health check's status name ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
-        answer = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        check = self._health.Check  # type: ignore[attr-defined]  # types-grpcio-health-checking leaves the stub's methods out
+        answer: health_pb2.HealthCheckResponse = check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
 
     def explain(self, a: Ref, b: Ref) -> pb.LinkExplanation:
         """Whether two refs share a profile: the links that join them, or the model's score and what keeps them apart."""
         request = pb.ExplainLinkRequest(a=ref(a), b=ref(b))
-        return self._identity.ExplainLink(request, timeout=self.timeout)
+        answer: pb.LinkExplanation = self._identity.ExplainLink(request, timeout=self.timeout)
+        return answer
 
     def list_rejected(self, *, codes: Iterable[str] | str = (), since: Timeish | None = None,
                       until: Timeish | None = None, source: str = "", kind: str | int | None = None,
@@ -224,10 +236,12 @@ class Segments:
     def upsert(self, name: str, rule: Rule, description: str = "") -> Segment:
         """Stores the rule as the segment's next version and evaluates it."""
         request = seg.UpsertSegmentRequest(name=name, description=description, rule=rule)
-        return self._stub.UpsertSegment(request, timeout=self.timeout)
+        answer: Segment = self._stub.UpsertSegment(request, timeout=self.timeout)
+        return answer
 
     def get(self, name: str) -> Segment:
-        return self._stub.GetSegment(seg.GetSegmentRequest(name=name), timeout=self.timeout)
+        answer: Segment = self._stub.GetSegment(seg.GetSegmentRequest(name=name), timeout=self.timeout)
+        return answer
 
     def members(self, name: str, identifier_types: Iterable[str] | str = (),
                 page_size: int = 0) -> Iterator[SegmentMember]:
@@ -264,7 +278,7 @@ class ServerStream(Generic[Answer]):
         self._call: Any = None
         self._lock = threading.Lock()
         self._ended = threading.Event()
-        self._cancelled = False
+        self._cancelled = threading.Event()  # set by cancel() on another thread
         # When the reader began waiting for the next answer; None while it handles one.
         self.waiting_since: float | None = None
 
@@ -273,7 +287,7 @@ class ServerStream(Generic[Answer]):
 
     def __next__(self) -> Answer:
         with self._lock:
-            if self._cancelled or self._ended.is_set():
+            if self._cancelled.is_set() or self._ended.is_set():
                 raise StopIteration
             if self._call is None:
                 self._call = self._start()
@@ -283,13 +297,14 @@ class ServerStream(Generic[Answer]):
             call = self._call
         self.waiting_since = time.monotonic()
         try:
-            return next(call)  # type: ignore[no-any-return]
+            answer: Answer = next(call)  # the gRPC call object is untyped: its answers are Any
+            return answer
         except StopIteration:
             self._ended.set()
             raise
         except grpc.RpcError as error:
             self._ended.set()
-            if self._cancelled and status_code(error) == grpc.StatusCode.CANCELLED:
+            if self._cancelled.is_set() and status_code(error) == grpc.StatusCode.CANCELLED:
                 raise StopIteration from None
             raise
         finally:
@@ -298,7 +313,7 @@ class ServerStream(Generic[Answer]):
     def cancel(self) -> None:
         """Ends the stream from any thread; a reader blocked in next() gets the end of the stream."""
         with self._lock:
-            self._cancelled = True
+            self._cancelled.set()
             call = self._call
         self._ended.set()
         if call is not None:

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except InputError as exc:
         return fail(str(exc))
     except grpc.RpcError as exc:

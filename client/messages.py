@@ -6,6 +6,8 @@ sent, with a message that says what was expected.
 
 from __future__ import annotations
 
+from typing import cast
+
 import math
 import re
 from datetime import datetime
@@ -94,35 +96,35 @@ def describe(target: ProfileRef) -> str:
     return target.profile_id
 
 
-def parse_channel(name: str | int | None) -> int:
+def parse_channel(name: str | int | None) -> common_pb2.Channel:
     """A Channel from "online"/"offline", an enum name like "CHANNEL_ONLINE", or its number."""
     if name is None:
         return common_pb2.CHANNEL_UNSPECIFIED
     if isinstance(name, int) and not isinstance(name, bool) and name in common_pb2.Channel.values():
-        return name
+        return cast(common_pb2.Channel, name)  # a number the enum holds
     if isinstance(name, str):
         key = name.strip().upper()
         if not key:
             return common_pb2.CHANNEL_UNSPECIFIED
         for candidate in (key, f"CHANNEL_{key}"):
             if candidate in common_pb2.Channel.keys():
-                return common_pb2.Channel.Value(candidate)
+                return cast(common_pb2.Channel, common_pb2.Channel.Value(candidate))  # the stubs say int
     raise InputError(f"channel {name!r} is not one of: online, offline")
 
 
-def parse_rejected_kind(name: str | int | None) -> int:
+def parse_rejected_kind(name: str | int | None) -> identity_service_pb2.RejectedKind:
     """A RejectedKind from "event"/"record", an enum name like "REJECTED_KIND_EVENT", or its number."""
     if name is None:
         return identity_service_pb2.REJECTED_KIND_UNSPECIFIED
     if isinstance(name, int) and not isinstance(name, bool) and name in identity_service_pb2.RejectedKind.values():
-        return name
+        return cast(identity_service_pb2.RejectedKind, name)  # a number the enum holds
     if isinstance(name, str):
         key = name.strip().upper()
         if not key:
             return identity_service_pb2.REJECTED_KIND_UNSPECIFIED
         for candidate in (key, f"REJECTED_KIND_{key}"):
             if candidate in identity_service_pb2.RejectedKind.keys():
-                return identity_service_pb2.RejectedKind.Value(candidate)
+                return cast(identity_service_pb2.RejectedKind, identity_service_pb2.RejectedKind.Value(candidate))  # the stubs say int
     raise InputError(f"kind {name!r} is not one of: event, record")
 
 
