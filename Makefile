@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 GEN    := identity/v1/.generated
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install proto neo4j neo4j-stop run test test-unit bench clean
+.PHONY: install proto neo4j neo4j-stop run typecheck test test-unit bench clean
 
 install: $(INSTALLED) $(GEN)
 
@@ -39,7 +39,11 @@ neo4j-stop:
 run: neo4j
 	exec $(PY) -m server
 
-test: neo4j
+# mypy, strict, on the packages listed in pyproject.toml's [tool.mypy] files
+typecheck: install
+	$(PY) -m mypy
+
+test: neo4j typecheck
 	$(PY) -m pytest
 
 test-unit: install

@@ -139,7 +139,7 @@ class Coalescer(Generic[K, V]):
                 for seq, item in enumerate(items):
                     if stopped.is_set():
                         return
-                    self.submit(key(item), lambda answer, seq=seq, item=item: out.put((seq, item, answer)))
+                    self.submit(key(item), partial(_put_answer, out, seq, item))
                     submitted[0] = seq + 1
             except BaseException as exc:  # the stream's consumer re-raises it
                 out.put(_Failure(exc))
@@ -195,6 +195,11 @@ class Coalescer(Generic[K, V]):
             answers = [exc] * len(batch)
         for (_, deliver), answer in zip(batch, answers, strict=True):
             deliver(answer)
+
+
+def _put_answer(out: queue.Queue[tuple[int, T, V | BaseException] | _End | _Failure], seq: int, item: T,
+                answer: V | BaseException) -> None:
+    out.put((seq, item, answer))
 
 
 def _settle(future: Future[V], answer: V | BaseException) -> None:

@@ -7,6 +7,7 @@ with the path of the node; everything else is the domain's `validate`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from identity.v1 import common_pb2, segment_service_pb2 as pb
@@ -32,13 +33,16 @@ from server.identity.segments.rule_tree import (
     TraitRange,
 )
 
-CHANNELS: dict[int, Channel] = {common_pb2.CHANNEL_ONLINE: "online", common_pb2.CHANNEL_OFFLINE: "offline"}
-AGGREGATES: dict[int, Aggregate] = {
+CHANNELS: dict[common_pb2.Channel, Channel] = {
+    common_pb2.CHANNEL_ONLINE: "online",
+    common_pb2.CHANNEL_OFFLINE: "offline",
+}
+AGGREGATES: dict[pb.Aggregate, Aggregate] = {
     pb.AGGREGATE_COUNT: "count",
     pb.AGGREGATE_SUM: "sum",
     pb.AGGREGATE_SECONDS_SINCE_LAST: "seconds_since_last",
 }
-COMPARISONS: dict[int, Comparison] = {
+COMPARISONS: dict[pb.Comparison, Comparison] = {
     pb.COMPARISON_GTE: ">=",
     pb.COMPARISON_GT: ">",
     pb.COMPARISON_LTE: "<=",
@@ -125,7 +129,7 @@ def _touchpoints(condition: pb.TouchpointCondition, where: str) -> Rule:
     )
 
 
-def _channel(number: int, where: str) -> Channel:
+def _channel(number: common_pb2.Channel, where: str) -> Channel:
     if number not in CHANNELS:
         raise InvalidArgument(f"{where} is unspecified; expected CHANNEL_ONLINE or CHANNEL_OFFLINE")
     return CHANNELS[number]
@@ -150,11 +154,11 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
         case AnyOf(rules):
             return pb.Rule(any=pb.RuleList(rules=[rule_to_proto(r) for r in rules]))
         case Not(inner):
-            return pb.Rule(**{"not": rule_to_proto(inner)})
+            return pb.Rule(**_keyword("not", rule_to_proto(inner)))
         case TraitEquals(key, value):
             return pb.Rule(trait=pb.TraitCondition(key=key, equals=value))
         case TraitIn(key, values):
-            return pb.Rule(trait=pb.TraitCondition(key=key, **{"in": pb.StringList(values=values)}))
+            return pb.Rule(trait=pb.TraitCondition(key=key, **_keyword("in", pb.StringList(values=values))))
         case TraitPrefix(key, prefix):
             return pb.Rule(trait=pb.TraitCondition(key=key, prefix=prefix))
         case TraitRange(key, low, high, numeric):
@@ -170,6 +174,11 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
         case InSegment(name):
             return pb.Rule(in_segment=name)
     raise TypeError(f"not a rule node: {rule!r}")
+
+
+def _keyword(name: str, value: object) -> dict[str, Any]:
+    """A field named by a Python keyword (`not`, `in`): passed by **, which the stubs cannot type."""
+    return {name: value}
 
 
 def _touchpoint_condition(rule: TouchpointAggregate) -> pb.TouchpointCondition:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -23,7 +23,9 @@ STATUS_OF: dict[type[errors.IdentityError], grpc.StatusCode] = {
     errors.ConfigurationError: grpc.StatusCode.INTERNAL,
 }
 
-F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S")  # the servicer
+Req = TypeVar("Req")  # a request message, or an iterator of them
+Resp = TypeVar("Resp")  # a response message
 
 
 def abort_for(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
@@ -35,34 +37,39 @@ def abort_for(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
 
 
-def unary(method: F) -> F:
+def unary(
+    method: Callable[[S, Req, grpc.ServicerContext], Resp],
+) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
     """Maps exceptions of a unary method to status codes."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
         try:
             return method(self, request, context)
         except Exception as exc:
             _abort_unless_aborted(context, exc)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def streaming(method: F) -> F:
+def streaming(
+    method: Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]],
+) -> Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]]:
     """Maps exceptions of a response-streaming method to status codes."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
         try:
             yield from method(self, request, context)
         except Exception as exc:
             _abort_unless_aborted(context, exc)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _abort_unless_aborted(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
-    if context.code() is not None:  # the method aborted on purpose; grpc signals that by raising
+    # the method aborted on purpose; grpc signals that by raising
+    if context.code() is not None:  # type: ignore[attr-defined]  # grpc API since 1.38, not in types-grpcio
         raise exc
     abort_for(context, exc)
 

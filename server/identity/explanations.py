@@ -212,6 +212,8 @@ class Explainer:
 
         def work(tx: Tx) -> str | None:
             states = self._profile_states(tx, [profile_a, profile_b])
+            x: Identifier | None
+            y: Identifier | None
             if pair_score is not None:
                 x, y = pair_score.a, pair_score.b
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from server.graph import Graph, Tx
 from server.identity.values import Identifier
@@ -61,7 +62,7 @@ def repair(graph: Graph, rules: IdentityRules, report: Report) -> int:
     """Fixes each mismatch in its own transaction; returns how many were fixed."""
     fixed = 0
     for mismatch in report.mismatches:
-        graph.transaction("repair", lambda tx, m=mismatch: _repair(tx, rules, m))
+        graph.transaction("repair", partial(_repair, rules=rules, mismatch=mismatch))
         fixed += 1
     report.repaired = fixed
     return fixed

@@ -86,7 +86,7 @@ def trait_properties(record: Mapping[str, TraitObservation]) -> dict[str, str]:
 PROPERTY_PREFIX = "prop."
 
 
-def numeric_properties(properties: dict[str, str]) -> dict[str, float]:
+def numeric_properties(properties: Mapping[str, str]) -> dict[str, float]:
     """The properties that read as finite numbers (an order's amount), kept as `prop.<name>`
     floats on the touchpoint so that segment rules can sum them in Cypher."""
     numbers = {}

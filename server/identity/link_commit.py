@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from server.errors import NotFound
 from server.graph import Tx, epoch_millis, to_datetime
@@ -228,19 +229,19 @@ def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: dat
     return {r["profile_id"]: profile_state(r) for r in records}
 
 
-def profile_state(record: Mapping[str, object]) -> ProfileState:
+def profile_state(record: Mapping[str, Any]) -> ProfileState:
     limited: dict[str, set[str]] = {}
-    for item in record["limited"]:  # type: ignore[attr-defined]
+    for item in record["limited"]:
         limited.setdefault(item["type"], set()).add(item["value"])
     return ProfileState(
         profile_id=str(record["profile_id"]),
-        size=int(record["size"]),  # type: ignore[call-overload]
+        size=int(record["size"]),
         limited=limited,
-        golden=from_json(record["golden"]),  # type: ignore[arg-type]
+        golden=from_json(record["golden"]),
         first_seen=to_datetime(record["first_seen"]),
         last_seen=to_datetime(record["last_seen"]),
-        touchpoints={"online": int(record["touchpoints_online"]),  # type: ignore[call-overload]
-                     "offline": int(record["touchpoints_offline"])},  # type: ignore[call-overload]
+        touchpoints={"online": int(record["touchpoints_online"]),
+                     "offline": int(record["touchpoints_offline"])},
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, Tx, to_datetime
@@ -135,19 +136,19 @@ def _miss_reason(key: ProfileKey | InvalidArgument, record: Mapping[str, object]
     return f"no profile has the id {key}"
 
 
-def _profile_view(record: Mapping[str, object]) -> ProfileView:
-    golden = from_json(record["golden"])  # type: ignore[arg-type]
+def _profile_view(record: Mapping[str, Any]) -> ProfileView:
+    golden = from_json(record["golden"])
     return ProfileView(
         profile_id=str(record["profile_id"]),
         identifiers=tuple(sorted(
             (HeldIdentifier(Identifier(i["type"], i["value"]), to_datetime(i["first_seen"]), to_datetime(i["last_seen"]))
-             for i in record["identifiers"]),  # type: ignore[attr-defined]
+             for i in record["identifiers"]),
             key=lambda h: h.identifier)),
-        merged_profile_ids=tuple(sorted(record["merged_profile_ids"])),  # type: ignore[call-overload]
+        merged_profile_ids=tuple(sorted(record["merged_profile_ids"])),
         traits=tuple(GoldenTraitView(k, o.value, o.source, o.observed_at) for k, o in sorted(golden.items())),
-        touchpoints_by_channel={"online": int(record["touchpoints_online"]),  # type: ignore[call-overload]
-                                "offline": int(record["touchpoints_offline"])},  # type: ignore[call-overload]
+        touchpoints_by_channel={"online": int(record["touchpoints_online"]),
+                                "offline": int(record["touchpoints_offline"])},
         first_seen=to_datetime(record["first_seen"]),
         last_seen=to_datetime(record["last_seen"]),
-        segments=tuple(sorted(record["segments"])),  # type: ignore[call-overload]
+        segments=tuple(sorted(record["segments"])),
     )

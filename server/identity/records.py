@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
 from server.errors import FailedPrecondition, ModelRefused
 from server.graph import Graph
@@ -118,14 +119,14 @@ def record_payload(record: SourceRecord, received_at: datetime) -> dict[str, obj
             "received_at": (record.received_at or received_at).isoformat()}
 
 
-def record_from_payload(payload: Mapping[str, object]) -> SourceRecord:
+def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
     def moment(key: str) -> datetime | None:
         text = payload.get(key)
         return datetime.fromisoformat(str(text)) if text else None
 
     return SourceRecord(record_id=str(payload["record_id"]), source=str(payload["source"]),
-                        identifiers=tuple((t, v) for t, v in payload["identifiers"]),  # type: ignore[attr-defined]
-                        traits=dict(payload["traits"]),  # type: ignore[call-overload]
+                        identifiers=tuple((t, v) for t, v in payload["identifiers"]),
+                        traits=dict(payload["traits"]),
                         recorded_at=moment("recorded_at"), received_at=moment("received_at"))
 
 

@@ -11,6 +11,7 @@ simply run again.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -66,6 +67,7 @@ class Replayer:
         self.importer = importer
         self.page_size = page_size
 
+    # `list` names this method in the class body: signatures below say builtins.list
     def list(self, where: RejectionFilter, limit: int = 0) -> Iterator[RejectedView]:
         """Quarantined items, newest rejection first, page by page."""
         params = where.params()
@@ -100,8 +102,8 @@ class Replayer:
         yield summary
 
     @staticmethod
-    def _sort(page: list[dict[str, Any]], records: list[tuple[str, SourceRecord]],
-              summary: ReplaySummary) -> list[tuple[str, EventInput]]:
+    def _sort(page: builtins.list[dict[str, Any]], records: builtins.list[tuple[str, SourceRecord]],
+              summary: ReplaySummary) -> builtins.list[tuple[str, EventInput]]:
         """The page's events; its records go to `records`, replayed together as one import."""
         events = []
         for item in page:
@@ -115,7 +117,7 @@ class Replayer:
                 records.append((item["id"], record_from_payload(payload)))
         return events
 
-    def _replay_events(self, events: list[tuple[str, EventInput]], summary: ReplaySummary) -> None:
+    def _replay_events(self, events: builtins.list[tuple[str, EventInput]], summary: ReplaySummary) -> None:
         if not events:
             return
         acks = self.ingestor.ingest([event for _, event in events])
@@ -138,7 +140,7 @@ class Replayer:
     def _event_item_id(event: EventInput) -> str:
         return quarantine.rejection_id(quarantine.EVENT, quarantine.event_payload(event, datetime.now(UTC)))
 
-    def _replay_records(self, records: list[tuple[str, SourceRecord]],
+    def _replay_records(self, records: builtins.list[tuple[str, SourceRecord]],
                         summary: ReplaySummary) -> Iterator[ReplayStatus]:
         """Replays records as one import: linked against the graph and each other."""
         outcome = None
@@ -154,7 +156,7 @@ class Replayer:
         summary.still_rejected.update(outcome.rejected_codes)
         self._release([item_id for item_id, _ in records if item_id not in outcome.rejected_ids])
 
-    def _release(self, item_ids: list[str]) -> None:
+    def _release(self, item_ids: builtins.list[str]) -> None:
         if item_ids:
             self.graph.transaction("quarantine release", lambda tx: tx.run("quarantine/release", ids=item_ids))
 
@@ -178,7 +180,8 @@ class Replayer:
             done += len(page)
             yield ReplayStatus("invalid_values", total, done)
 
-    def _examine(self, stored: list[str], summary: ReplaySummary) -> tuple[list[str], list[Identifier]]:
+    def _examine(self, stored: builtins.list[str],
+                 summary: ReplaySummary) -> tuple[builtins.list[str], builtins.list[Identifier]]:
         """The values that stay invalid (with today's reasons), and those valid now."""
         kept, found = [], []
         for text in stored:
@@ -193,7 +196,7 @@ class Replayer:
                 kept.append(invalid_json(exc.kept))
         return kept, found
 
-    def _write_revisions(self, revised: list[dict[str, Any]], revivals: list[Revival]) -> None:
+    def _write_revisions(self, revised: builtins.list[dict[str, Any]], revivals: builtins.list[Revival]) -> None:
         rules = self.ingestor.rules
 
         def work(tx: Any) -> None:
@@ -209,7 +212,7 @@ class Replayer:
         cutoff = datetime.now(UTC) - retention
         purged = 0
         while True:
-            count = self.graph.transaction("quarantine purge", lambda tx: tx.run(
+            count: int = self.graph.transaction("quarantine purge", lambda tx: tx.run(
                 "quarantine/purge", cutoff=cutoff, limit=batch)[0]["purged"])
             purged += count
             if count < batch:

@@ -86,7 +86,7 @@ _NUMBERED_STREET = re.compile(r"(?:(?:unit|apt|apartment|flat|suite)\s+\w+\s+)?(
                               r"(\d+[a-z]?)(?:\s*-\s*\d+[a-z]?)?\s+(.*[a-z].*)")
 
 
-def person_attributes(traits: Mapping[str, str], rules: LinkageRules) -> PersonAttributes | None:
+def person_attributes(traits: Mapping[str, object], rules: LinkageRules) -> PersonAttributes | None:
     """Cleans a record's traits; None when fewer than `rules.min_fields` compared fields remain.
 
     A record with too little to compare would only ever be a weak, noisy candidate for

@@ -7,7 +7,7 @@ Level 0 is "missing": a value absent on either side says nothing either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,8 @@ def levels(
 
 
 def _prefer_crosswise(
-    rule: FieldRule, other: FieldRule, left: dict[str, Values], right: dict[str, Values], columns: dict[str, np.ndarray]
+    rule: FieldRule, other: FieldRule, left: Mapping[str, list[str | None]], right: Mapping[str, list[str | None]],
+    columns: dict[str, np.ndarray],
 ) -> None:
     """Where the two fields agree better crosswise than straight, the values were swapped: use that."""
     first, second = rule.name, other.name
@@ -104,7 +105,7 @@ def _similarity_grader(rule: FieldRule) -> Grader:
 
     def grade(left: list[str], right: list[str]) -> list[int]:
         similarity = jarowinkler_similarity(pd.Series(left), pd.Series(right)).to_numpy()
-        graded = (LEVEL_DIFFERENT + np.searchsorted(bands, similarity, side="right")).tolist()
+        graded: list[int] = (LEVEL_DIFFERENT + np.searchsorted(bands, similarity, side="right")).tolist()
         if rule.comparator == "name":
             graded = [g if g == top or not are_nicknames(a, b) else top for a, b, g in zip(left, right, graded)]
         return graded
@@ -119,7 +120,8 @@ def _edit_grader(rule: FieldRule) -> Grader:
         similarity = damerau_levenshtein_similarity(pd.Series(left), pd.Series(right)).to_numpy()
         longest = np.asarray([max(len(a), len(b)) for a, b in zip(left, right)])
         edits = np.rint((1.0 - similarity) * longest)
-        return np.where(edits <= 1, 2, LEVEL_DIFFERENT).tolist()
+        graded: list[int] = np.where(edits <= 1, 2, LEVEL_DIFFERENT).tolist()
+        return graded
 
     return grade
 

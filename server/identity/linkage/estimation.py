@@ -35,6 +35,9 @@ from server.identity.linkage.attributes import PASS_FIELDS, PersonAttributes, bl
 from server.identity.linkage.compare import level_names, levels
 from server.identity.linkage.linkage_config import FitSettings, LinkageRules
 
+# One field's probabilities by level: an array while fitting, a tuple in a stored model.
+Distribution = Sequence[float] | np.ndarray
+
 SMOOTHING = 0.5  # pseudo-count per level of u, so that no level is impossible
 TOLERANCE = 1e-9  # change of mean log-likelihood per pair that counts as converged
 MIN_SESSION_PAIRS = 30  # a blocking pass with fewer candidate pairs says too little about m
@@ -132,7 +135,7 @@ def _random_pairs(n: int, wanted: int, rng: random.Random) -> list[tuple[int, in
         return []
     if n * (n - 1) // 2 <= wanted:
         return [(i, j) for i in range(n) for j in range(i + 1, n)]
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     while len(pairs) < wanted:
         i, j = rng.randrange(n), rng.randrange(n)
         if i != j:
@@ -171,7 +174,7 @@ def _u_field(sample: FitSample, field: int, size: int) -> np.ndarray:
     counts = _level_counts(sample.random[:, field], size) + SMOOTHING
     exact = sample.exact_u[field]
     if exact is None:
-        return counts / counts.sum()
+        return _normalised(counts)
     exact = min(max(exact, PROBABILITY_FLOOR), 1.0 - PROBABILITY_FLOOR)
     rest = counts[:-1] / counts[:-1].sum() * (1.0 - exact)
     return np.append(rest, exact)
@@ -262,7 +265,7 @@ def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray], implied:
     return min(max(share * len(bits) / covered, PROBABILITY_FLOOR), PRIOR_CEILING)
 
 
-def field_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
+def field_bits(matrix: np.ndarray, m: Sequence[Distribution], u: Sequence[Distribution],
                implied: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     """Per row and field, log2(m/u) of the row's level (missing adds 0).
 
@@ -279,10 +282,11 @@ def field_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarr
     return bits
 
 
-def bayes_factor_bits(matrix: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
+def bayes_factor_bits(matrix: np.ndarray, m: Sequence[Distribution], u: Sequence[Distribution],
                       implied: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     """Per row, log2 of the Bayes factor: the sum of the fields' bits (field_bits)."""
-    return field_bits(matrix, m, u, implied).sum(axis=1)
+    bits: np.ndarray = field_bits(matrix, m, u, implied).sum(axis=1)
+    return bits
 
 
 def implied_columns(fields: Sequence[str], implied: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
@@ -290,7 +294,8 @@ def implied_columns(fields: Sequence[str], implied: Sequence[tuple[str, str]]) -
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
-    return values / values.sum()
+    normalised: np.ndarray = values / values.sum()
+    return normalised
 
 
 def _with_missing(probabilities: np.ndarray) -> tuple[float, ...]:

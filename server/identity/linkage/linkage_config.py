@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 
 from server.errors import ConfigurationError
@@ -174,7 +174,7 @@ def _field(name: str, spec: Any, source: str) -> FieldRule:
 
 
 def _bands(spec: Mapping[str, Any], comparator: str, where: str) -> tuple[float, ...]:
-    raw = spec.get("bands")
+    raw: Any = spec.get("bands")  # YAML: any shape until checked below
     if not COMPARATORS[comparator]:
         if raw:
             raise ConfigurationError(f"{where}.bands does not apply to the {comparator} comparator")
@@ -225,5 +225,5 @@ def _whole(data: Mapping[str, Any], key: str, source: str, minimum: int = 1) -> 
     return value
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

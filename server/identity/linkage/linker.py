@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -42,6 +42,9 @@ from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
 from server.identity.stitching import LinkDecision, ProposedLink
 from server.identity.values import Identifier
+
+# A subject of linkage: its identifier, profile id, attributes, and its candidates with theirs.
+SubjectCandidates = tuple[Identifier, str | None, PersonAttributes, list[tuple[Identifier, PersonAttributes]]]
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +239,7 @@ class Linker:
             outcome.possible.update((pair.a, pair.b))
         return outcome
 
-    def candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True):  # type: ignore[no-untyped-def]
+    def candidates(self, chunk: list[dict[str, object]], unlinked_only: bool = True) -> Iterator[SubjectCandidates]:
         """Per subject: identifier, profile id, attributes, and [(candidate, attributes)]; with
         unlinked_only, only those worth deciding on (other profiles, not refused by a reviewer)."""
         for record in self.graph.read("linkage/candidates", subjects=chunk,

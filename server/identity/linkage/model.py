@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.estimation import FitSample, check, estimate, field_bits, implied_columns
@@ -103,7 +104,8 @@ class LinkageModel:
             raise ValueError(
                 f"levels have {levels.shape[1]} columns; model {self.version} compares {len(self.fields)} fields"
             )
-        return self.field_weights(levels).sum(axis=1)
+        bits: np.ndarray = self.field_weights(levels).sum(axis=1)
+        return bits
 
     def field_weights(self, levels: np.ndarray) -> np.ndarray:
         """Per row and field, the bits that field's level adds (an implied field's agreement none)."""
@@ -116,9 +118,10 @@ class LinkageModel:
 
     def probabilities(self, levels: np.ndarray) -> np.ndarray:
         """Posterior match probability per row."""
-        return 1.0 / (1.0 + np.exp2(-self.match_weights(levels)))
+        probabilities: np.ndarray = 1.0 / (1.0 + np.exp2(-self.match_weights(levels)))
+        return probabilities
 
-    def explain(self, row: np.ndarray) -> tuple[FieldEvidence, ...]:
+    def explain(self, row: npt.ArrayLike) -> tuple[FieldEvidence, ...]:
         """Each field's level and weight for one pair; with the prior they add up to its probability."""
         row = np.asarray(row).ravel()
         weights = self.field_weights(row[None, :])[0]

@@ -91,7 +91,7 @@ def from_stored(data: Mapping[str, Any], upper: float) -> QualitySummary:
     return QualitySummary(
         pairs_scored=int(data.get("pairs_scored", 0)),
         weight_histogram=tuple((edges[i], edges[i + 1], int(c)) for i, c in enumerate(bins)),
-        link_bands=bands,  # type: ignore[arg-type]
+        link_bands=bands,
         possible=int(data.get("possible", 0)),
         guarded=dict(data.get("guarded", {})),
         refused=int(data.get("refused", 0)),

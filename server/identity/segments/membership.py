@@ -72,7 +72,7 @@ def evaluate(tx: Tx, catalog: SegmentCatalog, segments: list[StoredSegment], pro
              cause_of: Callable[[str], str], now: int) -> int:
     """Evaluates the segments, in order, for the (already locked) profiles and logs the changes;
     returns how many changes were logged."""
-    changes = []
+    changes: list[dict[str, object]] = []
     for segment in segments:
         records = tx.run_rule("segments/evaluate", catalog.compiled(segment), segment=segment.name,
                               version=segment.version, profile_ids=profile_ids, now=now)
