@@ -15,77 +15,42 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Generic, TypeVar
 
+from client.reader import Ended, ReaderThread
+
 T = TypeVar("T")
 
 
-class _End:
-    pass
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _Pump(Generic[T]):
-    """Reads the source in its own thread, so that waiting for input can time out."""
-
-    def __init__(self, source: Iterator[T], capacity: int) -> None:
-        self.items: queue.Queue[T | _End | _Failure] = queue.Queue(maxsize=capacity)
-        self.stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="batch-pump")
-        self._thread.start()
-
-    def _run(self, source: Iterator[T]) -> None:
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # the consumer re-raises it in its own thread
-            self._put(_Failure(exc))
-            return
-        self._put(_End())
-
-    def _put(self, item: T | _End | _Failure) -> bool:
-        while not self.stopped.is_set():
-            try:
-                self.items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-
 def batched(source: Iterator[T], max_size: int, max_wait: float) -> Iterator[list[T]]:
-    """Yields lists of at most max_size items; a batch waits at most max_wait for more."""
-    pump: _Pump[T] = _Pump(source, capacity=max_size * 2)
-    try:
+    """Yields lists of at most max_size items; a batch waits at most max_wait for more.
+
+    The source (a gRPC request stream, whose next() blocks) is read on a thread of its own by
+    the one reader-thread helper, client.reader.ReaderThread, so that waiting can time out."""
+    with ReaderThread(lambda: source, capacity=max_size * 2, name="batch-pump") as pump:
         while True:
-            first = pump.items.get()
-            if isinstance(first, _End):
+            first = pump.get()  # no timeout: never None
+            if isinstance(first, Ended) or first is None:
+                _finish(first)
                 return
-            if isinstance(first, _Failure):
-                raise first.error
             batch = [first]
             ended = _fill(pump, batch, max_size, time.monotonic() + max_wait)
             yield batch
             if ended is not None:
-                if isinstance(ended, _Failure):
-                    raise ended.error
+                _finish(ended)
                 return
-    finally:
-        pump.stopped.set()
 
 
-def _fill(pump: _Pump[T], batch: list[T], max_size: int, deadline: float) -> _End | _Failure | None:
-    """Adds items until the batch is full or the deadline passes; returns the end marker if seen."""
+def _finish(ended: Ended | None) -> None:
+    if ended is not None and ended.error is not None:
+        raise ended.error
+
+
+def _fill(pump: ReaderThread[T], batch: list[T], max_size: int, deadline: float) -> Ended | None:
+    """Adds items until the batch is full or the deadline passes; returns the end if seen."""
     while len(batch) < max_size:
-        remaining = deadline - time.monotonic()
-        try:
-            item = pump.items.get(timeout=remaining) if remaining > 0 else pump.items.get_nowait()
-        except queue.Empty:
+        item = pump.get(max(0.0, deadline - time.monotonic()))
+        if item is None:
             return None
-        if isinstance(item, (_End, _Failure)):
+        if isinstance(item, Ended):
             return item
         batch.append(item)
     return None
@@ -130,7 +95,7 @@ class Coalescer(Generic[K, V]):
         A reader thread submits items as they arrive, so a stream with many requests in flight
         shares queries with every other stream; answers are put back in order here.
         """
-        out: queue.Queue[tuple[int, T, V | BaseException] | _End | _Failure] = queue.Queue()
+        out: queue.Queue[tuple[int, T, V | BaseException] | Ended] = queue.Queue()
         stopped = threading.Event()
         submitted = [0]
 
@@ -142,9 +107,9 @@ class Coalescer(Generic[K, V]):
                     self.submit(key(item), partial(_put_answer, out, seq, item))
                     submitted[0] = seq + 1
             except BaseException as exc:  # the stream's consumer re-raises it
-                out.put(_Failure(exc))
+                out.put(Ended(exc))
                 return
-            out.put(_End())
+            out.put(Ended())
 
         threading.Thread(target=read, daemon=True, name="coalesce-reader").start()
         pending: dict[int, tuple[T, V]] = {}
@@ -152,9 +117,8 @@ class Coalescer(Generic[K, V]):
         try:
             while not ended or following < submitted[0]:
                 got = out.get()
-                if isinstance(got, _Failure):
-                    raise got.error
-                if isinstance(got, _End):
+                if isinstance(got, Ended):
+                    _finish(got)
                     ended = True
                     continue
                 seq, item, answer = got
@@ -197,7 +161,7 @@ class Coalescer(Generic[K, V]):
             deliver(answer)
 
 
-def _put_answer(out: queue.Queue[tuple[int, T, V | BaseException] | _End | _Failure], seq: int, item: T,
+def _put_answer(out: queue.Queue[tuple[int, T, V | BaseException] | Ended], seq: int, item: T,
                 answer: V | BaseException) -> None:
     out.put((seq, item, answer))
 

@@ -52,6 +52,13 @@ def test_the_client_does_not_import_the_server() -> None:
 ACTIVATION = SERVER.parent / "activation"
 
 
+def test_the_server_takes_only_the_reader_thread_helper_from_the_client() -> None:
+    """One reader-thread helper serves both sides (client/reader.py); nothing else of the
+    client library, which speaks to the server over gRPC, belongs inside it."""
+    used = {m for p in python_files(SERVER) for m in imported_modules(p) if m.split(".")[0] == "client"}
+    assert used == {"client.reader"}
+
+
 def test_activation_builds_on_the_client_and_the_client_does_not_load_activation() -> None:
     """activation/ is an application over client/, never over server/; the client library imports it
     nowhere but inside the `identity deliver` command, so that importing client stays light."""
