@@ -16,6 +16,7 @@ from functools import partial
 from typing import Generic, TypeVar
 
 from client.reader import Ended, ReaderThread
+from server.tuning import LOOKUP_WORKERS
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ class Coalescer(Generic[K, V]):
     callback: on the lookup path every thread handoff costs as much as the query's share.
     """
 
-    def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = 2) -> None:
+    def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = LOOKUP_WORKERS) -> None:
         self._answer = answer
         self._max_size = max_size
         self._waiting: queue.Queue[tuple[K, Callable[[V | BaseException], None]] | None] = queue.Queue()

@@ -38,6 +38,7 @@ from server.identity.linkage.candidates import Subject, describe_rows
 from server.identity.linkage.linker import LinkOutcome, Linker
 from server.identity.values import Ack, AckStatus, EventInput, Identifier, ValueWarning
 from server.identity.normalize import CONTROL_IN_ID
+from server.tuning import READ_PAGE, WRITE_PAGE
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def record_rejection(record: SourceRecord, code: str, reason: str, received_at: 
 class RecordImporter:
     """Runs one import: write, fit a model if there is none yet, link, summarise."""
 
-    def __init__(self, graph: Graph, ingestor: Ingestor, linker: Linker, batch_size: int = 500) -> None:
+    def __init__(self, graph: Graph, ingestor: Ingestor, linker: Linker, batch_size: int = WRITE_PAGE) -> None:
         self.graph = graph
         self.ingestor = ingestor
         self.linker = linker
@@ -241,8 +242,8 @@ class RecordImporter:
             summary.rejections.append((record_id, reason))
 
     def _classify(self, written: list[Identifier], outcome: LinkOutcome, summary: ImportSummary) -> None:
-        for start in range(0, len(written), 2000):
-            keys = [{"type": i.type, "value": i.value} for i in written[start:start + 2000]]
+        for start in range(0, len(written), READ_PAGE):
+            keys = [{"type": i.type, "value": i.value} for i in written[start:start + READ_PAGE]]
             for record in self.graph.read("linkage/import_outcome", keys=keys):
                 identifier = Identifier(record["type"], record["value"])
                 if identifier in outcome.linked:

@@ -28,10 +28,11 @@ from server.identity.values import AckStatus, Channel, EventInput, Identifier, T
 from server.identity.normalize import InvalidIdentifier, normalize_identifier
 from server.identity.quarantine import RejectedView, RejectionFilter
 from server.identity.records import ImportProgress, RecordImporter, SourceRecord, record_from_payload
+from server.tuning import WRITE_PAGE
 
 log = logging.getLogger(__name__)
 
-PAGE = 500
+PAGE = WRITE_PAGE
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 

@@ -27,8 +27,9 @@ from server.identity.linkage.decisions import Verdict, score
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.linker import Linker, evidence_fields
 from server.identity.link_commit import split_profile
+from server.tuning import WRITE_PAGE
 
-DEFAULT_PAGE = 500
+DEFAULT_PAGE = WRITE_PAGE
 MAX_PAGE = 10_000
 
 

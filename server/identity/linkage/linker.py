@@ -42,6 +42,7 @@ from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
 from server.identity.stitching import LinkDecision, ProposedLink
 from server.identity.values import Identifier
+from server.tuning import FIT_CANDIDATE_CHUNK
 
 # A subject of linkage: its identifier, profile id, attributes, and its candidates with theirs.
 SubjectCandidates = tuple[Identifier, str | None, PersonAttributes, list[tuple[Identifier, PersonAttributes]]]
@@ -153,7 +154,7 @@ class Linker:
         sampled = [PersonAttributes.from_dict(json.loads(r["person"])) for r in rows]
         pairs: list[tuple[PersonAttributes, PersonAttributes]] = []
         seen: set[frozenset[Identifier]] = set()
-        for chunk in _chunks([subject_row(r) for r in rows], 500):
+        for chunk in _chunks([subject_row(r) for r in rows], FIT_CANDIDATE_CHUNK):
             for me, _, person, candidates in self.candidates(chunk, unlinked_only=False):
                 for other, other_person in candidates:
                     if frozenset((me, other)) not in seen:

@@ -8,6 +8,7 @@ import time
 
 from server.identity.linkage.linker import Linker
 from server.identity.values import Identifier
+from server.tuning import IDLE_WAIT_S, ONLINE_LINKAGE_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class LinkageWorker:
     twice; every write is a MERGE, so that costs time, not correctness).
     """
 
-    def __init__(self, linker: Linker, batch_size: int = 200, idle_wait: float = 0.05) -> None:
+    def __init__(self, linker: Linker, batch_size: int = ONLINE_LINKAGE_BATCH, idle_wait: float = IDLE_WAIT_S) -> None:
         self.linker = linker
         self.batch_size = batch_size
         self.idle_wait = idle_wait

@@ -35,12 +35,13 @@ from server.identity.segments.catalog import (
 )
 from server.identity.segments.compile import compile_rule
 from server.identity.segments.rule_tree import SegmentDefinition, to_dict, validate
+from server.tuning import READ_PAGE, SEGMENT_CLAIM
 
 log = logging.getLogger(__name__)
 
 ENTER, EXIT = "enter", "exit"
-PAGE_SIZE = 2000
-CLAIM_SIZE = 500
+PAGE_SIZE = READ_PAGE
+CLAIM_SIZE = SEGMENT_CLAIM
 CHANGES_PAGE = 500
 UPSERT_LEASE = timedelta(minutes=30)
 

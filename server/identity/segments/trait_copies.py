@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from server.graph import Graph
 from server.identity.golden import from_json, trait_properties
 from server.identity.golden import numeric_properties
+from server.tuning import READ_PAGE
 
-PAGE_SIZE = 2000
+PAGE_SIZE = READ_PAGE
 
 
 @dataclass(frozen=True)

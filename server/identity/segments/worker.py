@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from server.identity.segments.membership import Membership
+from server.tuning import IDLE_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class SegmentWorker:
     evaluation of a large graph never holds the marked profiles back."""
 
     def __init__(self, membership: Membership, schedule: timedelta, retention: timedelta,
-                 idle_wait: float = 0.05, lag_report_every: float = 30.0) -> None:
+                 idle_wait: float = IDLE_WAIT_S, lag_report_every: float = 30.0) -> None:
         self.membership = membership
         self.lag_report_every = lag_report_every  # seconds between reports of a busy worker
         self.schedule = schedule
