@@ -1,4 +1,5 @@
-"""The foundation: a real Neo4j, the schema, health, reflection and an ingest round trip."""
+"""The foundation: a real Neo4j, the schema, health, reflection and an ingest round trip.
+(Bad events: tests/integration/test_bad_input.py.)"""
 
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ def event(event_id: str, *identifiers: tuple[str, str], type: str = "page_view",
 def test_server_reports_serving_for_every_service(channel: grpc.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", *SERVICE_NAMES):
-        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
         assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
 
 
 def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    answers = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30)
     listed = {service.name for answer in answers for service in answer.list_services_response.service}
     assert {"identity.v1.IdentityService", "identity.v1.SegmentService", "grpc.health.v1.Health"} <= listed
 
@@ -48,7 +49,7 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
 def test_reflection_describes_the_ingest_method(channel: grpc.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="identity.v1.IdentityService")
-    answer = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
+    answer = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=30)))
     assert answer.file_descriptor_response.file_descriptor_proto, "reflection returned no descriptor"
     assert b"Ingest" in b"".join(answer.file_descriptor_response.file_descriptor_proto)
 
@@ -68,7 +69,7 @@ def test_schema_can_be_applied_twice(graph: Graph) -> None:
 def test_ingest_round_trip_writes_identifier_and_touchpoint_nodes(channel: grpc.Channel, driver: Driver, uid: str) -> None:
     stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
     sent = event(f"{uid}-1", ("cookie", f"ck-{uid}"), ("email", f" Ann.{uid}@Example.COM "), type="identify")
-    (ack,) = list(stub.Ingest(iter([sent]), timeout=10))
+    (ack,) = list(stub.Ingest(iter([sent]), timeout=60))
     assert (ack.event_id, ack.status, ack.reason) == (f"{uid}-1", pb.ACK_STATUS_ACCEPTED, "")
     records, _, _ = driver.execute_query(
         "MATCH (t:Touchpoint {event_id: $id})-[:CARRIED]->(i:Identifier) "
@@ -84,53 +85,13 @@ def test_redelivered_event_acks_duplicate_and_writes_nothing_new(channel: grpc.C
     stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
     first = event(f"{uid}-1", ("cookie", f"ck-{uid}"))
     again = event(f"{uid}-1", ("cookie", f"other-{uid}"))
-    statuses = [ack.status for ack in stub.Ingest(iter([first, again]), timeout=10)]
-    statuses += [ack.status for ack in stub.Ingest(iter([first]), timeout=10)]
+    statuses = [ack.status for ack in stub.Ingest(iter([first, again]), timeout=60)]
+    statuses += [ack.status for ack in stub.Ingest(iter([first]), timeout=60)]
     assert statuses == [pb.ACK_STATUS_ACCEPTED, pb.ACK_STATUS_DUPLICATE, pb.ACK_STATUS_DUPLICATE]
     records, _, _ = driver.execute_query(
         "MATCH (t:Touchpoint {event_id: $id})-[:CARRIED]->(i) RETURN collect(i.value) AS values", id=f"{uid}-1"
     )
     assert records[0]["values"] == [f"ck-{uid}"]
-
-
-@pytest.mark.parametrize(
-    ("identifiers", "reason"),
-    [
-        ((), "no identifiers"),
-        ((("shoe_size", "42"),), "unknown identifier type 'shoe_size'"),
-        ((("email", "not-an-address"),), "is not an e-mail address"),
-        ((("phone", "12"),), "phone '12'"),
-    ],
-)
-def test_bad_event_is_rejected_with_reason_and_the_stream_goes_on(
-    channel: grpc.Channel, uid: str, identifiers: tuple[tuple[str, str], ...], reason: str
-) -> None:
-    stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-    bad = event(f"{uid}-bad", *identifiers)
-    good = event(f"{uid}-good", ("cookie", f"ck-{uid}"))
-    acks = list(stub.Ingest(iter([bad, good]), timeout=10))
-    assert [a.event_id for a in acks] == [f"{uid}-bad", f"{uid}-good"]
-    assert acks[0].status == pb.ACK_STATUS_REJECTED and reason in acks[0].reason
-    assert acks[1].status == pb.ACK_STATUS_ACCEPTED
-
-
-def test_event_from_the_far_future_is_rejected(channel: grpc.Channel, uid: str) -> None:
-    stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-    future = event(f"{uid}-f", ("cookie", f"ck-{uid}"))
-    future.occurred_at.FromJsonString("2999-01-01T00:00:00Z")
-    (ack,) = stub.Ingest(iter([future]), timeout=10)
-    assert ack.status == pb.ACK_STATUS_REJECTED and "occurred_at" in ack.reason
-
-
-@pytest.mark.parametrize(("seconds", "nanos"), [(0, 2_000_000_000), (253_402_300_800 * 10, 0), (-10**12, 0)])
-def test_an_impossible_timestamp_is_rejected_and_the_stream_goes_on(channel: grpc.Channel, uid: str, seconds: int,
-                                                                    nanos: int) -> None:
-    stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-    broken = event(f"{uid}-t", ("cookie", f"ck-{uid}"))
-    broken.occurred_at.seconds, broken.occurred_at.nanos = seconds, nanos
-    acks = list(stub.Ingest(iter([broken, event(f"{uid}-ok", ("cookie", f"ck-{uid}"))]), timeout=10))
-    assert acks[0].status == pb.ACK_STATUS_REJECTED and "occurred_at" in acks[0].reason
-    assert acks[1].status == pb.ACK_STATUS_ACCEPTED
 
 
 def test_routing_uri_reaches_the_same_database(neo4j_settings: Neo4jSettings) -> None:

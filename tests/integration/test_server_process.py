@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 
@@ -45,10 +44,11 @@ def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
     health = health_pb2_grpc.HealthStub(channel)
     while time.monotonic() < deadline:
         try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+            if health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
                 return channel
         except grpc.RpcError:
-            time.sleep(0.2)
+            pass  # not listening yet
+        time.sleep(0.2)
     raise AssertionError(f"server on {port} did not report SERVING within {timeout} s")
 
 
@@ -74,51 +74,96 @@ def test_bad_flag_value_is_refused_before_connecting() -> None:
     assert done.returncode == 2 and "must start with bolt:// or neo4j://" in done.stderr
 
 
-def slow_events(uid: str, count: int, sent: threading.Event) -> Iterator[pb.Event]:
-    for n in range(count):
-        yield pb.Event(event_id=f"{uid}-{n}", type="page_view", source="web",
-                       identifiers=[common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])
-        if n == 0:
-            sent.set()
-        time.sleep(0.3)
+class Feed:
+    """An Ingest request stream the test writes to: each event goes when the test sends it, so
+    that the stream is provably open at every step, with no pacing by the clock."""
+
+    def __init__(self) -> None:
+        self._events: queue.Queue[pb.Event | None] = queue.Queue()
+
+    def send(self, event: pb.Event) -> None:
+        self._events.put(event)
+
+    def close(self) -> None:
+        self._events.put(None)
+
+    def __iter__(self) -> Iterator[pb.Event]:
+        while (event := self._events.get()) is not None:
+            yield event
+
+
+def cookie_event(uid: str, n: int) -> pb.Event:
+    return pb.Event(event_id=f"{uid}-{n}", type="page_view", source="web",
+                    identifiers=[common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])
+
+
+def watch_health(channel: grpc.Channel) -> tuple[grpc.Future, Iterator[int]]:  # type: ignore[type-arg]
+    """Health.Watch of the whole server: the call (to cancel) and its statuses as they change."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
+    return call, (answer.status for answer in call)
 
 
 def test_sigterm_drains_an_open_ingest_stream_then_exits(neo4j_settings: Neo4jSettings, uid: str) -> None:
+    """Events sent on an open stream after draining began are still accepted; then the process exits 0."""
     port = free_port()
-    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "30")
+    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "60")
     try:
         channel = wait_serving(port)
-        stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-        first_sent = threading.Event()
-        acks = stub.Ingest(slow_events(uid, 6, first_sent), timeout=60)
+        watch, statuses = watch_health(channel)
+        assert next(statuses) == health_pb2.HealthCheckResponse.SERVING
+        feed = Feed()
+        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
+        feed.send(cookie_event(uid, 0))
         first = next(acks)
         proc.send_signal(signal.SIGTERM)
-        rest = list(acks)
-        statuses = [a.status for a in [first, *rest]]
-        assert statuses == [pb.ACK_STATUS_ACCEPTED] * 6
+        assert next(statuses) == health_pb2.HealthCheckResponse.NOT_SERVING  # draining has begun
+        watch.cancel()
+        for n in range(1, 6):
+            feed.send(cookie_event(uid, n))
+        feed.close()
+        assert [(a.event_id, a.status) for a in [first, *acks]] == [
+            (f"{uid}-{n}", pb.ACK_STATUS_ACCEPTED) for n in range(6)]
         assert proc.wait(timeout=60) == 0
         output = proc.stdout.read() if proc.stdout else ""
         assert "draining" in output and "stopped" in output
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
 
 
 def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings, uid: str) -> None:
+    """While an ingest stream is kept open, health says NOT_SERVING to a watcher, and a new
+    caller is told NOT_SERVING or refused: a balancer sends no more work."""
     port = free_port()
-    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "30")
+    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "60")
     try:
         channel = wait_serving(port)
-        stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-        acks = stub.Ingest(slow_events(uid, 8, threading.Event()), timeout=60)
-        next(acks)
+        watch, statuses = watch_health(channel)
+        assert next(statuses) == health_pb2.HealthCheckResponse.SERVING
+        feed = Feed()
+        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
+        feed.send(cookie_event(uid, 0))
+        assert next(acks).status == pb.ACK_STATUS_ACCEPTED
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        with pytest.raises(grpc.RpcError):  # new RPCs are refused once the server stops accepting
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-        assert len(list(acks)) == 7
+        assert next(statuses) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert proc.poll() is None, "the server drains the open stream before it exits"
+        watch.cancel()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as newcomer:
+            try:
+                answer = health_pb2_grpc.HealthStub(newcomer).Check(health_pb2.HealthCheckRequest(), timeout=30)
+            except grpc.RpcError as refused:  # a server that stopped accepting cancels new calls
+                assert refused.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), refused
+            else:
+                assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        feed.send(cookie_event(uid, 1))  # the open stream is still served
+        feed.close()
+        assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED]
+        assert proc.wait(timeout=60) == 0
     finally:
-        proc.wait(timeout=60)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_several_processes_share_the_port_and_stop_together(neo4j_settings: Neo4jSettings, uid: str) -> None:
