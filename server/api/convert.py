@@ -98,6 +98,16 @@ def from_timestamp(message: Message, field: str) -> datetime | None:
     return getattr(message, field).ToDatetime(tzinfo=UTC) if message.HasField(field) else None
 
 
+def checked_timestamp(message: Message, field: str) -> datetime | None:
+    """A timestamp the request must hold as a time: InvalidArgument naming the field when it
+    is none (nanos beyond a second, seconds beyond year 9999)."""
+    try:
+        return from_timestamp(message, field)
+    except (ValueError, OverflowError):
+        value = getattr(message, field)
+        raise InvalidArgument(f"{field} ({value.seconds} s, {value.nanos} ns) is not a time") from None
+
+
 def identifier(message: common_pb2.Identifier) -> Identifier:
     return Identifier(message.type, message.value)
 
@@ -167,7 +177,7 @@ def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
 def journey_filter(request: pb.TraverseJourneyRequest) -> JourneyFilter:
     if request.limit < 0:
         raise InvalidArgument("limit must not be negative")
-    since, until = from_timestamp(request, "since"), from_timestamp(request, "until")
+    since, until = checked_timestamp(request, "since"), checked_timestamp(request, "until")
     if since and until and since >= until:
         raise InvalidArgument("since must be before until")
     unknown = [c for c in request.channels if c not in (common_pb2.CHANNEL_ONLINE, common_pb2.CHANNEL_OFFLINE)]
@@ -201,12 +211,22 @@ def journey_step(touchpoint: Touchpoint, cursor: str) -> pb.JourneyStep:
 
 
 def source_record(message: pb.SourceRecord) -> SourceRecord:
+    """The record as the domain sees it; a recorded_at that is no time becomes the record's
+    problem, rejected in the import's summary like any other bad record."""
+    problem = ""
+    try:
+        recorded_at = from_timestamp(message, "recorded_at")
+    except (ValueError, OverflowError):
+        recorded_at = None
+        problem = (f"recorded_at ({message.recorded_at.seconds} s, {message.recorded_at.nanos} ns) "
+                   "is not a time")
     return SourceRecord(
         record_id=message.record_id,
         source=message.source,
         identifiers=tuple((i.type, i.value) for i in message.identifiers),
         traits=dict(message.traits),
-        recorded_at=from_timestamp(message, "recorded_at"),
+        recorded_at=recorded_at,
+        problem=problem,
     )
 
 
@@ -303,7 +323,7 @@ def rejection_filter(message: pb.RejectionFilter) -> RejectionFilter:
         raise InvalidArgument(f"unknown reason codes {', '.join(unknown)} (known: {', '.join(CODES)})")
     if message.kind not in REJECTED_KINDS:
         raise InvalidArgument(f"kind {message.kind} is not a RejectedKind")
-    since, until = from_timestamp(message, "since"), from_timestamp(message, "until")
+    since, until = checked_timestamp(message, "since"), checked_timestamp(message, "until")
     if since and until and since >= until:
         raise InvalidArgument("since must be before until")
     return RejectionFilter(codes=tuple(message.codes), since=since, until=until, source=message.source,

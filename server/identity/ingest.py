@@ -129,9 +129,10 @@ def _check_size(rules: IdentityRules, event: EventInput) -> None:
     if size > rules.max_event_bytes:
         raise EventRefused(quarantine.TOO_LARGE,
                            f"the event's ids, keys and values take {size} bytes (at most {rules.max_event_bytes})")
-    if len(event.identifiers) > rules.max_identifiers_per_event:
-        raise EventRefused(quarantine.TOO_MANY_IDENTIFIERS, f"the event carries {len(event.identifiers)} identifiers "
-                           f"(at most {rules.max_identifiers_per_event})")
+    sent = len(event.identifiers) - event.added_identifiers
+    if sent > rules.max_identifiers_per_event:
+        raise EventRefused(quarantine.TOO_MANY_IDENTIFIERS,
+                           f"the event carries {sent} identifiers (at most {rules.max_identifiers_per_event})")
 
 
 def _identifiers(rules: IdentityRules, event: EventInput,

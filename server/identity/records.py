@@ -30,7 +30,7 @@ from typing import Any
 from server.errors import FailedPrecondition, ModelRefused
 from server.graph import Graph
 from server.identity import quarantine
-from server.identity.ingest import EventRefused, Ingestor
+from server.identity.ingest import MAX_EVENT_ID_LENGTH, EventRefused, Ingestor
 from server.identity.linkage.attributes import person_attributes
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import LinkageQuality
@@ -57,6 +57,7 @@ class SourceRecord:
     traits: Mapping[str, str] = field(default_factory=dict)
     recorded_at: datetime | None = None
     received_at: datetime | None = None  # set by a replay from quarantine
+    problem: str = ""  # what the transport could not decode (a recorded_at that is no time)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def record_identifier(record: SourceRecord) -> Identifier:
 
 def record_event(record: SourceRecord) -> EventInput:
     """The record as an offline touchpoint; EventRefused when it cannot be one."""
+    if record.problem:
+        raise EventRefused(quarantine.BAD_TIMESTAMP, f"record {record.record_id}: {record.problem}")
     for name, value in (("record_id", record.record_id), ("source", record.source)):
         if not value.strip():
             raise EventRefused(quarantine.BAD_RECORD, f"record {record.record_id}: {name} is empty")
@@ -101,8 +104,13 @@ def record_event(record: SourceRecord) -> EventInput:
     own = record_identifier(record)
     content = json.dumps([sorted(record.identifiers), sorted(record.traits.items())], ensure_ascii=False)
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    event_id = f"{RECORD_TYPE}/{own.value}/{digest}"
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        room = MAX_EVENT_ID_LENGTH - len(event_id) + len(own.value) - 1
+        raise EventRefused(quarantine.BAD_RECORD, f"record {record.record_id[:40]!r}: source and record_id take "
+                           f"{len(own.value) - 1} characters together (at most {room})")
     return EventInput(
-        event_id=f"{RECORD_TYPE}/{own.value}/{digest}",
+        event_id=event_id,
         occurred_at=record.recorded_at,
         source=record.source.strip(),
         channel="offline",
@@ -110,6 +118,7 @@ def record_event(record: SourceRecord) -> EventInput:
         identifiers=((own.type, own.value), *record.identifiers),
         traits=dict(record.traits),
         received_at=record.received_at,
+        added_identifiers=1,
     )
 
 
@@ -117,7 +126,7 @@ def record_payload(record: SourceRecord, received_at: datetime) -> dict[str, obj
     return {"record_id": record.record_id, "source": record.source,
             "identifiers": [list(pair) for pair in record.identifiers], "traits": dict(record.traits),
             "recorded_at": record.recorded_at.isoformat() if record.recorded_at else None,
-            "received_at": (record.received_at or received_at).isoformat()}
+            "received_at": (record.received_at or received_at).isoformat(), "problem": record.problem}
 
 
 def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
@@ -128,7 +137,8 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
     return SourceRecord(record_id=str(payload["record_id"]), source=str(payload["source"]),
                         identifiers=tuple((t, v) for t, v in payload["identifiers"]),
                         traits=dict(payload["traits"]),
-                        recorded_at=moment("recorded_at"), received_at=moment("received_at"))
+                        recorded_at=moment("recorded_at"), received_at=moment("received_at"),
+                        problem=str(payload.get("problem") or ""))
 
 
 def record_rejection(record: SourceRecord, code: str, reason: str, received_at: datetime) -> quarantine.Rejection:

@@ -41,6 +41,9 @@ class EventInput:
     # When the service first received it (None: now). A replay from quarantine sets it, so
     # that an event without occurred_at keeps the time it first arrived.
     received_at: datetime | None = None
+    # Identifiers the service added in front of those the client sent (an imported record's
+    # own `record` identifier): they do not count against the client's limit.
+    added_identifiers: int = 0
 
 
 @dataclass(frozen=True)

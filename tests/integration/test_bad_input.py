@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb, segment_service_pb2 as seg, segment_service_pb2_grpc
 from neo4j import Driver
 from support import T0, by_id, by_identifier, event, identifier, identifiers_of, ingest, lookup, profile_of, stamp
@@ -475,3 +476,62 @@ def test_watching_from_a_negative_position_is_refused(segments, kept_segment: tu
     name, _, _ = kept_segment
     assert_refused(lambda: segments.WatchSegment(seg.WatchSegmentRequest(name=name, after_position=-1), timeout=30),
                    grpc.StatusCode.INVALID_ARGUMENT, "after_position -1 is negative")
+
+
+# ---- times that are no time, limits of records, positions never given out ----------------
+
+IMPOSSIBLE = Timestamp(seconds=0, nanos=2_000_000_000)  # nanos beyond a second: no time at all
+
+
+def test_import_rejects_a_record_with_an_impossible_recorded_at_and_imports_the_rest(identity, uid: str) -> None:
+    source = f"crm-{uid}"
+    messages = [pb.SourceRecord(record_id="good", source=source, identifiers=[identifier(f"cookie:g-{uid}")]),
+                pb.SourceRecord(record_id="when", source=source, recorded_at=IMPOSSIBLE,
+                                identifiers=[identifier(f"cookie:w-{uid}")])]
+    summary = list(identity.ImportRecords(iter(messages), timeout=120))[-1].summary
+    assert (summary.records, summary.rejected) == (2, 1)
+    assert "recorded_at" in summary.rejections[0].reason
+    assert profile_of(identity, f"record:{source}/good")
+
+
+@pytest.mark.parametrize("field", ["since", "until"])
+def test_a_journey_with_an_impossible_bound_is_invalid_argument(identity, uid: str, field: str) -> None:
+    ingest(identity, [event(f"{uid}-1", f"cookie:a-{uid}")])
+    request = pb.TraverseJourneyRequest(ref=by_identifier(f"cookie:a-{uid}"), **{field: IMPOSSIBLE})
+    with pytest.raises(grpc.RpcError) as caught:
+        list(identity.TraverseJourney(request, timeout=60))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details()
+
+
+@pytest.mark.parametrize("rpc", ["ListRejected", "ReplayRejected"])
+def test_a_rejection_filter_with_an_impossible_bound_is_invalid_argument(identity, uid: str, rpc: str) -> None:
+    where = pb.RejectionFilter(since=IMPOSSIBLE, source=f"nothing-{uid}")
+    request = pb.ListRejectedRequest(filter=where) if rpc == "ListRejected" else pb.ReplayRejectedRequest(filter=where)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(getattr(identity, rpc)(request, timeout=60))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "since" in caught.value.details()
+
+
+def test_a_record_with_as_many_identifiers_as_the_limit_is_imported(identity, uid: str) -> None:
+    record = pb.SourceRecord(record_id="sixteen", source=f"crm-{uid}",
+                             identifiers=[identifier(f"cookie:s{n}-{uid}") for n in range(16)])
+    summary = list(identity.ImportRecords(iter([record]), timeout=120))[-1].summary
+    assert summary.rejected == 0, summary.rejections  # its own record identifier does not count
+
+
+def test_a_record_with_an_over_long_source_is_rejected_naming_the_source(identity, uid: str) -> None:
+    record = pb.SourceRecord(record_id="r1", source=f"crm-{uid}-" + "y" * 300, identifiers=[identifier(f"cookie:l-{uid}")])
+    summary = list(identity.ImportRecords(iter([record]), timeout=120))[-1].summary
+    assert summary.rejected == 1 and "source" in summary.rejections[0].reason
+
+
+def test_watching_after_a_position_the_log_never_gave_out_is_refused(channel, identity, driver, uid: str) -> None:
+    segments = segment_service_pb2_grpc.SegmentServiceStub(channel)
+    name = f"t-{uid}-future"
+    segments.UpsertSegment(seg.UpsertSegmentRequest(name=name, rule=seg.Rule(trait=seg.TraitCondition(key="run", equals=uid))), timeout=60)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:  # else every change up to it is skipped silently
+            next(iter(segments.WatchSegment(seg.WatchSegmentRequest(name=name, after_position=10**15), timeout=10)))
+        assert caught.value.code() in (grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT)
+    finally:
+        driver.execute_query("MATCH (s:Segment {name: $name}) OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v", name=name)

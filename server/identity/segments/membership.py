@@ -233,6 +233,10 @@ class Membership:
         self.get(name)
         if after < 0:
             raise InvalidArgument(f"after_position {after} is negative")
+        (state,) = self.graph.read("segments/log_state")
+        if after >= state["next"]:  # resuming there would skip every change up to it, silently
+            raise OutOfRange(f"position {after} was never given out: the log's last position is {state['next'] - 1}; "
+                             "resume after a position a change carried, or from 0 for every change")
         self._check_retained(after)
 
     def _check_retained(self, after: int) -> None:
