@@ -52,7 +52,7 @@ def run_threads(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         thread.join()
     if errors:
         raise errors[0]
-    return results  # type: ignore[return-value]
+    return results
 
 
 def log(message: str) -> None:

@@ -79,7 +79,7 @@ def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
         return _timed_threads(write, streams)
 
 
-def service(address_channel, streams: list[list[EventSpec]], window: int) -> tuple[float, Counter[str]]:  # type: ignore[no-untyped-def]
+def service(address_channel, streams: list[list[EventSpec]], window: int) -> tuple[float, Counter[str]]:
     """Seconds to ingest all streams through gRPC, and the acks by status."""
     statuses: Counter[str] = Counter()
     lock = threading.Lock()
@@ -104,7 +104,7 @@ def service(address_channel, streams: list[list[EventSpec]], window: int) -> tup
     return _timed_threads(send, streams), statuses
 
 
-def _timed_threads(work, streams: list[list[EventSpec]]) -> float:  # type: ignore[no-untyped-def]
+def _timed_threads(work, streams: list[list[EventSpec]]) -> float:
     began = time.monotonic()
     run_threads(work, streams)
     return time.monotonic() - began

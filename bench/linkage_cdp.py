@@ -54,7 +54,7 @@ Stub = identity_service_pb2_grpc.IdentityServiceStub
 def pairwise(predicted: Mapping[Ident, Hashable], actual: Mapping[Ident, Hashable]) -> PairwiseQuality:
     """Every pair of keys of `actual` in one predicted group is a predicted link, every pair
     in one actual group a true one (the transitive closure counts, as a client sees it)."""
-    return pairwise_quality(predicted, actual)  # type: ignore[arg-type]
+    return pairwise_quality(predicted, actual)
 
 
 def counts(quality: PairwiseQuality) -> dict[str, float]:
@@ -311,7 +311,7 @@ def parallel(channel: Callable[[], grpc.Channel], work: Callable[[Stub, Any], An
     return run_threads(run, chunks)
 
 
-def run_world(server, neo4j, people: int, seed: int, streams: int, deadline_s: float,  # type: ignore[no-untyped-def]
+def run_world(server, neo4j, people: int, seed: int, streams: int, deadline_s: float,
               stall_s: float) -> dict[str, Any]:
     world = generate(people, seed=seed, prefix=f"cdp{people}s{seed}")
     log(f"{people} people: {world.stats()}")

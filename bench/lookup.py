@@ -30,7 +30,7 @@ RETURN i.type AS type, i.value AS value LIMIT $limit
 """
 
 
-def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, seconds: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     found = [0]
     lock = threading.Lock()
@@ -77,7 +77,7 @@ def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, 
             "found": found[0] / max(count, 1)}
 
 
-def sample_keys(neo4j, limit: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def sample_keys(neo4j, limit: int) -> list[tuple[str, str]]:
     with GraphDatabase.driver(neo4j.uri, auth=(neo4j.user, neo4j.password)) as driver:
         (total,) = driver.execute_query("MATCH (i:Identifier) RETURN count(i) AS n").records[0]
         records = driver.execute_query(SAMPLE, share=min(1.0, 2 * limit / max(total, 1)), limit=limit).records

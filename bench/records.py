@@ -64,7 +64,7 @@ def synthetic(records: int, seed: int = 11, duplicate_share: float = 0.3) -> Rec
 
 
 def _person(rng: random.Random, pools: dict[str, list[object]]) -> dict[str, str]:
-    suburb, postcode, state = rng.choice(pools["place"])  # type: ignore[misc]
+    suburb, postcode, state = rng.choice(pools["place"])
     person = {
         "given_name": str(rng.choice(pools["given_name"])),
         "surname": str(rng.choice(pools["surname"])),

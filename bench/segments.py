@@ -93,7 +93,7 @@ def rule(data: dict[str, Any]) -> seg.Rule:
     return ParseDict(data, seg.Rule())
 
 
-def wait_for_quiet(driver, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for_quiet(driver, what: str) -> None:
     """Waits until the segment worker has evaluated every profile that ingest marked."""
     began = time.monotonic()
     while (left := driver.execute_query("MATCH (p:SegmentsDirty) RETURN count(p) AS n").records[0]["n"]) > 0:
@@ -102,7 +102,7 @@ def wait_for_quiet(driver, what: str) -> None:  # type: ignore[no-untyped-def]
     log(f"{what}: marked profiles evaluated ({time.monotonic() - began:.0f} s)")
 
 
-def remove_bench_segments(driver) -> None:  # type: ignore[no-untyped-def]
+def remove_bench_segments(driver) -> None:
     """Earlier runs' segments, edges and changes: every run evaluates from nothing."""
     with driver.session() as session:
         session.run("MATCH (s:Segment)<-[m:IN_SEGMENT]-() WHERE s.name STARTS WITH 'bench-' "
@@ -113,7 +113,7 @@ def remove_bench_segments(driver) -> None:  # type: ignore[no-untyped-def]
                     "OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v").consume()
 
 
-def full_evaluations(server, driver) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def full_evaluations(server, driver) -> list[dict[str, Any]]:
     rows = []
     with server.channel() as channel:
         segments = segment_service_pb2_grpc.SegmentServiceStub(channel)
@@ -136,7 +136,7 @@ def full_evaluations(server, driver) -> list[dict[str, Any]]:  # type: ignore[no
     return rows
 
 
-def probe_latency(server, load_events: int, interval: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def probe_latency(server, load_events: int, interval: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     name = f"bench-probe-{run}"
     with server.channel() as channel:
@@ -165,7 +165,7 @@ def probe_latency(server, load_events: int, interval: float) -> dict[str, Any]: 
             "max_s": latencies[-1]}
 
 
-def _probe(server, run: str, acked: dict[str, float], loader: threading.Thread, interval: float) -> None:  # type: ignore[no-untyped-def]
+def _probe(server, run: str, acked: dict[str, float], loader: threading.Thread, interval: float) -> None:
     """One probe event at a time while the load runs; each makes a new profile that matches."""
     sent: dict[str, float] = {}
 
@@ -188,7 +188,7 @@ def _probe(server, run: str, acked: dict[str, float], loader: threading.Thread, 
                 acked[ack.profile_id] = time.monotonic()
 
 
-def _watch(server, name: str, entered: dict[str, float], stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+def _watch(server, name: str, entered: dict[str, float], stop: threading.Event) -> None:
     with server.channel() as channel:
         call = segment_service_pb2_grpc.SegmentServiceStub(channel).WatchSegment(
             seg.WatchSegmentRequest(name=name), timeout=24 * 3600)

@@ -25,7 +25,7 @@ from bench.common import REPO, free_port
 from localneo4j import LocalNeo4j
 
 
-def timed(action) -> float:  # type: ignore[no-untyped-def]
+def timed(action) -> float:
     began = time.monotonic()
     action()
     return time.monotonic() - began

@@ -47,7 +47,7 @@ def assert_refused(call: Callable[[], object], code: grpc.StatusCode, *words: st
         assert word in error.details(), f"{word!r} not in {error.details()!r}"
 
 
-def person(identity, uid: str, name: str, *more: str) -> str:  # type: ignore[no-untyped-def]
+def person(identity, uid: str, name: str, *more: str) -> str:
     """A profile with a cookie and an e-mail (and more identifiers); returns its id."""
     (ack,) = ingest(identity, [event(f"{uid}-{name}", f"cookie:{name}-{uid}", f"email:{name}-{uid}@example.com",
                                      *more, type="identify")])
@@ -55,7 +55,7 @@ def person(identity, uid: str, name: str, *more: str) -> str:  # type: ignore[no
     return ack.profile_id
 
 
-def unchanged(identity, uid: str, name: str, profile_id: str, *more: str) -> None:  # type: ignore[no-untyped-def]
+def unchanged(identity, uid: str, name: str, profile_id: str, *more: str) -> None:
     """The person's profile is still there, whole."""
     profile = profile_of(identity, f"cookie:{name}-{uid}")
     assert profile.profile_id == profile_id
@@ -107,7 +107,7 @@ FAR_FUTURE = 32503680000  # 3000-01-01
 ], ids=["empty-id", "blank-id", "long-id", "control-in-id", "too-many-identifiers", "empty-type", "blank-type",
         "no-identifiers", "unknown-type-only", "malformed-email-only", "unknown-channel", "malformed-phone-only",
         "nanos-beyond-a-second", "after-year-9999", "before-year-1", "far-future", "too-many-properties"])
-def test_ingest_rejects_a_bad_event_in_the_stream_and_keeps_the_events_around_it(  # type: ignore[no-untyped-def]
+def test_ingest_rejects_a_bad_event_in_the_stream_and_keeps_the_events_around_it(
         identity, uid: str, bad: Callable[[str], pb.Event], code: str, words: tuple[str, ...]) -> None:
     before, after = event(f"{uid}-before", f"cookie:before-{uid}"), event(f"{uid}-after", f"cookie:after-{uid}")
     sent = bad(uid)
@@ -122,7 +122,7 @@ def test_ingest_rejects_a_bad_event_in_the_stream_and_keeps_the_events_around_it
     assert profile_of(identity, f"cookie:after-{uid}").profile_id == acks[2].profile_id
 
 
-def test_the_limits_themselves_are_accepted(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_limits_themselves_are_accepted(identity, uid: str) -> None:
     longest = event(f"{uid}-".ljust(256, "x"), f"cookie:long-{uid}")
     most = event(f"{uid}-most", *(f"cookie:most-{n}-{uid}" for n in range(16)))
     assert [a.status for a in ingest(identity, [longest, most])] == [pb.ACK_STATUS_ACCEPTED] * 2
@@ -130,7 +130,7 @@ def test_the_limits_themselves_are_accepted(identity, uid: str) -> None:  # type
 
 # ---- ImportRecords: rejections in the summary, the rest imported ---------------------------
 
-def test_import_rejects_bad_records_in_its_summary_and_imports_the_rest(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_import_rejects_bad_records_in_its_summary_and_imports_the_rest(identity, uid: str) -> None:
     source = f"crm-{uid}"
     messages = [
         pb.SourceRecord(record_id="good-1", source=source, identifiers=[identifier(f"email:good1-{uid}@example.com")]),
@@ -157,7 +157,7 @@ def test_import_rejects_bad_records_in_its_summary_and_imports_the_rest(identity
 
 # ---- LookupProfiles: a miss is an in-stream NotFound, the stream goes on -------------------
 
-def test_lookup_answers_each_bad_reference_in_the_stream_and_the_good_ones_around_it(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_lookup_answers_each_bad_reference_in_the_stream_and_the_good_ones_around_it(identity, uid: str) -> None:
     profile_id = person(identity, uid, "ann")
     good = by_identifier(f"cookie:ann-{uid}")
     results = lookup(identity, good, NO_REF, by_identifier("shoe_size:42"), by_identifier("email:not-an-address"),
@@ -175,7 +175,7 @@ def test_lookup_answers_each_bad_reference_in_the_stream_and_the_good_ones_aroun
 
 # ---- GetIdentityGraph, TraverseJourney, ExplainLink: references --------------------------
 
-def test_the_identity_graph_of_a_bad_or_unknown_reference_is_refused(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_identity_graph_of_a_bad_or_unknown_reference_is_refused(identity, uid: str) -> None:
     def graph(ref: common_pb2.ProfileRef) -> Callable[[], object]:
         return lambda: identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=ref), timeout=30)
 
@@ -185,11 +185,11 @@ def test_the_identity_graph_of_a_bad_or_unknown_reference_is_refused(identity, u
     assert_refused(graph(by_id(f"no-such-profile-{uid}")), grpc.StatusCode.NOT_FOUND, f"no-such-profile-{uid}")
 
 
-def journey(identity, **fields: object) -> Callable[[], object]:  # type: ignore[no-untyped-def]
-    return lambda: identity.TraverseJourney(pb.TraverseJourneyRequest(**fields), timeout=30)  # type: ignore[arg-type]
+def journey(identity, **fields: object) -> Callable[[], object]:
+    return lambda: identity.TraverseJourney(pb.TraverseJourneyRequest(**fields), timeout=30)
 
 
-def test_a_journey_request_with_a_bad_field_is_refused_naming_it(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_journey_request_with_a_bad_field_is_refused_naming_it(identity, uid: str) -> None:
     person(identity, uid, "ann")
     ann = by_identifier(f"cookie:ann-{uid}")
     invalid = grpc.StatusCode.INVALID_ARGUMENT
@@ -206,7 +206,7 @@ def test_a_journey_request_with_a_bad_field_is_refused_naming_it(identity, uid: 
     assert [s.touchpoint.event_id for s in steps] == [f"{uid}-ann"]
 
 
-def test_an_explanation_needs_two_known_and_different_sides(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_explanation_needs_two_known_and_different_sides(identity, uid: str) -> None:
     person(identity, uid, "ann")
     ann, nobody = by_identifier(f"cookie:ann-{uid}"), by_identifier(f"cookie:nobody-{uid}")
 
@@ -223,11 +223,11 @@ def test_an_explanation_needs_two_known_and_different_sides(identity, uid: str) 
 
 # ---- ForgetProfile -------------------------------------------------------------------------
 
-def forget(identity, ref: common_pb2.ProfileRef) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+def forget(identity, ref: common_pb2.ProfileRef) -> Callable[[], object]:
     return lambda: identity.ForgetProfile(pb.ForgetProfileRequest(ref=ref), timeout=30)
 
 
-def test_forgetting_nobody_is_refused_and_forgets_nothing(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_forgetting_nobody_is_refused_and_forgets_nothing(identity, uid: str) -> None:
     ann = person(identity, uid, "ann")
     assert_refused(forget(identity, NO_REF), grpc.StatusCode.INVALID_ARGUMENT, "ref is empty")
     assert_refused(forget(identity, by_identifier("shoe_size:42")), grpc.StatusCode.INVALID_ARGUMENT, "shoe_size")
@@ -239,10 +239,10 @@ def test_forgetting_nobody_is_refused_and_forgets_nothing(identity, uid: str) ->
 
 
 @pytest.mark.parametrize("again_by", ["identifier", "profile_id"])
-def test_a_second_forget_is_not_found_and_forgets_no_one_else(identity, uid: str, again_by: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_forget_is_not_found_and_forgets_no_one_else(identity, uid: str, again_by: str) -> None:
     ann, bob = person(identity, uid, "ann"), person(identity, uid, "bob")
     forgotten = forget(identity, by_identifier(f"email:ann-{uid}@example.com"))()
-    assert forgotten.profile_id == ann and forgotten.identifiers_forgotten == 2  # type: ignore[attr-defined]
+    assert forgotten.profile_id == ann and forgotten.identifiers_forgotten == 2
     again = by_identifier(f"email:ann-{uid}@example.com") if again_by == "identifier" else by_id(ann)
     named = f"email:ann-{uid}@example.com" if again_by == "identifier" else ann
     assert_refused(forget(identity, again), grpc.StatusCode.NOT_FOUND, named)
@@ -251,11 +251,11 @@ def test_a_second_forget_is_not_found_and_forgets_no_one_else(identity, uid: str
 
 # ---- UnlinkIdentifier -------------------------------------------------------------------------
 
-def test_unlinking_a_missing_identifier_is_refused_and_unlinks_nothing(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_unlinking_a_missing_identifier_is_refused_and_unlinks_nothing(identity, uid: str) -> None:
     ann = person(identity, uid, "ann")
 
     def unlink(**fields: object) -> Callable[[], object]:
-        return lambda: identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(**fields), timeout=30)  # type: ignore[arg-type]
+        return lambda: identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(**fields), timeout=30)
 
     assert_refused(unlink(), grpc.StatusCode.INVALID_ARGUMENT, "identifier is required")
     assert_refused(unlink(identifier=identifier("shoe_size:42")), grpc.StatusCode.INVALID_ARGUMENT, "shoe_size")
@@ -270,12 +270,12 @@ def test_unlinking_a_missing_identifier_is_refused_and_unlinks_nothing(identity,
 
 # ---- ReviewMatch --------------------------------------------------------------------------------
 
-def review(identity, confirm: bool = True, **sides: common_pb2.Identifier) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+def review(identity, confirm: bool = True, **sides: common_pb2.Identifier) -> Callable[[], object]:
     return lambda: identity.ReviewMatch(pb.ReviewMatchRequest(confirm=confirm, **sides), timeout=30)
 
 
 @pytest.mark.parametrize("confirm", [True, False])
-def test_a_review_needs_two_known_and_different_identifiers(identity, uid: str, confirm: bool) -> None:  # type: ignore[no-untyped-def]
+def test_a_review_needs_two_known_and_different_identifiers(identity, uid: str, confirm: bool) -> None:
     ann, bob = person(identity, uid, "ann"), person(identity, uid, "bob")
     a, b = identifier(f"cookie:ann-{uid}"), identifier(f"cookie:bob-{uid}")
     invalid = grpc.StatusCode.INVALID_ARGUMENT
@@ -291,7 +291,7 @@ def test_a_review_needs_two_known_and_different_identifiers(identity, uid: str, 
     unchanged(identity, uid, "bob", bob)
 
 
-def test_a_confirmation_merge_protection_refuses_is_a_failed_precondition_and_merges_nothing(  # type: ignore[no-untyped-def]
+def test_a_confirmation_merge_protection_refuses_is_a_failed_precondition_and_merges_nothing(
         identity, uid: str) -> None:
     ann = person(identity, uid, "ann", f"user_id:u-ann-{uid}")
     bob = person(identity, uid, "bob", f"user_id:u-bob-{uid}")  # one user_id per profile: they cannot merge
@@ -303,12 +303,12 @@ def test_a_confirmation_merge_protection_refuses_is_a_failed_precondition_and_me
 
 # ---- RefitLinkageModel, RescoreLinks -----------------------------------------------------------
 
-def current_model(identity) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def current_model(identity) -> tuple[str, str]:
     status = identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=30)
     return status.model.version, status.last_refused_fit.version
 
 
-def test_a_refit_on_a_negative_or_too_small_sample_is_refused_and_the_model_stays(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_refit_on_a_negative_or_too_small_sample_is_refused_and_the_model_stays(identity, uid: str) -> None:
     # two people with person attributes, so that the graph holds records to sample
     acks = ingest(identity, [event(f"{uid}-p{n}", f"loyalty_id:linktest-bad-{uid}-{n}", type="loyalty_signup",
                                    given_name=f"zelda{n}", surname=f"quorn{uid}", date_of_birth="1971-02-03")
@@ -323,7 +323,7 @@ def test_a_refit_on_a_negative_or_too_small_sample_is_refused_and_the_model_stay
 
 
 @pytest.mark.parametrize("page_size", [-1, 10_001])
-def test_a_rescore_with_a_bad_page_size_is_refused_before_it_starts(identity, page_size: int) -> None:  # type: ignore[no-untyped-def]
+def test_a_rescore_with_a_bad_page_size_is_refused_before_it_starts(identity, page_size: int) -> None:
     assert_refused(lambda: identity.RescoreLinks(pb.RescoreLinksRequest(page_size=page_size), timeout=60),
                    grpc.StatusCode.INVALID_ARGUMENT, "page_size")
 
@@ -334,16 +334,16 @@ BAD_FILTERS = [
     (pb.RejectionFilter(codes=["no_type", "no_such_code"]), "unknown reason codes no_such_code"),
     (pb.RejectionFilter(since=stamp(T0), until=stamp(T0)), "since must be before until"),
     (pb.RejectionFilter(since=stamp(T0 + timedelta(hours=1)), until=stamp(T0)), "since must be before until"),
-    (pb.RejectionFilter(kind=9), "kind 9 is not a RejectedKind"),  # type: ignore[arg-type]
+    (pb.RejectionFilter(kind=9), "kind 9 is not a RejectedKind"),
 ]
 
 
-def quarantined(identity, source: str) -> list[pb.RejectedItem]:  # type: ignore[no-untyped-def]
+def quarantined(identity, source: str) -> list[pb.RejectedItem]:
     return list(identity.ListRejected(pb.ListRejectedRequest(filter=pb.RejectionFilter(source=source)), timeout=60))
 
 
 @pytest.fixture
-def one_rejected(identity, uid: str) -> str:  # type: ignore[no-untyped-def]
+def one_rejected(identity, uid: str) -> str:
     """A source with one event in quarantine (no type: no replay can fix it); returns the source."""
     source = f"bad-input-{uid}"
     (ack,) = ingest(identity, [event(f"{uid}-untyped", f"cookie:q-{uid}", type="", source=source)])
@@ -352,13 +352,13 @@ def one_rejected(identity, uid: str) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("where", "words"), BAD_FILTERS, ids=["unknown-code", "empty-range", "reversed-range", "kind"])
-def test_listing_rejections_with_a_bad_filter_is_refused_naming_it(identity, where: pb.RejectionFilter,  # type: ignore[no-untyped-def]
+def test_listing_rejections_with_a_bad_filter_is_refused_naming_it(identity, where: pb.RejectionFilter,
                                                                  words: str) -> None:
     assert_refused(lambda: identity.ListRejected(pb.ListRejectedRequest(filter=where), timeout=60),
                    grpc.StatusCode.INVALID_ARGUMENT, words)
 
 
-def test_listing_rejections_with_a_negative_limit_is_refused(identity, one_rejected: str, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_listing_rejections_with_a_negative_limit_is_refused(identity, one_rejected: str, uid: str) -> None:
     assert_refused(lambda: identity.ListRejected(pb.ListRejectedRequest(
         filter=pb.RejectionFilter(source=one_rejected), limit=-1), timeout=60),
         grpc.StatusCode.INVALID_ARGUMENT, "limit must not be negative")
@@ -366,7 +366,7 @@ def test_listing_rejections_with_a_negative_limit_is_refused(identity, one_rejec
 
 
 @pytest.mark.parametrize(("where", "words"), BAD_FILTERS, ids=["unknown-code", "empty-range", "reversed-range", "kind"])
-def test_a_replay_with_a_bad_filter_is_refused_and_replays_nothing(identity, one_rejected: str,  # type: ignore[no-untyped-def]
+def test_a_replay_with_a_bad_filter_is_refused_and_replays_nothing(identity, one_rejected: str,
                                                                   where: pb.RejectionFilter, words: str) -> None:
     before = quarantined(identity, one_rejected)
     assert [i.code for i in before] == ["no_type"]
@@ -392,7 +392,7 @@ def touchpoints(aggregate: int, comparison: int) -> seg.Rule:
 
 
 @pytest.fixture
-def kept_segment(segments, identity, uid: str) -> tuple[str, seg.Segment, set[str]]:  # type: ignore[no-untyped-def]
+def kept_segment(segments, identity, uid: str) -> tuple[str, seg.Segment, set[str]]:
     """A stored segment with one member; returns its name, its definition and its members."""
     (ack,) = ingest(identity, [event(f"{uid}-member", f"email:member-{uid}@example.com", run=uid)])
     name = f"t-{uid}-kept"
@@ -402,7 +402,7 @@ def kept_segment(segments, identity, uid: str) -> tuple[str, seg.Segment, set[st
     return name, stored, {ack.profile_id}
 
 
-def members(segments, name: str) -> set[str]:  # type: ignore[no-untyped-def]
+def members(segments, name: str) -> set[str]:
     return {m.profile_id for m in segments.ListSegmentMembers(seg.ListSegmentMembersRequest(name=name), timeout=60)}
 
 
@@ -416,7 +416,7 @@ def members(segments, name: str) -> set[str]:  # type: ignore[no-untyped-def]
     (touchpoints(seg.AGGREGATE_COUNT, seg.COMPARISON_UNSPECIFIED), "rule.touchpoints"),
     (all_of(run_is("x"), seg.Rule(in_segment="t-nowhere-at-all")), "does not exist"),
 ])
-def test_a_bad_rule_is_refused_naming_the_node_and_the_stored_version_stays(  # type: ignore[no-untyped-def]
+def test_a_bad_rule_is_refused_naming_the_node_and_the_stored_version_stays(
         segments, kept_segment: tuple[str, seg.Segment, set[str]], rule: seg.Rule, path: str) -> None:
     name, stored, before = kept_segment
     assert_refused(lambda: segments.UpsertSegment(seg.UpsertSegmentRequest(name=name, rule=rule), timeout=120),
@@ -425,7 +425,7 @@ def test_a_bad_rule_is_refused_naming_the_node_and_the_stored_version_stays(  # 
     assert members(segments, name) == before
 
 
-def test_a_rule_may_not_close_a_cycle_and_the_segments_stay_as_they_were(segments, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_rule_may_not_close_a_cycle_and_the_segments_stay_as_they_were(segments, uid: str) -> None:
     a = segments.UpsertSegment(seg.UpsertSegmentRequest(name=f"t-{uid}-a", rule=run_is(uid)), timeout=120)
     segments.UpsertSegment(seg.UpsertSegmentRequest(name=f"t-{uid}-b", rule=all_of(
         run_is(uid), seg.Rule(in_segment=f"t-{uid}-a"))), timeout=120)
@@ -434,7 +434,7 @@ def test_a_rule_may_not_close_a_cycle_and_the_segments_stay_as_they_were(segment
     assert segments.GetSegment(seg.GetSegmentRequest(name=f"t-{uid}-a"), timeout=30) == a
 
 
-def test_an_upsert_without_a_name_or_a_rule_is_refused(segments, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_upsert_without_a_name_or_a_rule_is_refused(segments, uid: str) -> None:
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     assert_refused(lambda: segments.UpsertSegment(seg.UpsertSegmentRequest(name="  ", rule=run_is(uid)), timeout=60),
                    invalid, "name")
@@ -444,7 +444,7 @@ def test_an_upsert_without_a_name_or_a_rule_is_refused(segments, uid: str) -> No
                    grpc.StatusCode.NOT_FOUND, f"t-{uid}-norule")
 
 
-def test_a_segment_is_named_to_be_read(segments, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_segment_is_named_to_be_read(segments, uid: str) -> None:
     missing = f"t-{uid}-none"
     assert_refused(lambda: segments.GetSegment(seg.GetSegmentRequest(name=""), timeout=30),
                    grpc.StatusCode.INVALID_ARGUMENT, "name is empty")
@@ -458,12 +458,12 @@ def test_a_segment_is_named_to_be_read(segments, uid: str) -> None:  # type: ign
                    grpc.StatusCode.INVALID_ARGUMENT, "name is empty")
 
 
-def test_members_with_a_bad_page_size_or_identifier_type_are_refused(  # type: ignore[no-untyped-def]
+def test_members_with_a_bad_page_size_or_identifier_type_are_refused(
         segments, kept_segment: tuple[str, seg.Segment, set[str]]) -> None:
     name, _, before = kept_segment
 
     def listed(**fields: object) -> Callable[[], object]:
-        return lambda: segments.ListSegmentMembers(seg.ListSegmentMembersRequest(name=name, **fields), timeout=30)  # type: ignore[arg-type]
+        return lambda: segments.ListSegmentMembers(seg.ListSegmentMembersRequest(name=name, **fields), timeout=30)
 
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     assert_refused(listed(page_size=-1), invalid, "page_size -1")
@@ -472,7 +472,7 @@ def test_members_with_a_bad_page_size_or_identifier_type_are_refused(  # type: i
     assert members(segments, name) == before
 
 
-def test_watching_from_a_negative_position_is_refused(segments, kept_segment: tuple[str, seg.Segment, set[str]]) -> None:  # type: ignore[no-untyped-def]
+def test_watching_from_a_negative_position_is_refused(segments, kept_segment: tuple[str, seg.Segment, set[str]]) -> None:
     name, _, _ = kept_segment
     assert_refused(lambda: segments.WatchSegment(seg.WatchSegmentRequest(name=name, after_position=-1), timeout=30),
                    grpc.StatusCode.INVALID_ARGUMENT, "after_position -1 is negative")

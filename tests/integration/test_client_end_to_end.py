@@ -113,7 +113,7 @@ def test_cli_imports_records_and_reviews_a_pair(address: str, tmp_path: Path, ui
 
 
 def test_cli_defines_a_segment_from_yaml_and_lists_and_watches_it(address: str, tmp_path: Path, uid: str,
-                                                                  driver) -> None:  # type: ignore[no-untyped-def]
+                                                                  driver) -> None:
     ingested = identity_cli(address, "ingest", str(write_events(tmp_path / "events.jsonl", uid)))
     assert ingested.returncode == 0, ingested.stderr
     example = (REPO / "config" / "segments" / "example-repeat-buyers.yaml").read_text()

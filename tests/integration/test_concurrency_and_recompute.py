@@ -18,7 +18,7 @@ def person_identifiers(uid: str, n: int) -> list[str]:
             f"device_id:d{n}-{uid}"]
 
 
-def test_parallel_streams_neither_lose_a_merge_nor_duplicate_anything(identity, driver: Driver, graph: Graph,  # type: ignore[no-untyped-def]
+def test_parallel_streams_neither_lose_a_merge_nor_duplicate_anything(identity, driver: Driver, graph: Graph,
                                                                       uid: str) -> None:
     people = 12
     rng = random.Random(uid)
@@ -59,7 +59,7 @@ def test_parallel_streams_neither_lose_a_merge_nor_duplicate_anything(identity, 
     assert report.agrees, report.mismatches
 
 
-def test_recomputed_components_agree_with_incremental_profiles_after_a_random_ingest(identity, graph: Graph,  # type: ignore[no-untyped-def]
+def test_recomputed_components_agree_with_incremental_profiles_after_a_random_ingest(identity, graph: Graph,
                                                                                      uid: str) -> None:
     rng = random.Random(f"random-{uid}")
     pool = [f"cookie:c{n}-{uid}" for n in range(60)] + [f"email:e{n}-{uid}@example.com" for n in range(25)] + \
@@ -73,7 +73,7 @@ def test_recomputed_components_agree_with_incremental_profiles_after_a_random_in
     assert report.rounds >= 2, "nothing was linked: the random ingest tested nothing"
 
 
-def test_recompute_reports_a_profile_that_no_longer_holds_together(identity, driver: Driver, graph: Graph,  # type: ignore[no-untyped-def]
+def test_recompute_reports_a_profile_that_no_longer_holds_together(identity, driver: Driver, graph: Graph,
                                                                     uid: str) -> None:
     from server.identity.full_recompute import repair
     from server.identity.identity_config import load_rules
@@ -87,7 +87,7 @@ def test_recompute_reports_a_profile_that_no_longer_holds_together(identity, dri
     assert profile_of(identity, f"cookie:a-{uid}").profile_id != profile_of(identity, f"email:{uid}@example.com").profile_id
 
 
-def test_the_recompute_command_reports_agreement(neo4j_settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_recompute_command_reports_agreement(neo4j_settings) -> None:
     import os
     import subprocess
     import sys

@@ -27,7 +27,7 @@ from server.identity.linkage.linkage_config import load_linkage_rules
 FEBRL_SLICE = 400  # true pairs imported when no sound model is current, so that one gets fitted
 
 
-def explain(identity, a: common_pb2.ProfileRef, b: common_pb2.ProfileRef) -> pb.LinkExplanation:  # type: ignore[no-untyped-def]
+def explain(identity, a: common_pb2.ProfileRef, b: common_pb2.ProfileRef) -> pb.LinkExplanation:
     return identity.ExplainLink(pb.ExplainLinkRequest(a=a, b=b), timeout=60)
 
 
@@ -35,7 +35,7 @@ def text(value: common_pb2.Identifier) -> str:
     return f"{value.type}:{value.value}"
 
 
-def import_records(identity, messages: list[pb.SourceRecord]) -> pb.ImportSummary:  # type: ignore[no-untyped-def]
+def import_records(identity, messages: list[pb.SourceRecord]) -> pb.ImportSummary:
     progress = list(identity.ImportRecords(iter(messages), timeout=600))
     assert progress[-1].WhichOneof("kind") == "summary"
     return progress[-1].summary
@@ -70,7 +70,7 @@ def tells_people_apart(model: LinkageModel) -> bool:
 
 
 @pytest.fixture(scope="module")
-def model(identity, driver: Driver) -> Iterator[LinkageModel]:  # type: ignore[no-untyped-def]
+def model(identity, driver: Driver) -> Iterator[LinkageModel]:
     """A sound current model: the one there is, or one fitted by importing a Febrl slice, as a
     first import does (earlier linktest records stop taking part first, as in test_linkage)."""
     status = identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=30)
@@ -101,7 +101,7 @@ def person(uid: str) -> dict[str, str]:
 # ---- how: the path of links ---------------------------------------------------------------------
 
 
-def test_two_identifiers_seen_together_are_joined_by_one_deterministic_link_with_its_event(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_identifiers_seen_together_are_joined_by_one_deterministic_link_with_its_event(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}", f"email:{uid}@example.com")])
     answer = explain(identity, by_identifier(f"cookie:c-{uid}"), by_identifier(f"email:{uid}@example.com"))
     assert answer.same_profile and answer.profile_a == answer.profile_b == profile_of(identity, f"cookie:c-{uid}").profile_id
@@ -114,7 +114,7 @@ def test_two_identifiers_seen_together_are_joined_by_one_deterministic_link_with
     assert answer.summary == f"same profile {answer.profile_a}, joined by 1 link (1 deterministic)"
 
 
-def test_a_chain_of_two_events_is_explained_as_a_path_of_two_links_in_order(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_chain_of_two_events_is_explained_as_a_path_of_two_links_in_order(identity, uid: str) -> None:
     a, b, c = f"cookie:c-{uid}", f"email:{uid}@example.com", f"device_id:d-{uid}"
     ingest(identity, [event(f"{uid}-1", a, b), event(f"{uid}-2", b, c, minute=5)])
     answer = explain(identity, by_identifier(a), by_identifier(c))
@@ -124,7 +124,7 @@ def test_a_chain_of_two_events_is_explained_as_a_path_of_two_links_in_order(iden
     assert "joined by 2 links (2 deterministic)" in answer.summary
 
 
-def test_refs_by_profile_id_name_the_profile_and_need_no_path(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_refs_by_profile_id_name_the_profile_and_need_no_path(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}", f"email:{uid}@example.com")])
     profile_id = profile_of(identity, f"cookie:c-{uid}").profile_id
     answer = explain(identity, by_id(profile_id), by_identifier(f"email:{uid}@example.com"))
@@ -134,7 +134,7 @@ def test_refs_by_profile_id_name_the_profile_and_need_no_path(identity, uid: str
 # ---- why not: merge protection and operators ------------------------------------------------------
 
 
-def test_two_people_that_merge_protection_keeps_apart_are_explained_by_the_limit(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_people_that_merge_protection_keeps_apart_are_explained_by_the_limit(identity, uid: str) -> None:
     first, second, email = f"user_id:u1-{uid}", f"user_id:u2-{uid}", f"email:{uid}@example.com"
     ingest(identity, [event(f"{uid}-1", first, email), event(f"{uid}-2", second, email, minute=5)])
     answer = explain(identity, by_identifier(first), by_identifier(second))
@@ -148,7 +148,7 @@ def test_two_people_that_merge_protection_keeps_apart_are_explained_by_the_limit
     assert f"merge protection would refuse the link now: {limit}" in by_profiles.stopped_by
 
 
-def test_an_operators_unlink_is_named_with_its_reason(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_operators_unlink_is_named_with_its_reason(identity, uid: str) -> None:
     cookie, email = f"cookie:c-{uid}", f"email:{uid}@example.com"
     ingest(identity, [event(f"{uid}-1", cookie, email)])
     identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(cookie), linked_to=identifier(email),
@@ -159,7 +159,7 @@ def test_an_operators_unlink_is_named_with_its_reason(identity, uid: str) -> Non
     assert "merge protection would refuse the link now: unlinked by an operator" in answer.stopped_by
 
 
-def test_explaining_changes_nothing_in_the_graph(identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_explaining_changes_nothing_in_the_graph(identity, driver: Driver, uid: str) -> None:
     first, second, email = f"user_id:u1-{uid}", f"user_id:u2-{uid}", f"email:{uid}@example.com"
     ingest(identity, [event(f"{uid}-1", first, email), event(f"{uid}-2", second, email, minute=5)])
     # identifiers, their links and profiles (touched_at is what merge protection's locking read sets);
@@ -176,7 +176,7 @@ def test_explaining_changes_nothing_in_the_graph(identity, driver: Driver, uid: 
 # ---- how strong: the model's score ---------------------------------------------------------------
 
 
-def test_two_records_of_one_person_are_joined_by_a_probabilistic_link_with_the_models_fields(  # type: ignore[no-untyped-def]
+def test_two_records_of_one_person_are_joined_by_a_probabilistic_link_with_the_models_fields(
         identity, model: LinkageModel, uid: str) -> None:
     original = person(uid)
     typo = {**original, "given_name": "rosalnid"}
@@ -198,7 +198,7 @@ def test_two_records_of_one_person_are_joined_by_a_probabilistic_link_with_the_m
     assert "surname_soundex_yob" in answer.shared_blocks and "1 probabilistic, p=" in answer.summary
 
 
-def test_a_stranger_scores_low_and_the_score_is_what_keeps_them_apart(  # type: ignore[no-untyped-def]
+def test_a_stranger_scores_low_and_the_score_is_what_keeps_them_apart(
         identity, model: LinkageModel, uid: str) -> None:
     source = f"linktest-{uid}-explain"
     stranger = {"given_name": "bartholomew", "surname": f"zz{uid[:6]}x", "street_number": "7",
@@ -215,7 +215,7 @@ def test_a_stranger_scores_low_and_the_score_is_what_keeps_them_apart(  # type: 
     assert f"(below lower {model.lower:g})" in answer.summary
 
 
-def test_a_profile_without_person_attributes_of_its_own_is_scored_by_its_records(  # type: ignore[no-untyped-def]
+def test_a_profile_without_person_attributes_of_its_own_is_scored_by_its_records(
         identity, model: LinkageModel, uid: str) -> None:
     source = f"linktest-{uid}-explain"
     import_records(identity, [pb.SourceRecord(record_id="a", source=source, traits=person(uid),
@@ -231,13 +231,13 @@ def test_a_profile_without_person_attributes_of_its_own_is_scored_by_its_records
 # ---- bad input -----------------------------------------------------------------------------------
 
 
-def test_a_missing_ref_is_an_invalid_argument(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_ref_is_an_invalid_argument(identity, uid: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         identity.ExplainLink(pb.ExplainLinkRequest(a=by_identifier(f"cookie:c-{uid}")), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "b is required" in caught.value.details()
 
 
-def test_an_unknown_identifier_or_profile_is_not_found_and_named(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_identifier_or_profile_is_not_found_and_named(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}")])
     with pytest.raises(grpc.RpcError) as caught:
         explain(identity, by_identifier(f"cookie:c-{uid}"), by_identifier(f"email:nobody-{uid}@example.com"))
@@ -248,7 +248,7 @@ def test_an_unknown_identifier_or_profile_is_not_found_and_named(identity, uid: 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND and f"nothing-{uid}" in caught.value.details()
 
 
-def test_the_same_identifier_twice_is_an_invalid_argument(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_identifier_twice_is_an_invalid_argument(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"email:{uid}@example.com")])
     with pytest.raises(grpc.RpcError) as caught:
         explain(identity, by_identifier(f"email:{uid}@example.com"), by_identifier(f"email: {uid.upper()}@Example.COM"))
@@ -259,7 +259,7 @@ def test_the_same_identifier_twice_is_an_invalid_argument(identity, uid: str) ->
 # ---- the CLI -------------------------------------------------------------------------------------
 
 
-def test_the_cli_prints_the_explanation_as_json_and_exits_3_on_a_miss(  # type: ignore[no-untyped-def]
+def test_the_cli_prints_the_explanation_as_json_and_exits_3_on_a_miss(
         identity, grpc_server: RunningServer, uid: str, capsys: pytest.CaptureFixture[str]) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}", f"email:{uid}@example.com")])
     address = f"127.0.0.1:{grpc_server.port}"

@@ -9,12 +9,12 @@ from neo4j import Driver
 from support import T0, by_id, by_identifier, event, identifier, identifiers_of, ingest, lookup, profile_of, stamp
 
 
-def journey(identity, **request) -> list[pb.JourneyStep]:  # type: ignore[no-untyped-def]
+def journey(identity, **request) -> list[pb.JourneyStep]:
     return list(identity.TraverseJourney(pb.TraverseJourneyRequest(**request), timeout=30))
 
 
 @pytest.fixture
-def shopper(identity, uid: str) -> str:  # type: ignore[no-untyped-def]
+def shopper(identity, uid: str) -> str:
     """A person seen on the web (anonymously, then logged in) and in a store."""
     ingest(identity, [
         event(f"{uid}-3", f"cookie:c-{uid}", minute=30, type="page_view"),
@@ -27,7 +27,7 @@ def shopper(identity, uid: str) -> str:  # type: ignore[no-untyped-def]
     return f"email:{uid}@example.com"
 
 
-def test_journey_spans_all_identifiers_in_time_order(identity, shopper: str, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_journey_spans_all_identifiers_in_time_order(identity, shopper: str, uid: str) -> None:
     steps = journey(identity, ref=by_identifier(shopper))
     assert [s.touchpoint.event_id for s in steps] == [f"{uid}-{n}" for n in range(1, 6)]
     purchase = steps[3].touchpoint
@@ -35,10 +35,10 @@ def test_journey_spans_all_identifiers_in_time_order(identity, shopper: str, uid
     assert {f"{i.type}:{i.value}" for i in purchase.identifiers} == {f"loyalty_id:L-{uid}", shopper}
 
 
-def test_journey_filters_by_type_channel_source_and_time(identity, shopper: str, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_journey_filters_by_type_channel_source_and_time(identity, shopper: str, uid: str) -> None:
     from datetime import timedelta
 
-    def ids(**filters) -> list[str]:  # type: ignore[no-untyped-def]
+    def ids(**filters) -> list[str]:
         return [s.touchpoint.event_id for s in journey(identity, ref=by_identifier(shopper), **filters)]
 
     assert ids(types=["page_view"]) == [f"{uid}-1", f"{uid}-3", f"{uid}-5"]
@@ -48,7 +48,7 @@ def test_journey_filters_by_type_channel_source_and_time(identity, shopper: str,
         [f"{uid}-2", f"{uid}-3"]
 
 
-def test_journey_resumes_from_a_cursor(identity, shopper: str, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_journey_resumes_from_a_cursor(identity, shopper: str, uid: str) -> None:
     first = journey(identity, ref=by_identifier(shopper), limit=2)
     rest = journey(identity, ref=by_identifier(shopper), cursor=first[-1].cursor)
     assert [s.touchpoint.event_id for s in first + rest] == [f"{uid}-{n}" for n in range(1, 6)]
@@ -56,7 +56,7 @@ def test_journey_resumes_from_a_cursor(identity, shopper: str, uid: str) -> None
     assert [s.touchpoint.event_id for s in back] == [f"{uid}-2", f"{uid}-1"]
 
 
-def test_journey_refuses_a_forged_cursor_and_bad_ranges(identity, shopper: str) -> None:  # type: ignore[no-untyped-def]
+def test_journey_refuses_a_forged_cursor_and_bad_ranges(identity, shopper: str) -> None:
     for request, message in [({"cursor": "bm90IGEgY3Vyc29y"}, "is not a cursor"),
                              ({"since": stamp(T0), "until": stamp(T0)}, "since must be before until"),
                              ({"limit": -1}, "limit must not be negative")]:
@@ -65,13 +65,13 @@ def test_journey_refuses_a_forged_cursor_and_bad_ranges(identity, shopper: str) 
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in raised.value.details()
 
 
-def test_journey_of_an_unknown_profile_is_not_found(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_journey_of_an_unknown_profile_is_not_found(identity, uid: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         journey(identity, ref=by_id(f"no-such-profile-{uid}"))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_forgetting_erases_the_person_and_suppresses_their_identifiers(identity, driver: Driver, shopper: str,  # type: ignore[no-untyped-def]
+def test_forgetting_erases_the_person_and_suppresses_their_identifiers(identity, driver: Driver, shopper: str,
                                                                       uid: str) -> None:
     profile_id = profile_of(identity, shopper).profile_id
     answer = identity.ForgetProfile(pb.ForgetProfileRequest(ref=by_identifier(shopper)), timeout=30)
@@ -88,7 +88,7 @@ def test_forgetting_erases_the_person_and_suppresses_their_identifiers(identity,
     assert other.WhichOneof("result") == "not_found", "nothing of a suppressed event is written"
 
 
-def test_unlinking_an_identifier_splits_the_profile_and_keeps_them_apart(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_unlinking_an_identifier_splits_the_profile_and_keeps_them_apart(identity, uid: str) -> None:
     ingest(identity, [
         event(f"{uid}-1", f"user_id:u-{uid}", f"email:{uid}@example.com"),
         event(f"{uid}-2", f"email:{uid}@example.com", f"cookie:wrong-{uid}", minute=1),
@@ -108,7 +108,7 @@ def test_unlinking_an_identifier_splits_the_profile_and_keeps_them_apart(identit
     assert profile_of(identity, f"cookie:wrong-{uid}").profile_id == stray.profile_id, "the operator's unlink holds"
 
 
-def test_unlinking_identifiers_that_are_not_linked_is_not_found(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_unlinking_identifiers_that_are_not_linked_is_not_found(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:a-{uid}"), event(f"{uid}-2", f"cookie:b-{uid}")])
     with pytest.raises(grpc.RpcError) as raised:
         identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(f"cookie:a-{uid}"),

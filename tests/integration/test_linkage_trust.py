@@ -108,7 +108,7 @@ def make_world(people: int = 160, postcodes: int = 20, seed: int = 3) -> World:
     return World(run, crm, pos, person_of)
 
 
-def profiles_of(identity, world: World) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def profiles_of(identity, world: World) -> dict[str, str]:
     keys = list(world.person_of)
     results = lookup(identity, *(by_identifier(f"record:{key}") for key in keys))
     return {key: r.profile.profile_id for key, r in zip(keys, results)}
@@ -122,7 +122,7 @@ def pairwise(profiles: dict[str, str], truth: dict[str, int]) -> tuple[float, fl
     return (right / len(predicted) if predicted else 1.0), (right / len(actual) if actual else 1.0)
 
 
-def wait_for_online_linkage(identity, deadline_s: float = 120) -> None:  # type: ignore[no-untyped-def]
+def wait_for_online_linkage(identity, deadline_s: float = 120) -> None:
     deadline = time.monotonic() + deadline_s
     while identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=30).pending:
         assert time.monotonic() < deadline, "online linkage did not drain"
@@ -142,7 +142,7 @@ def degenerate_current(driver: Driver) -> Iterator[LinkageModel]:
 
 
 def test_a_degenerate_fit_is_refused_stored_with_its_reasons_and_the_current_model_stays(
-        graph: Graph, identity, driver: Driver) -> None:  # type: ignore[no-untyped-def]
+        graph: Graph, identity, driver: Driver) -> None:
     before = identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=30)
     linker = Linker(graph, load_rules(), RULES)
     degenerate = degenerate_model(RULES, f"refused-{uuid.uuid4().hex[:8]}")
@@ -182,7 +182,7 @@ def test_an_import_whose_fit_is_refused_reports_why_and_links_nothing_probabilis
 
 
 def test_a_graph_linked_by_a_degenerate_model_is_repaired_by_a_refit_and_rescoring(
-        identity, graph: Graph, driver: Driver, degenerate_current: LinkageModel) -> None:  # type: ignore[no-untyped-def]
+        identity, graph: Graph, driver: Driver, degenerate_current: LinkageModel) -> None:
     world = make_world()
     # linked as an earlier version did: the degenerate model, and no decision guards
     unguarded = replace(RULES, guards=DecisionGuards(False, False, False))
@@ -220,7 +220,7 @@ def test_a_graph_linked_by_a_degenerate_model_is_repaired_by_a_refit_and_rescori
     assert again.undone == again.to_review == again.profiles_split == 0, "re-scoring twice changes nothing more"
 
 
-def test_rescoring_without_a_model_or_with_a_bad_page_size_is_refused(identity, driver: Driver) -> None:  # type: ignore[no-untyped-def]
+def test_rescoring_without_a_model_or_with_a_bad_page_size_is_refused(identity, driver: Driver) -> None:
     with pytest.raises(grpc.RpcError) as bad:
         list(identity.RescoreLinks(pb.RescoreLinksRequest(page_size=-1), timeout=60))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT

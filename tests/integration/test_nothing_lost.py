@@ -79,7 +79,7 @@ def test_a_flawed_feed_loses_nothing_and_a_replay_brings_it_in_once(servers: tup
     source = f"feed-{tag}"
 
     def e(name: str, *identifiers: str, **fields: object) -> pb.Event:
-        return event(f"{tag}-{name}", *identifiers, source=source, **fields)  # type: ignore[arg-type]
+        return event(f"{tag}-{name}", *identifiers, source=source, **fields)
 
     u = lambda n: f"user_id:{tag}-u{n}"  # noqa: E731
     future = e("future", u(5))

@@ -58,7 +58,7 @@ def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceSt
 
 
 @pytest.fixture(scope="session")
-def membership(graph: Graph, settings) -> Membership:  # type: ignore[no-untyped-def]
+def membership(graph: Graph, settings) -> Membership:
     rules = load_rules(settings.rules_file)
     return Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
 
@@ -66,7 +66,7 @@ def membership(graph: Graph, settings) -> Membership:  # type: ignore[no-untyped
 # -- building rules and events -------------------------------------------------------------
 
 def trait(key: str, **test: object) -> seg.Rule:
-    return seg.Rule(trait=seg.TraitCondition(key=key, **test))  # type: ignore[arg-type]
+    return seg.Rule(trait=seg.TraitCondition(key=key, **test))
 
 
 def run_is(uid: str) -> seg.Rule:
@@ -106,16 +106,16 @@ def now_event(event_id: str, *identifiers: str, ago: timedelta = timedelta(minut
                     properties=properties or {})
 
 
-def upsert(segments, name: str, rule: seg.Rule, description: str = "") -> seg.Segment:  # type: ignore[no-untyped-def]
+def upsert(segments, name: str, rule: seg.Rule, description: str = "") -> seg.Segment:
     return segments.UpsertSegment(seg.UpsertSegmentRequest(name=name, rule=rule, description=description), timeout=120)
 
 
-def members(segments, name: str, *types: str) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
+def members(segments, name: str, *types: str) -> dict[str, set[str]]:
     answer = segments.ListSegmentMembers(seg.ListSegmentMembersRequest(name=name, identifier_types=types), timeout=30)
     return {m.profile_id: {f"{i.type}:{i.value}" for i in m.identifiers} for m in answer}
 
 
-def changes(segments, name: str, count: int, after: int = 0, timeout: float = WAIT) -> list[seg.SegmentChange]:  # type: ignore[no-untyped-def]
+def changes(segments, name: str, count: int, after: int = 0, timeout: float = WAIT) -> list[seg.SegmentChange]:
     """The first `count` changes after the position, waited for up to a generous deadline."""
     seen: list[seg.SegmentChange] = []
     call = segments.WatchSegment(seg.WatchSegmentRequest(name=name, after_position=after), timeout=timeout)
@@ -157,7 +157,7 @@ ENTER, EXIT = seg.CHANGE_KIND_ENTER, seg.CHANGE_KIND_EXIT
 
 # -- definitions (bad ones: tests/integration/test_bad_input.py) --------------------------
 
-def test_every_upsert_is_a_new_version_kept_in_the_graph(segments, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_upsert_is_a_new_version_kept_in_the_graph(segments, driver: Driver, uid: str) -> None:
     first = upsert(segments, f"t-{uid}-v", run_is(uid), "first")
     second = upsert(segments, f"t-{uid}-v", all_of(run_is(uid), has("email")), "second")
     assert (first.version, second.version) == (1, 2)
@@ -169,7 +169,7 @@ def test_every_upsert_is_a_new_version_kept_in_the_graph(segments, driver: Drive
     assert [(r["version"], r["d"]) for r in records] == [(1, "first"), (2, "second")]
 
 
-def test_hostile_strings_are_values_never_cypher(segments, identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_strings_are_values_never_cypher(segments, identity, driver: Driver, uid: str) -> None:
     hostile = ["x' OR 1=1 //", "'}) MATCH (n) DETACH DELETE n //", "`) DETACH DELETE n //", "$r0", "*/ true /*",
                "a\nMATCH (n) DELETE n", "名前"]
     ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", run=uid, **{"nick": hostile[1]})])
@@ -189,7 +189,7 @@ def test_hostile_strings_are_values_never_cypher(segments, identity, driver: Dri
 
 # -- membership ---------------------------------------------------------------------------------
 
-def test_conditions_on_traits_identifiers_and_touchpoints(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_conditions_on_traits_identifiers_and_touchpoints(segments, identity, uid: str) -> None:
     day = timedelta(days=1)
     ingest(identity, [
         # ann: known, US, two purchases this month worth 150, browsing lately
@@ -227,7 +227,7 @@ def test_conditions_on_traits_identifiers_and_touchpoints(segments, identity, ui
         assert stored.member_count == len(expected), name
 
 
-def test_members_carry_the_identifiers_asked_for_and_lookups_name_the_segments(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_members_carry_the_identifiers_asked_for_and_lookups_name_the_segments(segments, identity, uid: str) -> None:
     ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", f"cookie:c-{uid}", f"device_id:d-{uid}",
                                 run=uid)])
     upsert(segments, f"t-{uid}-all", run_is(uid))
@@ -240,7 +240,7 @@ def test_members_carry_the_identifiers_asked_for_and_lookups_name_the_segments(s
     assert list(profile_of(identity, f"cookie:c-{uid}").segments) == [f"t-{uid}-all", f"t-{uid}-known"]
 
 
-def test_membership_is_visible_as_edges_in_the_graph(segments, identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_membership_is_visible_as_edges_in_the_graph(segments, identity, driver: Driver, uid: str) -> None:
     ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", run=uid)])
     upsert(segments, f"t-{uid}-edges", run_is(uid))
     records, _, _ = driver.execute_query(
@@ -251,7 +251,7 @@ def test_membership_is_visible_as_edges_in_the_graph(segments, identity, driver:
 
 # -- the change feed ---------------------------------------------------------------------------
 
-def test_ingest_moves_profiles_in_and_the_feed_says_so_once(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_moves_profiles_in_and_the_feed_says_so_once(segments, identity, uid: str) -> None:
     name = f"t-{uid}-feed"
     upsert(segments, name, all_of(run_is(uid), touchpoints(seg.AGGREGATE_COUNT, seg.COMPARISON_GTE, 2, ("purchase",))))
 
@@ -271,7 +271,7 @@ def test_ingest_moves_profiles_in_and_the_feed_says_so_once(segments, identity, 
     assert kinds(resumed[2:]) == [(marker, ENTER, "ingest")], "nothing between the three entries and the marker"
 
 
-def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, identity, driver: Driver, uid: str) -> None:
     name = f"t-{uid}-merge"
     ingest(identity, [now_event(f"{uid}-1", f"cookie:c-{uid}", run=uid),
                       now_event(f"{uid}-2", f"email:{uid}@example.com", run=uid)])
@@ -294,7 +294,7 @@ def test_a_merge_exits_the_absorbed_profile_and_keeps_the_survivor(segments, ide
     assert set(members(segments, name)) == {survivor}
 
 
-def test_forgetting_a_person_exits_every_segment(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_forgetting_a_person_exits_every_segment(segments, identity, uid: str) -> None:
     name = f"t-{uid}-forget"
     ingest(identity, [now_event(f"{uid}-1", f"email:{uid}@example.com", run=uid)])
     profile_id = profile_of(identity, f"email:{uid}@example.com").profile_id
@@ -307,7 +307,7 @@ def test_forgetting_a_person_exits_every_segment(segments, identity, uid: str) -
     assert members(segments, name) == {}
 
 
-def test_a_time_window_lets_members_age_out_on_the_schedule(segments, identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_time_window_lets_members_age_out_on_the_schedule(segments, identity, uid: str) -> None:
     """The window starts with the event, after the segment exists, so no wait of the test's
     own eats into it; it only has to outlast the time ingest takes to evaluate the event."""
     name = f"t-{uid}-window"
@@ -322,7 +322,7 @@ def test_a_time_window_lets_members_age_out_on_the_schedule(segments, identity, 
     assert kinds([exited]) == [(profile_id, EXIT, "schedule")]
 
 
-def test_a_position_deleted_by_retention_is_refused_not_skipped(segments, identity, membership: Membership, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_position_deleted_by_retention_is_refused_not_skipped(segments, identity, membership: Membership, uid: str) -> None:
     name = f"t-{uid}-retention"
     ingest(identity, [now_event(f"{uid}-{n}", f"email:{n}-{uid}@example.com", run=uid) for n in range(3)])
     upsert(segments, name, run_is(uid))
@@ -338,7 +338,7 @@ def test_a_position_deleted_by_retention_is_refused_not_skipped(segments, identi
     assert kinds(changes(segments, name, 1, after=logged[-1].position)) == [(later, ENTER, "ingest")]
 
 
-def test_a_full_evaluation_agrees_with_the_incremental_membership(segments, identity, membership: Membership, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_evaluation_agrees_with_the_incremental_membership(segments, identity, membership: Membership, uid: str) -> None:
     """After a burst of ingest, merges and a forget, evaluating everything again changes nothing."""
     name = f"t-{uid}-agree"
     upsert(segments, name, all_of(run_is(uid), has("email"), touchpoints(seg.AGGREGATE_COUNT, seg.COMPARISON_GTE, 2)))
@@ -356,7 +356,7 @@ def test_a_full_evaluation_agrees_with_the_incremental_membership(segments, iden
 
 # -- activation ---------------------------------------------------------------------------------
 
-def test_a_delivery_runner_killed_mid_stream_ends_with_the_evaluated_membership(  # type: ignore[no-untyped-def]
+def test_a_delivery_runner_killed_mid_stream_ends_with_the_evaluated_membership(
         segments, identity, grpc_server, membership: Membership, tmp_path: Path, uid: str) -> None:
     """The `identity deliver` process is killed (SIGKILL) twice while profiles enter and leave;
     restarted, its file holds every change once, and replaying it gives the members."""
@@ -413,7 +413,7 @@ def _replayed(command: list[str], sink: Path) -> set[str]:
     return replay_membership(sink)
 
 
-def test_the_backfill_brings_a_graph_written_before_segments_up_to_date(  # type: ignore[no-untyped-def]
+def test_the_backfill_brings_a_graph_written_before_segments_up_to_date(
         segments, identity, graph: Graph, driver: Driver, uid: str) -> None:
     from server.identity.segments.trait_copies import backfill
 

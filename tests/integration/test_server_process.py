@@ -97,7 +97,7 @@ def cookie_event(uid: str, n: int) -> pb.Event:
                     identifiers=[common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])
 
 
-def watch_health(channel: grpc.Channel) -> tuple[grpc.Future, Iterator[int]]:  # type: ignore[type-arg]
+def watch_health(channel: grpc.Channel) -> tuple[grpc.Future, Iterator[int]]:
     """Health.Watch of the whole server: the call (to cancel) and its statuses as they change."""
     call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
     return call, (answer.status for answer in call)

@@ -10,7 +10,7 @@ from support import by_id, by_identifier, event, identifiers_of, ingest, lookup,
 
 
 
-def test_an_anonymous_visitor_merges_into_the_known_person_on_login(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_anonymous_visitor_merges_into_the_known_person_on_login(identity, uid: str) -> None:
     anon = ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}"), event(f"{uid}-2", f"cookie:c-{uid}", minute=1)])
     known = ingest(identity, [event(f"{uid}-3", f"user_id:u-{uid}", f"email:{uid}@example.com", minute=2)])
     login = ingest(identity, [event(f"{uid}-4", f"cookie:c-{uid}", f"user_id:u-{uid}", minute=3, type="identify")])
@@ -21,7 +21,7 @@ def test_an_anonymous_visitor_merges_into_the_known_person_on_login(identity, ui
     assert profile.touchpoints_by_channel["online"] == 4
 
 
-def test_a_lookup_by_a_merged_profile_id_resolves_to_the_survivor(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_lookup_by_a_merged_profile_id_resolves_to_the_survivor(identity, uid: str) -> None:
     (first,) = ingest(identity, [event(f"{uid}-1", f"cookie:a-{uid}")])
     (second,) = ingest(identity, [event(f"{uid}-2", f"cookie:b-{uid}", f"email:{uid}@example.com")])
     ingest(identity, [event(f"{uid}-3", f"cookie:a-{uid}", f"email:{uid}@example.com")])
@@ -32,7 +32,7 @@ def test_a_lookup_by_a_merged_profile_id_resolves_to_the_survivor(identity, uid:
     assert absorbed in result.profile.merged_profile_ids
 
 
-def test_a_shared_tablet_does_not_fuse_two_logged_in_people(identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_shared_tablet_does_not_fuse_two_logged_in_people(identity, driver: Driver, uid: str) -> None:
     ingest(identity, [
         event(f"{uid}-1", f"device_id:tab-{uid}", f"user_id:mum-{uid}"),
         event(f"{uid}-2", f"device_id:tab-{uid}", f"user_id:dad-{uid}", minute=1),
@@ -47,7 +47,7 @@ def test_a_shared_tablet_does_not_fuse_two_logged_in_people(identity, driver: Dr
     assert rejected[0].evidence.event_ids == [f"{uid}-2"]
 
 
-def test_junk_values_from_the_till_never_link_strangers(identity, driver: Driver, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_junk_values_from_the_till_never_link_strangers(identity, driver: Driver, uid: str) -> None:
     acks = ingest(identity, [
         event(f"{uid}-1", f"loyalty_id:L1-{uid}", "email:test@test.com", source="pos"),
         event(f"{uid}-2", f"loyalty_id:L2-{uid}", "email:TEST@test.com ", source="pos", minute=1),
@@ -69,7 +69,7 @@ def test_junk_values_from_the_till_never_link_strangers(identity, driver: Driver
     assert flagged["flag"] == "blocklisted"
 
 
-def test_a_device_seen_with_many_people_is_flagged_and_the_profile_it_fused_splits(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_device_seen_with_many_people_is_flagged_and_the_profile_it_fused_splits(identity, uid: str) -> None:
     kiosk = f"device_id:kiosk-{uid}"
     ingest(identity, [event(f"{uid}-{n}", kiosk, f"email:p{n}-{uid}@example.com", minute=n) for n in range(2)])
     assert profile_of(identity, f"email:p0-{uid}@example.com").profile_id == \
@@ -82,7 +82,7 @@ def test_a_device_seen_with_many_people_is_flagged_and_the_profile_it_fused_spli
     assert any(flag.startswith("shared") for flag in node.flags)
 
 
-def test_the_golden_record_takes_crm_over_web_and_recent_over_old(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_golden_record_takes_crm_over_web_and_recent_over_old(identity, uid: str) -> None:
     ingest(identity, [
         event(f"{uid}-1", f"crm_id:C-{uid}", f"email:{uid}@example.com", source="crm", first_name="William",
               date_of_birth="1980-02-03"),
@@ -94,7 +94,7 @@ def test_the_golden_record_takes_crm_over_web_and_recent_over_old(identity, uid:
                       "city": ("Shelbyville", "web")}
 
 
-def test_identity_graph_shows_links_with_their_evidence(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_identity_graph_shows_links_with_their_evidence(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-{n}", f"cookie:c-{uid}", f"email:{uid}@example.com", minute=n) for n in range(3)])
     graph = identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=by_identifier(f"cookie:c-{uid}")), timeout=10)
     (link,) = [e for e in graph.edges if e.kind == pb.LINK_KIND_DETERMINISTIC]
@@ -103,7 +103,7 @@ def test_identity_graph_shows_links_with_their_evidence(identity, uid: str) -> N
     assert {n.node_id for n in graph.nodes} >= {f"cookie:c-{uid}", f"email:{uid}@example.com"}
 
 
-def test_lookup_misses_stay_in_the_stream(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_lookup_misses_stay_in_the_stream(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}")])
     results = lookup(identity, by_identifier(f"cookie:nobody-{uid}"), by_identifier("email:not-an-address"),
                      by_id(""), by_identifier(f"cookie:c-{uid}"))
@@ -114,13 +114,13 @@ def test_lookup_misses_stay_in_the_stream(identity, uid: str) -> None:  # type: 
     assert [r.request_id for r in results] == ["0", "1", "2", "3"]
 
 
-def test_identity_graph_of_an_unknown_identifier_is_not_found(identity, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_identity_graph_of_an_unknown_identifier_is_not_found(identity, uid: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=by_identifier(f"cookie:nobody-{uid}")), timeout=10)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND and f"cookie:nobody-{uid}" in raised.value.details()
 
 
-def test_identity_graph_without_a_ref_is_invalid(identity) -> None:  # type: ignore[no-untyped-def]
+def test_identity_graph_without_a_ref_is_invalid(identity) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         identity.GetIdentityGraph(pb.GetIdentityGraphRequest(), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "ref is empty" in raised.value.details()

@@ -12,7 +12,7 @@ from server.graph import Graph
 from server.identity.full_recompute import recompute
 
 
-def lookup_all(identity, identifiers: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:  # type: ignore[no-untyped-def]
+def lookup_all(identity, identifiers: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
     requests = [pb.LookupRequest(request_id=str(n), ref=common_pb2.ProfileRef(
         identifier=common_pb2.Identifier(type=t, value=v))) for n, (t, v) in enumerate(identifiers)]
     answers = {}
@@ -22,12 +22,12 @@ def lookup_all(identity, identifiers: list[tuple[str, str]]) -> dict[tuple[str, 
     return answers
 
 
-def test_generated_people_end_in_exactly_their_own_profiles(identity, graph: Graph, uid: str) -> None:  # type: ignore[no-untyped-def]
+def test_generated_people_end_in_exactly_their_own_profiles(identity, graph: Graph, uid: str) -> None:
     population = generate(people=300, events=3000, seed=11, prefix=f"t{uid}")
     streams = split_by_person(population.events, 3)
     failures: list[BaseException] = []
 
-    def send(events) -> None:  # type: ignore[no-untyped-def]
+    def send(events) -> None:
         try:
             acks = list(identity.Ingest(iter_protos(events), timeout=300))
             assert all(a.status == pb.ACK_STATUS_ACCEPTED for a in acks), {a.reason for a in acks if a.reason}
@@ -45,8 +45,8 @@ def test_generated_people_end_in_exactly_their_own_profiles(identity, graph: Gra
     profiles_of_person: dict[str, set[str]] = defaultdict(set)
     people_of_profile: dict[str, set[str]] = defaultdict(set)
     for identifier, person in population.truth.items():
-        profiles_of_person[person].add(owner[identifier])  # type: ignore[arg-type]
-        people_of_profile[owner[identifier]].add(person)  # type: ignore[index]
+        profiles_of_person[person].add(owner[identifier])
+        people_of_profile[owner[identifier]].add(person)
     split = {p: ids for p, ids in profiles_of_person.items() if len(ids) > 1}
     fused = {p: people for p, people in people_of_profile.items() if len(people) > 1}
     assert split == {}, f"{len(split)} people are spread over several profiles"

@@ -78,7 +78,7 @@ def test_profile_ref_takes_the_id_as_given_even_with_a_colon() -> None:
 
 def test_a_ref_of_another_type_or_an_empty_id_is_refused() -> None:
     with pytest.raises(TypeError, match="int"):
-        ref(42)  # type: ignore[arg-type]
+        ref(42)
     with pytest.raises(ValueError, match="profile id is empty"):
         ref("")
 
@@ -356,7 +356,7 @@ def test_the_client_closes_its_own_channel_but_not_one_it_was_given() -> None:
         own.health()
     channel = grpc.insecure_channel("127.0.0.1:1")
     closes: list[bool] = []
-    channel.close = lambda: closes.append(True)  # type: ignore[method-assign]
+    channel.close = lambda: closes.append(True)
     with IdentityClient(channel):
         pass
     assert closes == []

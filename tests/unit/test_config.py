@@ -36,7 +36,7 @@ def test_bad_settings_are_refused_with_the_flag_named(argv: list[str], message: 
         parse_settings(argv, env={})
 
 
-def test_configuration_files_are_read_and_validated_with_the_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_configuration_files_are_read_and_validated_with_the_settings(tmp_path) -> None:
     settings = parse_settings([], env={"IDENTITY_SEGMENT_LAG_REPORT": "12"})
     assert settings.rules.type_named("anonymousId") is not None and settings.linkage.field_names
     assert settings.segment_lag_report == 12

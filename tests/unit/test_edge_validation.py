@@ -24,7 +24,7 @@ def event(*identifiers: tuple[str, str], **fields: object) -> EventInput:
     values: dict[str, object] = {"event_id": "e1", "occurred_at": NOW - timedelta(hours=1), "source": "web",
                                  "channel": "online", "type": "page_view", "identifiers": identifiers}
     values.update(fields)
-    return EventInput(**values)  # type: ignore[arg-type]
+    return EventInput(**values)
 
 
 def test_a_bad_value_costs_only_itself_and_is_kept_as_invalid_with_its_reason() -> None:

@@ -12,7 +12,7 @@ def masked(cause: BaseException) -> ResultFailedError:
         try:
             raise cause
         except BaseException:
-            raise ResultFailedError(None, "The result has failed.")  # type: ignore[arg-type]
+            raise ResultFailedError(None, "The result has failed.")
     except ResultFailedError as exc:
         return exc
 

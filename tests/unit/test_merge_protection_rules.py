@@ -37,7 +37,7 @@ class World:
                 state.limited.setdefault(i.type, set()).add(i.value)
         self.profiles[profile_id] = state
 
-    def plan(self, *touchpoints: Touchpoint):  # type: ignore[no-untyped-def]
+    def plan(self, *touchpoints: Touchpoint):
         known = dict(self.identifiers)
         for t in touchpoints:
             for i in t.identifiers:

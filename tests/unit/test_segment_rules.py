@@ -47,7 +47,7 @@ THIRTY_DAYS = timedelta(days=30)
 def purchases(**changes: object) -> TouchpointAggregate:
     fields: dict[str, object] = {"types": ("purchase",), "window": THIRTY_DAYS, "aggregate": "count",
                                  "comparison": ">=", "value": 2.0}
-    return TouchpointAggregate(**{**fields, **changes})  # type: ignore[arg-type]
+    return TouchpointAggregate(**{**fields, **changes})
 
 
 def segment(rule: Rule, name: str = "active_us") -> SegmentDefinition:
@@ -103,8 +103,8 @@ def nested_not(depth: int) -> Rule:
     (segment(TraitRange("age", "65", "18", numeric=True)), "rule.trait.range: min '65' exceeds max '18'"),
     (segment(Not(HasIdentifierType("fax"))),
      "rule.not.identifier.has_type 'fax' is not a known identifier type; expected one of cookie, email, phone"),
-    (segment(AllOf((TraitExists("a"), None))), "rule.all.rules[1] is not set"),  # type: ignore[arg-type]
-    (segment(Not(None)), "rule.not is not set"),  # type: ignore[arg-type]
+    (segment(AllOf((TraitExists("a"), None))), "rule.all.rules[1] is not set"),
+    (segment(Not(None)), "rule.not is not set"),
     (segment(purchases(aggregate="avg")), "rule.touchpoints.aggregate is unspecified"),
     (segment(purchases(comparison="!=")), "rule.touchpoints.comparison is unspecified"),
     (segment(purchases(channels=("email",))), "rule.touchpoints.filter.channels[0] is unspecified"),
@@ -192,7 +192,7 @@ def test_windows_are_spelt_as_protobuf_spells_durations(window: timedelta) -> No
     duration.FromTimedelta(window)
     assert duration_text(window) == duration.ToJsonString()
     assert from_dict({"touchpoints": {"window": duration_text(window), "aggregate": "AGGREGATE_COUNT",
-                                      "comparison": "COMPARISON_GT"}}).window == window  # type: ignore[union-attr]
+                                      "comparison": "COMPARISON_GT"}}).window == window
 
 
 def test_non_finite_values_are_stored_as_protobuf_spells_them() -> None:
