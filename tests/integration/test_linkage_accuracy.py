@@ -32,9 +32,11 @@ def records(frame: pd.DataFrame, source: str) -> Iterator[pb.SourceRecord]:
 
 
 @pytest.fixture(scope="module")
-def febrl4(identity, driver: Driver) -> dict[str, object]:
+def febrl4(identity, driver: Driver) -> Iterator[dict[str, object]]:
     """Febrl 4 imported once as two sources; earlier Febrl imports leave linkage first (the
-    same people would match them), and the import fits a model on its own records."""
+    same people would match them), and the import fits a model on its own records. Afterwards
+    its records leave linkage and its model stops being current, so that later tests match
+    and fit on their own worlds, not on 10,000 Febrl people."""
     driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH 'linktest-' OR m.value STARTS WITH "
                          "'accuracy-' REMOVE m:Matchable")
     driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
@@ -54,7 +56,11 @@ def febrl4(identity, driver: Driver) -> dict[str, object]:
         predicted[key] = answer.profile.profile_id
     numbered = {pid: n for n, pid in enumerate(sorted(set(predicted.values())))}
     true = profiles(names, [(f"A/{x}", f"B/{y}") for x, y in links])
-    return {"summary": last.summary, "quality": pairwise_quality({k: numbered[v] for k, v in predicted.items()}, true)}
+    yield {"summary": last.summary, "quality": pairwise_quality({k: numbered[v] for k, v in predicted.items()}, true)}
+    driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH $prefix REMOVE m:Matchable",
+                         prefix=f"accuracy-{tag}-")
+    driver.execute_query("MATCH (m:LinkageModel {current: true, version: $version}) SET m.current = false",
+                         version=last.summary.model_version)
 
 
 def test_the_service_links_febrl4_without_national_ids_accurately(febrl4: dict[str, object]) -> None:
