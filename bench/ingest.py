@@ -33,6 +33,7 @@ from bench.population import EventSpec, generate, split_by_person
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
+from server.graph import epoch_millis
 
 BASELINE = """
 UNWIND $rows AS row
@@ -64,7 +65,7 @@ def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
     """Seconds to write all streams with the driver directly, one thread per stream."""
     def rows(events: list[EventSpec]) -> Iterator[list[dict[str, object]]]:
         for start in range(0, len(events), 1000):
-            yield [{"event_id": e.event_id, "occurred_at": int(e.occurred_at.timestamp() * 1000), "source": e.source,
+            yield [{"event_id": e.event_id, "occurred_at": epoch_millis(e.occurred_at), "source": e.source,
                     "channel": e.channel, "type": e.type, "traits": json.dumps(e.traits),
                     "properties": json.dumps(e.properties),
                     "identifiers": [{"type": t, "value": v} for t, v in e.identifiers]}
