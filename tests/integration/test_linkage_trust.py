@@ -169,7 +169,7 @@ def test_an_import_whose_fit_is_refused_reports_why_and_links_nothing_probabilis
         graph: Graph, driver: Driver) -> None:
     """The import path: no current model, the import fits one, the fit is degenerate."""
     driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
-    world = make_world(people=120)
+    world = make_world(people=200)  # enough candidate pairs (>= 200) to fit on, with no other records
     linker = Linker(graph, load_rules(), RULES,
                     fitter=lambda sample, rules, version: degenerate_model(rules, version))
     importer = RecordImporter(graph, Ingestor(graph, load_rules(), "salt"), linker)
