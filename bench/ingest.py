@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, log, run_threads, save
+from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, ingest_windowed, log, run_threads, save
 from bench.population import EventSpec, generate, split_by_person
-from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
 from server.graph import epoch_millis
@@ -82,27 +80,8 @@ def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
 
 def service(address_channel, streams: list[list[EventSpec]], window: int) -> tuple[float, Counter[str]]:
     """Seconds to ingest all streams through gRPC, and the acks by status."""
-    statuses: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def send(events: list[EventSpec]) -> None:
-        in_flight = threading.Semaphore(window)
-
-        def requests() -> Iterator[pb.Event]:
-            for event in events:
-                in_flight.acquire()
-                yield event.to_proto()
-
-        with address_channel() as channel:
-            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-            counted: Counter[str] = Counter()
-            for ack in stub.Ingest(requests(), timeout=24 * 3600):
-                in_flight.release()
-                counted[pb.AckStatus.Name(ack.status)] += 1
-        with lock:
-            statuses.update(counted)
-
-    return _timed_threads(send, streams), statuses
+    run = ingest_windowed(address_channel, streams, window)
+    return run.seconds, run.statuses
 
 
 def _timed_threads(work, streams: list[list[EventSpec]]) -> float:

@@ -33,17 +33,14 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
-from bench.common import bench_neo4j, bench_server, children, empty_database, log, run_threads, save
+from bench.common import IngestRun, bench_neo4j, bench_server, children, empty_database, ingest_windowed, log, save
 from bench.population import EventSpec, generate, split_by_person
-from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
 from server.identity.identity_config import load_rules
@@ -142,48 +139,9 @@ def add_flaws(events: Sequence[EventSpec], share: float, max_identifiers: int, s
     return FlawedEvents(flawed, flawed_events, with_invalid, flaws)
 
 
-@dataclass
-class Run:
-    """One variant's ingest: its time, its acks by status and the warnings they carried."""
-
-    seconds: float
-    statuses: Counter[str]
-    warnings: Counter[str]  # by field: identifiers.email, traits.date_of_birth, ...
-
-    def count(self, status: str) -> int:
-        return self.statuses.get(f"ACK_STATUS_{status}", 0)
-
-
-def ingest(channel: Callable[[], grpc.Channel], streams: list[list[EventSpec]], window: int) -> Run:
-    """Ingests all streams through gRPC as bench/ingest.py's `service` does (one thread and
-    channel per stream, at most `window` unacked events in flight), counting warnings too."""
-    statuses: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def send(events: list[EventSpec]) -> None:
-        in_flight = threading.Semaphore(window)
-
-        def requests() -> Iterator[pb.Event]:
-            for event in events:
-                in_flight.acquire()
-                yield event.to_proto()
-
-        counted: Counter[str] = Counter()
-        warned: Counter[str] = Counter()
-        with channel() as opened:
-            stub = identity_service_pb2_grpc.IdentityServiceStub(opened)
-            for ack in stub.Ingest(requests(), timeout=24 * 3600):
-                in_flight.release()
-                counted[pb.AckStatus.Name(ack.status)] += 1
-                warned.update(w.field for w in ack.warnings)
-        with lock:
-            statuses.update(counted)
-            warnings.update(warned)
-
-    began = time.monotonic()
-    run_threads(send, streams)
-    return Run(time.monotonic() - began, statuses, warnings)
+def ingest(channel: Callable[[], grpc.Channel], streams: list[list[EventSpec]], window: int) -> IngestRun:
+    """Ingests all streams through gRPC the way every ingest benchmark does (bench/common.py)."""
+    return ingest_windowed(channel, streams, window)
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -232,7 +190,7 @@ class Measured:
 
     events_per_s: float
     cpu_ms_per_event: float
-    run: Run
+    run: IngestRun
     graph: Stored
 
     def figures(self) -> dict[str, object]:
