@@ -190,3 +190,35 @@ def test_several_processes_need_a_fixed_port() -> None:
     done = subprocess.run([sys.executable, "-m", "server", "--listen", "127.0.0.1:0", "--processes", "2"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "needs a fixed port" in done.stderr
+
+
+def test_a_server_killed_mid_ingest_loses_no_acked_event(neo4j_settings: Neo4jSettings, driver, uid: str) -> None:
+    """SIGKILL (no draining) while a stream has events in flight: every event acked ACCEPTED is
+    in Neo4j, since an ack is sent only after its transaction committed; the rest may be lost
+    (the client resends them, and event ids make that idempotent)."""
+    port = free_port()
+    proc = start_server(server_env(neo4j_settings), port)
+    try:
+        channel = wait_serving(port)
+        feed = Feed()
+        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
+        for n in range(200):
+            feed.send(cookie_event(uid, n))
+        acked = [next(acks) for _ in range(50)]  # some committed, many still in flight
+        for n in range(200, 400):
+            feed.send(cookie_event(uid, n))
+        proc.kill()
+        proc.wait(timeout=30)
+        try:
+            acked += list(acks)
+        except grpc.RpcError:
+            pass  # the stream died with the process: what it acked before that is what counts
+        accepted = {a.event_id for a in acked if a.status == pb.ACK_STATUS_ACCEPTED}
+        assert len(accepted) >= 50
+        records, _, _ = driver.execute_query(
+            "UNWIND $ids AS id MATCH (t:Touchpoint {event_id: id}) RETURN count(t) AS stored", ids=sorted(accepted))
+        assert records[0]["stored"] == len(accepted)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
