@@ -1,15 +1,15 @@
 """Deterministic stitching with merge protection: which identifiers link, which profiles merge.
 
 The planner is a pure function of what the transaction read from Neo4j (identifiers, their
-profiles, flags and co-occurrences) and the batch of new touchpoints. It decides; the ingest
-transaction writes the decisions. Keeping it pure makes every rule testable without a
+profiles, flags and co-occurrences) and the touchpoints or proposed links to decide. It
+decides; link_commit, the one write path, reads for it under locks and writes its plan. Keeping it pure makes every rule testable without a
 database and keeps the transaction retry-safe: each attempt plans afresh from what it read.
 
 Rules, in the order they apply to each event:
 1. A blocklisted value (junk typed at tills and in forms) is flagged and links nothing.
 2. A value seen with more than `shared_after` distinct identifiers of one strong type (a
    family tablet, a shop's phone) is flagged as shared and links no more; the profile it
-   belonged to is split along its remaining links (see profiles.split_profile).
+   belonged to is split along its remaining links (see link_commit.split_profile).
 3. A link between identifiers of different profiles merges them, unless the merged profile
    would hold more identifiers of a type than `per_profile_limits` allows: then the link is
    kept as a rejected edge with the reason, and the profiles stay apart (the contested,
