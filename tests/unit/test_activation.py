@@ -13,7 +13,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from loopback import loopback_server
 import pytest
 from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
 
@@ -578,15 +578,9 @@ class FakeSegmentService(segment_service_pb2_grpc.SegmentServiceServicer):
 
 @contextmanager
 def segment_server(service: FakeSegmentService) -> Iterator[grpc.Channel]:
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        server.stop(0)
+    with loopback_server(lambda server: segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(
+            service, server)) as address, grpc.insecure_channel(address) as channel:
+        yield channel
 
 
 def test_a_position_dropped_by_retention_stops_that_destination_only(tmp_path: Path,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
+from loopback import loopback_server
 import pytest
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 
@@ -75,14 +75,9 @@ def quarantine() -> Quarantine:
 
 @pytest.fixture
 def address(quarantine: Quarantine) -> Iterator[str]:
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(quarantine, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(0)
+    with loopback_server(lambda server: identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
+            quarantine, server)) as served:
+        yield served
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

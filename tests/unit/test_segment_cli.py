@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
+from loopback import loopback_server
 import pytest
 from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
 
@@ -231,14 +231,9 @@ class QuietAfterChanges(segment_service_pb2_grpc.SegmentServiceServicer):
 
 @contextmanager
 def serving(service: QuietAfterChanges) -> Iterator[str]:
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(0)
+    with loopback_server(lambda server: segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(
+            service, server)) as address:
+        yield address
 
 
 def test_watch_cancels_its_call_once_the_stream_is_idle(capsys: pytest.CaptureFixture[str]) -> None:
