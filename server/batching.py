@@ -3,54 +3,81 @@
 Ingest writes one transaction per batch: a full batch goes at once, and a trickle waits at
 most `max_wait` seconds, so a lone event is acked quickly and a flood is written in bulk.
 Lookups from all streams are coalesced into shared queries (Coalescer).
+
+Both serve the asyncio server: a stream is read by a coroutine, never by a thread of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Generic, TypeVar
 
-from client.reader import Ended, ReaderThread
 from server.tuning import LOOKUP_WORKERS
 
 T = TypeVar("T")
 
 
-def batched(source: Iterator[T], max_size: int, max_wait: float) -> Iterator[list[T]]:
+@dataclass(frozen=True)
+class Ended:
+    """The end of a stream read ahead by a task: ran out (error None) or raised error."""
+
+    error: BaseException | None = None
+
+
+def _finish(ended: Ended) -> None:
+    if ended.error is not None:
+        raise ended.error
+
+
+async def batched(source: AsyncIterator[T], max_size: int, max_wait: float) -> AsyncIterator[list[T]]:
     """Yields lists of at most max_size items; a batch waits at most max_wait for more.
 
-    The source (a gRPC request stream, whose next() blocks) is read on a thread of its own by
-    the one reader-thread helper, client.reader.ReaderThread, so that waiting can time out."""
-    with ReaderThread(lambda: source, capacity=max_size * 2, name="batch-pump") as pump:
+    The source is read ahead by a task (at most two batches' worth), so the next batch gathers
+    while the caller writes this one."""
+    ahead: asyncio.Queue[T | Ended] = asyncio.Queue(maxsize=max_size * 2)
+    reader = asyncio.create_task(_read_ahead(source, ahead))
+    try:
         while True:
-            first = pump.get()  # no timeout: never None
-            if isinstance(first, Ended) or first is None:
+            first = await ahead.get()
+            if isinstance(first, Ended):
                 _finish(first)
                 return
             batch = [first]
-            ended = _fill(pump, batch, max_size, time.monotonic() + max_wait)
+            ended = await _fill(ahead, batch, max_size, asyncio.get_running_loop().time() + max_wait)
             yield batch
             if ended is not None:
                 _finish(ended)
                 return
+    finally:
+        reader.cancel()
 
 
-def _finish(ended: Ended | None) -> None:
-    if ended is not None and ended.error is not None:
-        raise ended.error
+async def _read_ahead(source: AsyncIterator[T], ahead: asyncio.Queue[T | Ended]) -> None:
+    try:
+        async for item in source:
+            await ahead.put(item)
+    except Exception as exc:  # the consumer raises it, after the items before it
+        await ahead.put(Ended(exc))
+        return
+    await ahead.put(Ended())
 
 
-def _fill(pump: ReaderThread[T], batch: list[T], max_size: int, deadline: float) -> Ended | None:
+async def _fill(ahead: asyncio.Queue[T | Ended], batch: list[T], max_size: int, deadline: float) -> Ended | None:
     """Adds items until the batch is full or the deadline passes; returns the end if seen."""
+    loop = asyncio.get_running_loop()
     while len(batch) < max_size:
-        item = pump.get(max(0.0, deadline - time.monotonic()))
-        if item is None:
-            return None
+        try:
+            item = ahead.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                item = await asyncio.wait_for(ahead.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return None
         if isinstance(item, Ended):
             return item
         batch.append(item)
@@ -59,6 +86,8 @@ def _fill(pump: ReaderThread[T], batch: list[T], max_size: int, deadline: float)
 
 K = TypeVar("K")
 V = TypeVar("V")
+# How many requests one lookup stream may have in flight before reading more of it.
+STREAM_WINDOW = 1000
 
 
 class Coalescer(Generic[K, V]):
@@ -82,55 +111,40 @@ class Coalescer(Generic[K, V]):
         """deliver is called in a worker thread with the answer, or with the batch's error."""
         self._waiting.put((key, deliver))
 
-    def submit_many(self, keys: list[K]) -> list[Future[V]]:
-        futures: list[Future[V]] = []
-        for key in keys:
-            future: Future[V] = Future()
-            self.submit(key, partial(_settle, future))
-            futures.append(future)
-        return futures
+    async def ask(self, key: K) -> V:
+        """The answer for one key, awaited on the event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
+        self.submit(key, partial(_settle_threadsafe, loop, future))
+        return await future
 
-    def answer_stream(self, items: Iterator[T], key: Callable[[T], K]) -> Iterator[tuple[T, V]]:
+    async def answer_stream(self, items: AsyncIterator[T], key: Callable[[T], K]) -> AsyncIterator[tuple[T, V]]:
         """Each item of a stream with its answer, in the stream's order.
 
-        A reader thread submits items as they arrive, so a stream with many requests in flight
-        shares queries with every other stream; answers are put back in order here.
-        """
-        out: queue.Queue[tuple[int, T, V | BaseException] | Ended] = queue.Queue()
-        stopped = threading.Event()
-        submitted = [0]
+        A task submits items as they arrive (up to STREAM_WINDOW unanswered), so a stream with
+        many requests in flight shares queries with every other stream."""
+        loop = asyncio.get_running_loop()
+        in_order: asyncio.Queue[tuple[T, asyncio.Future[V]] | Ended] = asyncio.Queue(maxsize=STREAM_WINDOW)
 
-        def read() -> None:
+        async def read() -> None:
             try:
-                for seq, item in enumerate(items):
-                    if stopped.is_set():
-                        return
-                    self.submit(key(item), partial(_put_answer, out, seq, item))
-                    submitted[0] = seq + 1
-            except BaseException as exc:  # the stream's consumer re-raises it
-                out.put(Ended(exc))
+                async for item in items:
+                    future: asyncio.Future[V] = loop.create_future()
+                    self.submit(key(item), partial(_settle_threadsafe, loop, future))
+                    await in_order.put((item, future))
+            except Exception as exc:  # the consumer re-raises it
+                await in_order.put(Ended(exc))
                 return
-            out.put(Ended())
+            await in_order.put(Ended())
 
-        threading.Thread(target=read, daemon=True, name="coalesce-reader").start()
-        pending: dict[int, tuple[T, V]] = {}
-        following, ended = 0, False
+        reader = asyncio.create_task(read())
         try:
-            while not ended or following < submitted[0]:
-                got = out.get()
-                if isinstance(got, Ended):
-                    _finish(got)
-                    ended = True
-                    continue
-                seq, item, answer = got
-                if isinstance(answer, BaseException):
-                    raise answer
-                pending[seq] = (item, answer)
-                while following in pending:
-                    yield pending.pop(following)
-                    following += 1
+            while not isinstance(entry := await in_order.get(), Ended):
+                item, future = entry
+                yield item, await future
+            _finish(entry)
         finally:
-            stopped.set()
+            reader.cancel()
 
     def close(self) -> None:
         for _ in self._workers:
@@ -162,12 +176,16 @@ class Coalescer(Generic[K, V]):
             deliver(answer)
 
 
-def _put_answer(out: queue.Queue[tuple[int, T, V | BaseException] | Ended], seq: int, item: T,
-                answer: V | BaseException) -> None:
-    out.put((seq, item, answer))
+def _settle_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[V], answer: V | BaseException) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, future, answer)
+    except RuntimeError:  # the loop is closed: the server stopped, nobody waits any more
+        pass
 
 
-def _settle(future: Future[V], answer: V | BaseException) -> None:
+def _settle(future: asyncio.Future[V], answer: V | BaseException) -> None:
+    if future.done():  # the waiting stream was cancelled
+        return
     if isinstance(answer, BaseException):
         future.set_exception(answer)
     else:

@@ -29,6 +29,7 @@ class Settings:
     rules_file: Path
     max_workers: int
     max_concurrent_rpcs: int
+    watch_buffer: int
     ingest_batch_size: int
     ingest_batch_wait: float
     shutdown_grace: float
@@ -57,10 +58,12 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--neo4j-password", default=env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD))
     add("--neo4j-database", default=env.get("NEO4J_DATABASE", "neo4j"))
     add("--rules", default=env.get("IDENTITY_RULES", str(DEFAULT_RULES_FILE)), help="identity rules YAML file")
-    add("--max-workers", type=int, default=int(env.get("IDENTITY_MAX_WORKERS", "32")),
-        help="threads serving RPCs; each open stream holds one")
-    add("--max-concurrent-rpcs", type=int, default=int(env.get("IDENTITY_MAX_CONCURRENT_RPCS", "0")),
-        help="RPCs beyond this many are refused with RESOURCE_EXHAUSTED (0: max-workers)")
+    add("--max-workers", type=int, default=int(env.get("IDENTITY_MAX_WORKERS", "16")),
+        help="threads per work pool (ingest, read; admin gets a quarter) running Neo4j work; open streams hold none")
+    add("--max-concurrent-rpcs", type=int, default=int(env.get("IDENTITY_MAX_CONCURRENT_RPCS", "10000")),
+        help="open calls per method beyond which a call is refused with RESOURCE_EXHAUSTED")
+    add("--watch-buffer", type=int, default=int(env.get("IDENTITY_WATCH_BUFFER", "10000")),
+        help="segment changes buffered per WatchSegment stream; a consumer further behind is cut off")
     add("--ingest-batch-size", type=int, default=int(env.get("IDENTITY_INGEST_BATCH_SIZE", "500")))
     add("--ingest-batch-wait", type=float, default=float(env.get("IDENTITY_INGEST_BATCH_WAIT", "0.01")),
         help="seconds a partial ingest batch waits for more events")
@@ -89,7 +92,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
 def _validated(args: argparse.Namespace) -> Settings:
     if ":" not in args.listen:
         raise ConfigurationError(f"--listen {args.listen!r} must be host:port")
-    for name in ("max_workers", "ingest_batch_size"):
+    for name in ("max_workers", "max_concurrent_rpcs", "watch_buffer", "ingest_batch_size"):
         if getattr(args, name) < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
     if args.processes < 1:
@@ -108,7 +111,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database),
         rules_file=Path(args.rules),
         max_workers=args.max_workers,
-        max_concurrent_rpcs=args.max_concurrent_rpcs or args.max_workers,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        watch_buffer=args.watch_buffer,
         ingest_batch_size=args.ingest_batch_size,
         ingest_batch_wait=args.ingest_batch_wait,
         shutdown_grace=args.shutdown_grace,

@@ -23,6 +23,11 @@ class OutOfRange(IdentityError):
     """A position or range the service no longer holds (e.g. changes deleted by retention)."""
 
 
+class ResourceExhausted(IdentityError):
+    """A limit of this server was reached (calls of a method, a slow consumer's buffer); the
+    message names the limit and how to carry on."""
+
+
 class StorageUnavailable(IdentityError):
     """Neo4j could not be reached or kept failing transiently; the client may retry."""
 

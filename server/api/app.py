@@ -1,18 +1,30 @@
-"""Builds the gRPC server: the two services, standard health checking and reflection."""
+"""Builds the asyncio gRPC server: the two services, health checking and reflection.
+
+The server runs on an event loop of its own thread (ServingLoop), so that starting and
+stopping it are plain calls for the runner and the tests. Open streams are coroutines on that
+loop; Neo4j work runs on the bounded work pools (server/api/work.py); each method's open
+calls are limited on their own (server/api/limits.py); health checks never leave the loop and
+are never limited, so they answer whatever the load.
+"""
 
 from __future__ import annotations
 
-from concurrent import futures
+import asyncio
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
-import grpc
+import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from identity.v1 import identity_service_pb2, identity_service_pb2_grpc, segment_service_pb2, segment_service_pb2_grpc
 
 from server.api.identity_servicer import IdentityServicer
+from server.api.limits import CallLimits
 from server.api.segment_servicer import SegmentServicer
+from server.api.work import WorkPools
 from server.config import Settings
 from server.graph import Graph
 from server.identity.ingest import Ingestor
@@ -23,6 +35,7 @@ from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
 from server.identity.replay import Replayer, RetentionWorker
 from server.identity.segments.catalog import SegmentCatalog
+from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.membership import Membership
 from server.identity.segments.worker import SegmentWorker
 
@@ -30,71 +43,114 @@ SERVICE_NAMES = (
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
     segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
 )
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+T = TypeVar("T")
+
+
+class ServingLoop:
+    """An asyncio event loop running on a daemon thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop", daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs the coroutine on the loop and waits for its result from any other thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
+    serving_loop: ServingLoop
+    pools: WorkPools
+    feed: ChangeFeed
+    identity: IdentityServicer
+    limits: CallLimits
     linkage_worker: LinkageWorker | None = None
     segment_worker: SegmentWorker | None = None
     retention_worker: RetentionWorker | None = None
 
     def set_serving(self, serving: bool) -> None:
+        self.serving_loop.call(self._set_serving(serving))
+
+    async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *SERVICE_NAMES):
-            self.health.set(name, status)
+            await self.health.set(name, status)
 
     def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
         self.set_serving(False)
-        self.server.stop(grace).wait()
-        if self.linkage_worker is not None:
-            self.linkage_worker.stop()
-        if self.segment_worker is not None:
-            self.segment_worker.stop()
-        if self.retention_worker is not None:
-            self.retention_worker.stop()
+        self.serving_loop.call(self._stop(grace))
+        self.identity.lookups.close()
+        self.pools.shutdown()
+        for worker in (self.linkage_worker, self.segment_worker, self.retention_worker):
+            if worker is not None:
+                worker.stop()
+        self.serving_loop.close()
+
+    async def _stop(self, grace: float) -> None:
+        await self.feed.close()
+        await self.server.stop(grace)
 
 
 def create_server(settings: Settings, graph: Graph) -> RunningServer:
     """Binds settings.listen (port 0 picks a free port) and starts serving; returns the bound port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
-    )
     rules, linkage = settings.rules, settings.linkage
+    pools = WorkPools.of_size(settings.max_workers)
     ingestor = Ingestor(graph, rules, settings.suppression_salt, OnlineQueue(linkage) if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
     linker = Linker(graph, rules, linkage)
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
     replayer = Replayer(graph, ingestor, importer)
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(
-        IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
-                         linker, importer, replayer), server
-    )
+    identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
+                                linker, importer, replayer, pools)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
-    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(membership), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
-    server.start()
+    feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer)
+    limits = CallLimits(settings.max_concurrent_rpcs, exempt=frozenset({HEALTH_SERVICE, reflection.SERVICE_NAME}))
+    serving_loop = ServingLoop()
+    try:
+        server, port, health_servicer = serving_loop.call(
+            _start(settings.listen, limits, identity, SegmentServicer(membership, feed, pools)))
+    except BaseException:
+        serving_loop.close()
+        raise
     worker = LinkageWorker(linker) if settings.online_linkage else None
     segment_worker = SegmentWorker(membership, timedelta(seconds=settings.segment_schedule),
                                    timedelta(days=settings.segment_retention_days),
                                    lag_report_every=settings.segment_lag_report)
     retention_worker = RetentionWorker(replayer, timedelta(days=settings.quarantine_retention_days))
-    running = RunningServer(server, port, health_servicer, worker, segment_worker, retention_worker)
-    if worker is not None:
-        worker.start()
-    segment_worker.start()
-    retention_worker.start()
+    running = RunningServer(server, port, health_servicer, serving_loop, pools, feed, identity, limits,
+                            worker, segment_worker, retention_worker)
+    for background in (worker, segment_worker, retention_worker):
+        if background is not None:
+            background.start()
     running.set_serving(True)
     return running
+
+
+async def _start(listen: str, limits: CallLimits, identity: IdentityServicer,
+                 segments: SegmentServicer) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[limits],
+        options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
+    )
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
+    segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(segments, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: the address is taken or invalid")
+    await server.start()
+    return server, port, health_servicer

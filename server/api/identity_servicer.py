@@ -1,14 +1,19 @@
-"""IdentityService: ingest, profiles, journeys. Translates messages; the domain does the work."""
+"""IdentityService: ingest, profiles, journeys. Translates messages; the domain does the work.
+
+Methods are coroutines of the asyncio server: an open stream holds no thread. Every call into
+the domain (which talks to Neo4j with the blocking driver) runs on one of the work pools.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 
-import grpc
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as pb_grpc
 
 from server.api import convert
-from server.api.status import streaming, unary
+from server.api.status import Context, streaming, unary
+from server.api.work import BlockingReader, WorkPools
 from server.batching import Coalescer, batched
 from server.errors import InvalidArgument
 from server.graph import Graph
@@ -23,12 +28,16 @@ from server.identity.explanations import Explainer
 from server.identity.replay import Replayer
 from server.identity.rescoring import Rescorer
 
+# Items a streamed read hands over per trip to the read pool.
+JOURNEY_CHUNK = 200
+LIST_CHUNK = 100
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
-                 linker: Linker, importer: RecordImporter, replayer: Replayer) -> None:
+                 linker: Linker, importer: RecordImporter, replayer: Replayer, pools: WorkPools) -> None:
         self.graph = graph
+        self.pools = pools
         self.ingestor = ingestor
         self.profiles = profiles
         self.linker = linker
@@ -43,25 +52,30 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.batch_wait = batch_wait
 
     @streaming
-    def Ingest(self, request_iterator: Iterator[pb.Event], context: grpc.ServicerContext) -> Iterator[pb.IngestAck]:
-        for batch in batched(request_iterator, self.batch_size, self.batch_wait):
-            acks = self.ingestor.ingest([convert.event_input(event) for event in batch])
-            yield from (convert.ingest_ack(ack) for ack in acks)
+    async def Ingest(self, request_iterator: AsyncIterator[pb.Event], context: Context) -> AsyncIterator[pb.IngestAck]:
+        # acks go out only after ingest() returned, that is after the batch's commit
+        async for batch in batched(request_iterator, self.batch_size, self.batch_wait):
+            acks = await self.pools.ingest.run(self.ingestor.ingest, [convert.event_input(event) for event in batch])
+            for ack in acks:
+                yield convert.ingest_ack(ack)
 
     @streaming
-    def ImportRecords(
-        self, request_iterator: Iterator[pb.SourceRecord], context: grpc.ServicerContext
-    ) -> Iterator[pb.ImportProgress]:
-        for step in self.importer.run(convert.source_record(record) for record in request_iterator):
+    async def ImportRecords(
+        self, request_iterator: AsyncIterator[pb.SourceRecord], context: Context
+    ) -> AsyncIterator[pb.ImportProgress]:
+        # an import reads its records as a blocking iterator, holding an admin thread for its length
+        records = BlockingReader(request_iterator, asyncio.get_running_loop())
+        steps = self.pools.admin.iterate(lambda: self.importer.run(convert.source_record(r) for r in records))
+        async for step in steps:
             yield convert.import_progress(step)
 
     @streaming
-    def LookupProfiles(
-        self, request_iterator: Iterator[pb.LookupRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.LookupResult]:
+    async def LookupProfiles(
+        self, request_iterator: AsyncIterator[pb.LookupRequest], context: Context
+    ) -> AsyncIterator[pb.LookupResult]:
         # no waiting for a fuller batch: requests of all streams that queue meanwhile are
-        # answered together by the coalescer's next query
-        for request, answer in self.lookups.answer_stream(request_iterator, self._lookup_key):
+        # answered together by the coalescer's next query (on its own threads)
+        async for request, answer in self.lookups.answer_stream(request_iterator, self._lookup_key):
             yield convert.lookup_result(request.request_id, answer)
 
     def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
@@ -72,52 +86,59 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             return exc
 
     @unary
-    def GetIdentityGraph(self, request: pb.GetIdentityGraphRequest, context: grpc.ServicerContext) -> pb.IdentityGraph:
-        return convert.identity_graph(self.profiles.identity_graph(convert.profile_key(request.ref)))
+    async def GetIdentityGraph(self, request: pb.GetIdentityGraphRequest, context: Context) -> pb.IdentityGraph:
+        key = convert.profile_key(request.ref)
+        return convert.identity_graph(await self.pools.read.run(self.profiles.identity_graph, key))
 
     @streaming
-    def TraverseJourney(
-        self, request: pb.TraverseJourneyRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.JourneyStep]:
+    async def TraverseJourney(
+        self, request: pb.TraverseJourneyRequest, context: Context
+    ) -> AsyncIterator[pb.JourneyStep]:
         filters = convert.journey_filter(request)
-        profile_id = self.profiles.resolve(convert.profile_key(request.ref))
-        for touchpoint, cursor in journeys.traverse(self.graph, profile_id, filters):
+        profile_id = await self.pools.read.run(self.profiles.resolve, convert.profile_key(request.ref))
+        steps = self.pools.read.iterate(lambda: journeys.traverse(self.graph, profile_id, filters), chunk=JOURNEY_CHUNK)
+        async for touchpoint, cursor in steps:
             yield convert.journey_step(touchpoint, cursor)
 
     @unary
-    def ForgetProfile(self, request: pb.ForgetProfileRequest, context: grpc.ServicerContext) -> pb.ForgetProfileResponse:
-        forgotten = self.profiles.forget(convert.profile_key(request.ref))
+    async def ForgetProfile(self, request: pb.ForgetProfileRequest, context: Context) -> pb.ForgetProfileResponse:
+        forgotten = await self.pools.admin.run(self.profiles.forget, convert.profile_key(request.ref))
         return pb.ForgetProfileResponse(profile_id=forgotten.profile_id, identifiers_forgotten=forgotten.identifiers,
                                         touchpoints_erased=forgotten.touchpoints)
 
     @unary
-    def UnlinkIdentifier(
-        self, request: pb.UnlinkIdentifierRequest, context: grpc.ServicerContext
+    async def UnlinkIdentifier(
+        self, request: pb.UnlinkIdentifierRequest, context: Context
     ) -> pb.UnlinkIdentifierResponse:
         if not request.HasField("identifier"):
             raise InvalidArgument("identifier is required")
         other: Identifier | None = convert.identifier(request.linked_to) if request.HasField("linked_to") else None
-        parts = self.profiles.unlink(convert.identifier(request.identifier), other, request.reason)
+        parts = await self.pools.admin.run(self.profiles.unlink, convert.identifier(request.identifier), other,
+                                           request.reason)
         return pb.UnlinkIdentifierResponse(profile_ids=parts)
 
     @unary
-    def ReviewMatch(self, request: pb.ReviewMatchRequest, context: grpc.ServicerContext) -> pb.ReviewMatchResponse:
+    async def ReviewMatch(self, request: pb.ReviewMatchRequest, context: Context) -> pb.ReviewMatchResponse:
         if not request.HasField("a") or not request.HasField("b"):
             raise InvalidArgument("a and b are required: the two identifiers of the pair")
-        profile_ids = self.reviews.decide(convert.identifier(request.a), convert.identifier(request.b),
-                                          request.confirm, request.reason)
+        profile_ids = await self.pools.admin.run(self.reviews.decide, convert.identifier(request.a),
+                                                 convert.identifier(request.b), request.confirm, request.reason)
         return pb.ReviewMatchResponse(profile_ids=profile_ids)
 
     @unary
-    def RefitLinkageModel(
-        self, request: pb.RefitLinkageModelRequest, context: grpc.ServicerContext
+    async def RefitLinkageModel(
+        self, request: pb.RefitLinkageModelRequest, context: Context
     ) -> pb.LinkageModelInfo:
         if request.sample_records < 0:
             raise InvalidArgument("sample_records must not be negative")
-        return convert.linkage_model(self.linker.refit(request.sample_records), self.linker.linkage)
+        model = await self.pools.admin.run(self.linker.refit, request.sample_records)
+        return convert.linkage_model(model, self.linker.linkage)
 
     @unary
-    def GetLinkageStatus(self, request: pb.GetLinkageStatusRequest, context: grpc.ServicerContext) -> pb.LinkageStatus:
+    async def GetLinkageStatus(self, request: pb.GetLinkageStatusRequest, context: Context) -> pb.LinkageStatus:
+        return await self.pools.read.run(self._linkage_status)
+
+    def _linkage_status(self) -> pb.LinkageStatus:
         lag = self.linker.lag()
         model = self.linker.model(max_age=0)
         status = pb.LinkageStatus(pending=lag.pending, oldest_wait_seconds=lag.oldest_wait_s)
@@ -130,32 +151,34 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         return status
 
     @streaming
-    def RescoreLinks(self, request: pb.RescoreLinksRequest,
-                     context: grpc.ServicerContext) -> Iterator[pb.RescoreProgress]:
+    async def RescoreLinks(self, request: pb.RescoreLinksRequest,
+                           context: Context) -> AsyncIterator[pb.RescoreProgress]:
         if request.page_size < 0:
             raise InvalidArgument("page_size must not be negative")
-        for step in self.rescorer.run(request.page_size, request.dry_run):
+        async for step in self.pools.admin.iterate(lambda: self.rescorer.run(request.page_size, request.dry_run)):
             yield convert.rescore_progress(step)
 
     @unary
-    def ExplainLink(self, request: pb.ExplainLinkRequest, context: grpc.ServicerContext) -> pb.LinkExplanation:
+    async def ExplainLink(self, request: pb.ExplainLinkRequest, context: Context) -> pb.LinkExplanation:
         for name, ref in (("a", request.a), ("b", request.b)):
             if ref.WhichOneof("key") is None:
                 raise InvalidArgument(f"{name} is required: an identifier {{type, value}} or a profile id")
-        explanation = self.explainer.explain(convert.profile_key(request.a),
-                                                                     convert.profile_key(request.b))
+        explanation = await self.pools.read.run(self.explainer.explain, convert.profile_key(request.a),
+                                                convert.profile_key(request.b))
         return convert.link_explanation(explanation)
 
     @streaming
-    def ListRejected(self, request: pb.ListRejectedRequest, context: grpc.ServicerContext) -> Iterator[pb.RejectedItem]:
+    async def ListRejected(self, request: pb.ListRejectedRequest, context: Context) -> AsyncIterator[pb.RejectedItem]:
         if request.limit < 0:
             raise InvalidArgument("limit must not be negative")
-        for view in self.replayer.list(convert.rejection_filter(request.filter), request.limit):
+        where = convert.rejection_filter(request.filter)
+        async for view in self.pools.read.iterate(lambda: self.replayer.list(where, request.limit), chunk=LIST_CHUNK):
             yield convert.rejected_item(view)
 
     @streaming
-    def ReplayRejected(self, request: pb.ReplayRejectedRequest,
-                       context: grpc.ServicerContext) -> Iterator[pb.ReplayProgress]:
+    async def ReplayRejected(self, request: pb.ReplayRejectedRequest,
+                             context: Context) -> AsyncIterator[pb.ReplayProgress]:
         where = convert.rejection_filter(request.filter)
-        for step in self.replayer.replay(where, invalid_values=not request.skip_invalid_values):
+        steps = self.pools.admin.iterate(lambda: self.replayer.replay(where, invalid_values=not request.skip_invalid_values))
+        async for step in steps:
             yield convert.replay_progress(step)

@@ -1,13 +1,14 @@
-"""The one table from the service's exceptions to gRPC status codes."""
+"""The one table from the service's exceptions to gRPC status codes, for asyncio servicers."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 import grpc
+import grpc.aio
 
 from server import errors
 
@@ -18,58 +19,63 @@ STATUS_OF: dict[type[errors.IdentityError], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.StorageFailure: grpc.StatusCode.INTERNAL,
     errors.ConfigurationError: grpc.StatusCode.INTERNAL,
 }
 
 S = TypeVar("S")  # the servicer
-Req = TypeVar("Req")  # a request message, or an iterator of them
+Req = TypeVar("Req")  # a request message, or an async iterator of them
 Resp = TypeVar("Resp")  # a response message
+Context = grpc.aio.ServicerContext[object, object]
 
 
-def abort_for(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
-    """Ends the RPC with the status for exc; anything unexpected is logged, not sent on."""
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and message a client gets for exc; anything unexpected is logged, not sent on."""
     for kind, code in STATUS_OF.items():
         if isinstance(exc, kind):
-            context.abort(code, str(exc))
-    log.exception("unexpected error")
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+            return code, str(exc)
+    log.error("unexpected error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
+
+
+async def abort_for(context: Context, exc: Exception) -> NoReturn:
+    code, message = status_for(exc)
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # it raises grpc.aio.AbortError
 
 
 def unary(
-    method: Callable[[S, Req, grpc.ServicerContext], Resp],
-) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
+    method: Callable[[S, Req, Context], Awaitable[Resp]],
+) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """Maps exceptions of a unary method to status codes."""
 
     @functools.wraps(method)
-    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
+    async def wrapper(self: S, request: Req, context: Context) -> Resp:
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise  # the method aborted on purpose
         except Exception as exc:
-            _abort_unless_aborted(context, exc)
+            await abort_for(context, exc)
 
     return wrapper
 
 
 def streaming(
-    method: Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]],
-) -> Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]]:
+    method: Callable[[S, Req, Context], AsyncIterator[Resp]],
+) -> Callable[[S, Req, Context], AsyncIterator[Resp]]:
     """Maps exceptions of a response-streaming method to status codes."""
 
     @functools.wraps(method)
-    def wrapper(self: S, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
+    async def wrapper(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
         try:
-            yield from method(self, request, context)
+            async for response in method(self, request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            _abort_unless_aborted(context, exc)
+            await abort_for(context, exc)
 
     return wrapper
-
-
-def _abort_unless_aborted(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
-    # the method aborted on purpose; grpc signals that by raising
-    if context.code() is not None:  # type: ignore[attr-defined]  # grpc API since 1.38, not in types-grpcio
-        raise exc
-    abort_for(context, exc)
-

@@ -12,7 +12,8 @@ def test_defaults_serve_on_loopback_against_the_local_neo4j() -> None:
     settings = parse_settings([], env={})
     assert settings.listen == "127.0.0.1:50051"
     assert settings.neo4j.uri == "bolt://127.0.0.1:7687" and settings.neo4j.database == "neo4j"
-    assert settings.max_concurrent_rpcs == settings.max_workers
+    # streams hold no thread: the per-method limit on open calls is far above the pool size
+    assert settings.max_concurrent_rpcs > 100 * settings.max_workers and settings.watch_buffer >= 1000
 
 
 def test_environment_overrides_defaults_and_flags_override_environment() -> None:
@@ -27,6 +28,7 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
     [
         (["--listen", "50051"], "must be host:port"),
         (["--max-workers", "0"], "--max-workers must be at least 1"),
+        (["--watch-buffer", "0"], "--watch-buffer must be at least 1"),
         (["--neo4j-uri", "http://x:7474"], "must start with bolt:// or neo4j://"),
         (["--ingest-batch-wait", "-1"], "must not be negative"),
     ],

@@ -52,11 +52,11 @@ def test_the_client_does_not_import_the_server() -> None:
 ACTIVATION = SERVER.parent / "activation"
 
 
-def test_the_server_takes_only_the_reader_thread_helper_from_the_client() -> None:
-    """One reader-thread helper serves both sides (client/reader.py); nothing else of the
-    client library, which speaks to the server over gRPC, belongs inside it."""
+def test_the_server_takes_nothing_from_the_client() -> None:
+    """The client library speaks to the server over gRPC; the asyncio server reads its streams
+    with coroutines and needs none of the client's reader threads."""
     used = {m for p in python_files(SERVER) for m in imported_modules(p) if m.split(".")[0] == "client"}
-    assert used == {"client.reader"}
+    assert used == set()
 
 
 def test_activation_builds_on_the_client_and_the_client_does_not_load_activation() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -247,19 +246,16 @@ class Membership:
                 f"cannot be resumed exactly: read the members with ListSegmentMembers and watch from "
                 f"position {state['next'] - 1}")
 
-    def follow(self, name: str, after: int, active: Callable[[], bool], poll: float = 0.1) -> Iterator[MembershipChange]:
-        """Every change after the position, then each new one as it is logged, while active()
-        holds. Exactly once across reconnects: a consumer resumes after the last position it
-        processed; a consumer that falls behind the retention is told rather than skipped."""
-        self.check_position(name, after)
-        while active():
-            self._check_retained(after)
-            changes = self.changes(name, after)
-            yield from changes
-            if changes:
-                after = changes[-1].position
-            else:
-                time.sleep(poll)
+    def last_position(self) -> int:
+        """The position of the last change logged (0 before the first)."""
+        (state,) = self.graph.read("segments/log_state")
+        return int(state["next"]) - 1
+
+    def log_changes(self, names: list[str], after: int, limit: int) -> list[MembershipChange]:
+        """The changes of any of the segments after a position (at most limit), in position
+        order: what the change feed's one poller reads for every watcher of the process."""
+        return [MembershipChange(r["position"], r["segment"], r["profile_id"], r["kind"], _at(r["at"]), r["cause"])
+                for r in self.graph.read_once("segments/log_changes_after", segments=names, after=after, limit=limit)]
 
     def trim(self, retention: timedelta, limit: int = 10_000) -> int:
         """Deletes changes older than the retention; returns how many."""

@@ -1,0 +1,83 @@
+"""Per-method limits on open calls, so that overload of one method never starves the others.
+
+The thread-pool server refused every call, health checks included, once its threads were
+held by open streams. In the asyncio server a stream holds no thread, and this interceptor
+counts the open calls of each method: a call beyond the limit of its method is refused with
+RESOURCE_EXHAUSTED naming the limit, while other methods, and health checks (never counted),
+go on being answered.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+Behaviour = Callable[..., Any]
+if TYPE_CHECKING:  # generic in the type stubs only
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+
+class CallLimits(grpc.aio.ServerInterceptor):
+    """Refuses a call when `limit` calls of its method are open already."""
+
+    def __init__(self, limit: int, exempt: frozenset[str]) -> None:
+        self.limit = limit
+        self.exempt = exempt  # services never limited: health checking, reflection
+        self.open: Counter[str] = Counter()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.lstrip("/").split("/")[0] in self.exempt:
+            return handler
+        return _wrapped(handler, method, self)
+
+    async def enter(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.open[method] >= self.limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{method}: {self.open[method]} calls are open, the limit of this server per method "
+                                f"(--max-concurrent-rpcs {self.limit}); retry later or on another server")
+        self.open[method] += 1
+
+    def leave(self, method: str) -> None:
+        self.open[method] -= 1
+        if not self.open[method]:
+            del self.open[method]
+
+
+def _wrapped(handler: Handler, method: str, limits: CallLimits) -> Handler:
+    """The same handler, its behaviour counted in and out of the method's open calls."""
+    if handler.response_streaming:
+        kind = "stream_stream" if handler.request_streaming else "unary_stream"
+        return handler._replace(**{kind: _counted_stream(getattr(handler, kind), method, limits)})  # type: ignore[attr-defined, no-any-return]
+    kind = "stream_unary" if handler.request_streaming else "unary_unary"
+    return handler._replace(**{kind: _counted_unary(getattr(handler, kind), method, limits)})  # type: ignore[attr-defined, no-any-return]
+
+
+def _counted_unary(behaviour: Behaviour, method: str, limits: CallLimits) -> Behaviour:
+    async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await limits.enter(method, context)
+        try:
+            return await behaviour(request, context)
+        finally:
+            limits.leave(method)
+    return counted
+
+
+def _counted_stream(behaviour: Behaviour, method: str, limits: CallLimits) -> Behaviour:
+    async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await limits.enter(method, context)
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        finally:
+            limits.leave(method)
+    return counted

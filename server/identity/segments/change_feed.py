@@ -1,0 +1,167 @@
+"""One reader of the segment change log per server process, feeding every watcher.
+
+A watcher (a WatchSegment stream) used to poll Neo4j on its own ten times a second: a
+thousand watchers were ten thousand queries a second for nothing. Now one poller reads the
+log after the highest position it has seen, for every watched segment at once, one query
+per poll interval however many watch, and hands each change to the watchers of its segment.
+
+A watcher first catches up from the log itself (the changes after the position it resumes
+from), then takes the live changes the poller handed it meanwhile, skipping those it has
+already given out. It registers before it catches up, so nothing falls between the two:
+what the poller read before the registration is in the log, what it reads after is handed
+over. Positions are committed in order (segments/lock_log), so reading "after the highest
+position seen" misses nothing.
+
+Each watcher's buffer is bounded. A consumer too slow to take what it is handed is cut off
+with ResourceExhausted naming the position to resume after, rather than growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from server.errors import IdentityError, ResourceExhausted
+from server.identity.segments.membership import CHANGES_PAGE, Membership, MembershipChange
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Changes one poll reads at most; a full page is followed by the next at once.
+POLL_PAGE = 2000
+
+
+class Blocking(Protocol):
+    """Runs a blocking call (a Neo4j query) off the event loop (server.api.work.WorkPool)."""
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T: ...
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One stream's view of the feed: a bounded buffer of the changes handed to it."""
+
+    segment: str
+    capacity: int
+    buffer: deque[MembershipChange] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
+    failure: IdentityError | None = None
+
+    def hand(self, change: MembershipChange) -> None:
+        if len(self.buffer) >= self.capacity:
+            self.overflowed = True
+        else:
+            self.buffer.append(change)
+        self.arrived.set()
+
+    def fail(self, error: IdentityError) -> None:
+        self.failure = error
+        self.arrived.set()
+
+
+class ChangeFeed:
+    """Follows the change log for every watcher of this process with one poller."""
+
+    def __init__(self, membership: Membership, blocking: Blocking, poll: float = 0.1, buffer: int = 10_000) -> None:
+        self.membership = membership
+        self.blocking = blocking
+        self.poll = poll
+        self.buffer = buffer
+        self._watchers: dict[str, set[Watcher]] = {}
+        self._head: int | None = None  # the highest position the poller has handed over
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(watchers) for watchers in self._watchers.values())
+
+    async def follow(self, name: str, after: int) -> AsyncIterator[MembershipChange]:
+        """Every change of the segment after the position, then each new one, until the
+        consumer goes away. Exactly once across reconnects, as Membership.check_position says."""
+        name = name.strip()
+        await self.blocking.run(self.membership.check_position, name, after)
+        watcher = Watcher(name, self.buffer)
+        self._register(watcher)
+        try:
+            last = after
+            async for change in self._catch_up(name, after):
+                last = change.position
+                yield change
+            while True:
+                for change in await self._next_live(watcher, last):
+                    last = change.position
+                    yield change
+        finally:
+            self._unregister(watcher)
+
+    async def _catch_up(self, name: str, after: int) -> AsyncIterator[MembershipChange]:
+        while changes := await self.blocking.run(self.membership.changes, name, after, CHANGES_PAGE):
+            for change in changes:
+                yield change
+            after = changes[-1].position
+            if len(changes) < CHANGES_PAGE:
+                return
+
+    async def _next_live(self, watcher: Watcher, last: int) -> list[MembershipChange]:
+        """The changes handed to the watcher after position last (waits for at least one)."""
+        while True:
+            if watcher.overflowed:
+                raise ResourceExhausted(
+                    f"the consumer of segment {watcher.segment!r} fell {watcher.capacity} changes behind "
+                    f"(--watch-buffer); resume with after_position {last}")
+            if watcher.failure is not None:
+                raise watcher.failure
+            fresh = [change for change in watcher.buffer if change.position > last]
+            watcher.buffer.clear()
+            watcher.arrived.clear()
+            if fresh:
+                return fresh
+            await watcher.arrived.wait()
+
+    def _register(self, watcher: Watcher) -> None:
+        self._watchers.setdefault(watcher.segment, set()).add(watcher)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="segment-change-feed")
+
+    def _unregister(self, watcher: Watcher) -> None:
+        watchers = self._watchers.get(watcher.segment)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[watcher.segment]
+
+    async def _poll(self) -> None:
+        """Reads the log for every watched segment while anyone watches; stops when nobody does."""
+        try:
+            if self._head is None:
+                self._head = await self.blocking.run(self.membership.last_position)
+            while self._watchers:
+                read = await self._poll_once()
+                if read < POLL_PAGE:
+                    await asyncio.sleep(self.poll)
+            self._head = None  # nobody watches: the next watcher starts the poller afresh
+        except IdentityError as exc:  # Neo4j went away: every watcher ends and may resume
+            log.warning("segment change feed failed: %s", exc)
+            for watchers in self._watchers.values():
+                for watcher in watchers:
+                    watcher.fail(exc)
+            self._head = None
+
+    async def _poll_once(self) -> int:
+        assert self._head is not None
+        changes = await self.blocking.run(self.membership.log_changes, sorted(self._watchers), self._head, POLL_PAGE)
+        for change in changes:
+            for watcher in self._watchers.get(change.segment, ()):
+                watcher.hand(change)
+        if changes:
+            self._head = changes[-1].position
+        return len(changes)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()

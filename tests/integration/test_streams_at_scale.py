@@ -1,0 +1,123 @@
+"""Serving at scale: open streams hold no thread, so many more streams than the old thread
+pool (32) leave health checks, lookups and ingest answered; overload of one method is refused
+for that method alone; one poller feeds every watcher of a process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
+from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
+from neo4j import Driver
+from support import by_identifier, identifier, ingest, stamp
+
+from server.api.app import RunningServer, create_server
+from server.config import Settings
+from server.graph import Graph
+
+OLD_THREAD_LIMIT = 32
+WATCHERS = 200
+
+
+def member_event(event_id: str, email: str, uid: str) -> pb.Event:
+    return pb.Event(event_id=event_id, occurred_at=stamp(datetime.now(UTC)), source="web", type="page_view",
+                    channel=common_pb2.CHANNEL_ONLINE, identifiers=[identifier(f"email:{email}")],
+                    traits={"scale_run": uid})
+
+
+@pytest.fixture
+def segment(channel: grpc.Channel, driver: Driver, uid: str) -> Iterator[str]:
+    """A segment of this test's profiles only, removed afterwards."""
+    name = f"scale-{uid}"
+    stub = segment_service_pb2_grpc.SegmentServiceStub(channel)
+    rule = seg.Rule(trait=seg.TraitCondition(key="scale_run", equals=uid))
+    stub.UpsertSegment(seg.UpsertSegmentRequest(name=name, rule=rule), timeout=120)
+    yield name
+    driver.execute_query("MATCH (s:Segment {name: $name}) OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v",
+                         name=name)
+
+
+def open_watchers(channel: grpc.Channel, name: str, count: int) -> list[grpc.Future]:
+    """Watch streams started and left open; no client thread reads them."""
+    stub = segment_service_pb2_grpc.SegmentServiceStub(channel)
+    return [stub.WatchSegment(seg.WatchSegmentRequest(name=name, after_position=0), timeout=120) for _ in range(count)]
+
+
+def healthy(channel: grpc.Channel) -> bool:
+    answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_more_streams_than_the_old_thread_limit_leave_health_lookups_and_ingest_answered(
+        channel: grpc.Channel, identity: identity_service_pb2_grpc.IdentityServiceStub, segment: str,
+        grpc_server: RunningServer, uid: str) -> None:
+    watchers = open_watchers(channel, segment, WATCHERS)
+    lookups = [identity.LookupProfiles(iter([pb.LookupRequest(request_id="x", ref=by_identifier(f"email:no-{uid}@x.org"))]),
+                                       timeout=30) for _ in range(OLD_THREAD_LIMIT)]
+    try:
+        assert WATCHERS > OLD_THREAD_LIMIT
+        assert healthy(channel)
+        acks = ingest(identity, [member_event(f"{uid}-{n}", f"{n}-{uid}@example.com", uid) for n in range(3)])
+        assert {a.status for a in acks} == {pb.ACK_STATUS_ACCEPTED}
+        for stream in lookups:  # each stream answered, none refused
+            (result,) = list(stream)
+            assert not result.HasField("profile")
+        found = list(identity.LookupProfiles(iter([pb.LookupRequest(
+            request_id="y", ref=by_identifier(f"email:0-{uid}@example.com"))]), timeout=30))
+        assert found[0].HasField("profile")
+        # every watcher gets the three entries, fed by the process's one poller
+        for watcher in watchers:
+            entered = {next(watcher).profile_id for _ in range(3)}
+            assert len(entered) == 3
+        assert grpc_server.feed.watchers == WATCHERS
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+
+
+@pytest.fixture
+def limited_server(settings: Settings, graph: Graph) -> Iterator[RunningServer]:
+    running = create_server(replace(settings, max_concurrent_rpcs=5, online_linkage=False), graph)
+    yield running
+    running.stop(grace=1)
+
+
+def test_a_method_over_its_limit_is_refused_alone_naming_the_limit(limited_server: RunningServer, segment: str,
+                                                                   uid: str) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{limited_server.port}") as channel:
+        watchers = open_watchers(channel, segment, 5)
+        try:
+            extra = open_watchers(channel, segment, 1)[0]
+            with pytest.raises(grpc.RpcError) as refused:
+                next(extra)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "SegmentService/WatchSegment" in refused.value.details()
+            assert "--max-concurrent-rpcs 5" in refused.value.details()
+            # other methods, and health, are not starved by the watchers
+            assert healthy(channel)
+            identity = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            acks = ingest(identity, [member_event(f"{uid}-limit", f"limit-{uid}@example.com", uid)])
+            assert acks[0].status == pb.ACK_STATUS_ACCEPTED
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        # a closed stream frees its place
+        wait_for_open_calls(limited_server, "/identity.v1.SegmentService/WatchSegment", 0)
+        again = open_watchers(channel, segment, 1)[0]
+        identity_stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+        ingest(identity_stub, [member_event(f"{uid}-limit-2", f"limit2-{uid}@example.com", uid)])
+        assert next(again).kind == seg.CHANGE_KIND_ENTER
+        again.cancel()
+
+
+def wait_for_open_calls(running: RunningServer, method: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while running.limits.open[method] != count:
+        assert time.monotonic() < deadline, f"{method}: {running.limits.open[method]} calls still open"
+        time.sleep(0.02)

@@ -1,0 +1,158 @@
+"""The change feed: one poller for every watcher of a process, catch-up then live without a gap
+or a duplicate, and a bounded buffer per watcher (against a fake change log, no Neo4j)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+
+from server.errors import ResourceExhausted, StorageUnavailable
+from server.identity.segments.change_feed import ChangeFeed
+from server.identity.segments.membership import Membership, MembershipChange
+
+T = TypeVar("T")
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+class FakeLog:
+    """The change log as Membership exposes it, counting the poller's queries."""
+
+    def __init__(self) -> None:
+        self.changes: list[MembershipChange] = []
+        self.polls = 0
+        self.fail_polls = False
+
+    def append(self, segment: str, profile_id: str) -> MembershipChange:
+        change = MembershipChange(len(self.changes) + 1, segment, profile_id, "enter", AT, "ingest")
+        self.changes.append(change)
+        return change
+
+    def check_position(self, name: str, after: int) -> None:
+        pass
+
+    def last_position(self) -> int:
+        return len(self.changes)
+
+    def changes_of(self, name: str, after: int, limit: int) -> list[MembershipChange]:
+        return [c for c in self.changes if c.segment == name and c.position > after][:limit]
+
+    def log_changes(self, names: list[str], after: int, limit: int) -> list[MembershipChange]:
+        self.polls += 1
+        if self.fail_polls:
+            raise StorageUnavailable("Neo4j is unavailable: test")
+        return [c for c in self.changes if c.segment in names and c.position > after][:limit]
+
+
+class Inline:
+    """Runs the blocking calls on the loop itself: the fake log does not block."""
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        return call(*args)
+
+
+def feed_over(log: FakeLog, buffer: int = 100) -> ChangeFeed:
+    membership: Any = type("M", (), {})()
+    membership.check_position = log.check_position
+    membership.last_position = log.last_position
+    membership.changes = log.changes_of
+    membership.log_changes = log.log_changes
+    return ChangeFeed(membership, Inline(), poll=0.01, buffer=buffer)
+
+
+async def take(stream: AsyncIterator[MembershipChange], count: int) -> list[int]:
+    return [(await asyncio.wait_for(anext(stream), 5)).position for _ in range(count)]
+
+
+def test_many_watchers_share_one_poll_and_each_gets_its_segments_changes() -> None:
+    log = FakeLog()
+    log.append("a", "p0")
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        watchers_a = [feed.follow("a", 0) for _ in range(100)]
+        watchers_b = [feed.follow("b", 0) for _ in range(100)]
+        assert [await take(w, 1) for w in watchers_a] == [[1]] * 100  # caught up from the log
+        firsts_b = [asyncio.ensure_future(take(w, 1)) for w in watchers_b]
+        await asyncio.sleep(0.05)
+        polls_before = log.polls
+        log.append("b", "p1")
+        log.append("a", "p2")
+        assert [await take(w, 1) for w in watchers_a] == [[3]] * 100
+        assert [await f for f in firsts_b] == [[2]] * 100
+        await asyncio.sleep(0.1)  # ten poll intervals with 200 watchers: about ten queries, not 2,000
+        assert log.polls - polls_before <= 20
+        assert feed.watchers == 200
+        for w in watchers_a + watchers_b:
+            await w.aclose()  # type: ignore[attr-defined]
+        assert feed.watchers == 0
+        await feed.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_logged_while_a_watcher_catches_up_is_given_once() -> None:
+    log = FakeLog()
+    for n in range(5):
+        log.append("a", f"p{n}")
+
+    async def scenario() -> list[int]:
+        feed = feed_over(log)
+        stream = feed.follow("a", 2)
+        first = await take(stream, 3)  # 3, 4, 5 from the log
+        log.append("a", "late")  # handed over live; may also be read by a catch-up
+        rest = await take(stream, 1)
+        log.append("a", "later")
+        rest += await take(stream, 1)
+        await stream.aclose()  # type: ignore[attr-defined]
+        await feed.close()
+        return first + rest
+
+    assert asyncio.run(scenario()) == [3, 4, 5, 6, 7]
+
+
+def test_a_consumer_too_slow_for_its_buffer_is_cut_off_with_the_position_to_resume_after() -> None:
+    log = FakeLog()
+
+    async def scenario() -> None:
+        feed = feed_over(log, buffer=3)
+        stream = feed.follow("a", 0)
+        pending = asyncio.ensure_future(take(stream, 1))
+        await asyncio.sleep(0.05)
+        log.append("a", "p1")
+        assert await pending == [1]
+        for n in range(10):  # the consumer takes nothing while ten changes arrive
+            log.append("a", f"q{n}")
+        await asyncio.sleep(0.1)
+        with pytest.raises(ResourceExhausted, match=r"fell 3 changes behind.*resume with after_position 1"):
+            await take(stream, 1)
+        assert feed.watchers == 0
+        await feed.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_poll_ends_every_watcher_with_the_storage_error() -> None:
+    log = FakeLog()
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        streams = [feed.follow("a", 0) for _ in range(3)]
+        waits = [asyncio.ensure_future(take(s, 1)) for s in streams]
+        await asyncio.sleep(0.05)
+        log.fail_polls = True
+        for wait in waits:
+            with pytest.raises(StorageUnavailable):
+                await wait
+        await feed.close()
+
+    asyncio.run(scenario())
+
+
+def test_membership_is_what_the_feed_reads() -> None:
+    """The fake above stands for these methods of Membership: keep their names in step."""
+    for name in ("check_position", "last_position", "changes", "log_changes"):
+        assert callable(getattr(Membership, name))
