@@ -14,7 +14,6 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Generic, TypeVar
 
 from server.tuning import LOOKUP_WORKERS
@@ -91,47 +90,45 @@ STREAM_WINDOW = 1000
 
 
 class Coalescer(Generic[K, V]):
-    """Answers keys submitted by many callers with few calls of one batch function.
+    """Answers keys asked by many streams with few calls of one batch function.
 
     Lookups from many streams arrive one or a few at a time; a Neo4j round trip costs about
     as much for one key as for a hundred. Worker threads take everything that is waiting (up
-    to max_size), answer it with one call, and hand each caller its own answer through a
-    callback: on the lookup path every thread handoff costs as much as the query's share.
+    to max_size), answer it with one call, and settle the askers' futures with one wake-up of
+    the event loop per batch. The batch function does all the Python work of an answer
+    (building the response message included), so the event loop, which also answers health
+    checks, only moves messages.
     """
 
     def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = LOOKUP_WORKERS) -> None:
         self._answer = answer
         self._max_size = max_size
-        self._waiting: queue.Queue[tuple[K, Callable[[V | BaseException], None]] | None] = queue.Queue()
+        self._waiting: queue.Queue[Asked[K, V] | None] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, daemon=True, name=f"coalesce-{n}") for n in range(workers)]
         for worker in self._workers:
             worker.start()
 
-    def submit(self, key: K, deliver: Callable[[V | BaseException], None]) -> None:
-        """deliver is called in a worker thread with the answer, or with the batch's error."""
-        self._waiting.put((key, deliver))
-
-    async def ask(self, key: K) -> V:
-        """The answer for one key, awaited on the event loop."""
+    def ask_soon(self, key: K) -> asyncio.Future[V]:
+        """Queues the key; the future (of the running loop) settles with its answer or the batch's error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[V] = loop.create_future()
-        self.submit(key, partial(_settle_threadsafe, loop, future))
-        return await future
+        self._waiting.put(Asked(key, future, loop))
+        return future
 
-    async def answer_stream(self, items: AsyncIterator[T], key: Callable[[T], K]) -> AsyncIterator[tuple[T, V]]:
-        """Each item of a stream with its answer, in the stream's order.
+    async def ask(self, key: K) -> V:
+        return await self.ask_soon(key)
 
-        A task submits items as they arrive (up to STREAM_WINDOW unanswered), so a stream with
+    async def answer_stream(self, items: AsyncIterator[K]) -> AsyncIterator[V]:
+        """The answer to each item of a stream, in the stream's order.
+
+        A task asks for items as they arrive (up to STREAM_WINDOW unanswered), so a stream with
         many requests in flight shares queries with every other stream."""
-        loop = asyncio.get_running_loop()
-        in_order: asyncio.Queue[tuple[T, asyncio.Future[V]] | Ended] = asyncio.Queue(maxsize=STREAM_WINDOW)
+        in_order: asyncio.Queue[asyncio.Future[V] | Ended] = asyncio.Queue(maxsize=STREAM_WINDOW)
 
         async def read() -> None:
             try:
                 async for item in items:
-                    future: asyncio.Future[V] = loop.create_future()
-                    self.submit(key(item), partial(_settle_threadsafe, loop, future))
-                    await in_order.put((item, future))
+                    await in_order.put(self.ask_soon(item))
             except Exception as exc:  # the consumer re-raises it
                 await in_order.put(Ended(exc))
                 return
@@ -140,11 +137,11 @@ class Coalescer(Generic[K, V]):
         reader = asyncio.create_task(read())
         try:
             while not isinstance(entry := await in_order.get(), Ended):
-                item, future = entry
-                yield item, await future
+                yield await entry
             _finish(entry)
         finally:
             reader.cancel()
+            _forsake(in_order)
 
     def close(self) -> None:
         for _ in self._workers:
@@ -167,26 +164,46 @@ class Coalescer(Generic[K, V]):
                 batch.append(item)
             self._answer_batch(batch)
 
-    def _answer_batch(self, batch: list[tuple[K, Callable[[V | BaseException], None]]]) -> None:
+    def _answer_batch(self, batch: list[Asked[K, V]]) -> None:
         try:
-            answers: list[V | BaseException] = list(self._answer([key for key, _ in batch]))
-        except BaseException as exc:  # every caller of the batch gets the error
+            answers: list[V | BaseException] = list(self._answer([asked.key for asked in batch]))
+        except BaseException as exc:  # every asker of the batch gets the error
             answers = [exc] * len(batch)
-        for (_, deliver), answer in zip(batch, answers, strict=True):
-            deliver(answer)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[V], V | BaseException]]] = {}
+        for asked, answer in zip(batch, answers, strict=True):
+            by_loop.setdefault(asked.loop, []).append((asked.future, answer))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # the loop is closed: the server stopped, nobody waits any more
+                pass
 
 
-def _settle_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[V], answer: V | BaseException) -> None:
-    try:
-        loop.call_soon_threadsafe(_settle, future, answer)
-    except RuntimeError:  # the loop is closed: the server stopped, nobody waits any more
-        pass
+def _forsake(in_order: asyncio.Queue[asyncio.Future[V] | Ended]) -> None:
+    """Answers a stream will never hand out (it ended early): cancelled, or their error taken,
+    so that asyncio does not report errors nobody retrieved."""
+    while not in_order.empty():
+        entry = in_order.get_nowait()
+        if isinstance(entry, Ended):
+            continue
+        if entry.done() and not entry.cancelled():
+            entry.exception()
+        else:
+            entry.cancel()
 
 
-def _settle(future: asyncio.Future[V], answer: V | BaseException) -> None:
-    if future.done():  # the waiting stream was cancelled
-        return
-    if isinstance(answer, BaseException):
-        future.set_exception(answer)
-    else:
-        future.set_result(answer)
+@dataclass(frozen=True)
+class Asked(Generic[K, V]):
+    key: K
+    future: asyncio.Future[V]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[V], V | BaseException]]) -> None:
+    for future, answer in settled:
+        if future.done():  # the waiting stream was cancelled
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)

@@ -9,6 +9,7 @@ user value reaches Neo4j as a parameter.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, LiteralString, Protocol, TypeVar, cast
+from typing import Any, Literal, LiteralString, Protocol, TypeVar, cast
 
 import neo4j
 from neo4j.exceptions import (
@@ -30,7 +31,7 @@ from neo4j.exceptions import (
 )
 from neo4j.time import DateTime
 
-from server.errors import ConfigurationError, StorageFailure, StorageUnavailable
+from server.errors import ConfigurationError, IdentityError, StorageFailure, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ T = TypeVar("T")
 RULE_PLACEHOLDER = "/*RULE*/"
 # Whole-transaction attempts when the driver reports a transient error masked as ResultFailedError.
 MASKED_RETRIES = 5
+# Applying the schema while other servers apply it too (Graph.apply_schema): the time all its
+# statements may take with their retries, the backoff between the attempts at one statement,
+# and the attempts a statement gets when it keeps finding an existing rule that is not the same.
+SCHEMA_RETRY_SECONDS = 60.0
+SCHEMA_FIRST_BACKOFF = 0.05
+SCHEMA_MAX_BACKOFF = 2.0
+SCHEMA_CLASH_ATTEMPTS = 5
+# How long a server waits at start for its indexes to populate (Neo4j's own default).
+INDEXES_ONLINE_SECONDS = 300
+# Maintenance procedures of the graph layer itself, not domain queries: constant text.
+AWAIT_INDEXES = "schema/await_indexes"
+INDEXES_NOT_ONLINE = "schema/indexes_not_online"
 
 
 class CompiledPredicate(Protocol):
@@ -216,13 +229,65 @@ class Graph:
         query = self.query(name)
         return self._run(name, lambda session: [record.data() for record in session.run(query, params)])
 
-    def apply_schema(self) -> int:
-        """Applies `cypher/schema.cypher` (constraints and indexes, all IF NOT EXISTS)."""
+    def apply_schema(self, retry_seconds: float = SCHEMA_RETRY_SECONDS,
+                     online_seconds: int = INDEXES_ONLINE_SECONDS) -> int:
+        """Applies `cypher/schema.cypher` (constraints and indexes, all IF NOT EXISTS), then waits
+        until every index is ONLINE, so that a server never serves before its indexes exist.
+
+        Servers that start together run the same statements at the same moment: one may be
+        chosen as a deadlock victim, or find the rule that another created an instant earlier.
+        Each statement is therefore run again after such errors, within retry_seconds in all.
+        Raises StorageUnavailable when Neo4j keeps failing transiently or the indexes do not
+        come online in time, and ConfigurationError when Neo4j refuses a statement for good.
+        """
         statements = split_statements(self.queries[SCHEMA_QUERY])
-        with self._session() as session:
-            for statement in statements:
-                session.run(_trusted(statement)).consume()
+        deadline = time.monotonic() + retry_seconds
+        for statement in statements:
+            try:
+                self._run_schema_command(_trusted(statement), {}, deadline)
+            except (Neo4jError, DriverError) as exc:
+                raise _schema_error(statement, exc, retry_seconds) from exc
+        self._await_indexes(online_seconds, time.monotonic() + retry_seconds)
         return len(statements)
+
+    def _run_schema_command(self, command: LiteralString, params: dict[str, Any], deadline: float) -> None:
+        """Runs one idempotent schema command in its own auto-commit transaction, and again, after
+        a growing and jittered pause, while it fails as servers that start together make it fail
+        (_schema_race); the last error is raised once the deadline or the clash attempts are spent."""
+        delay, clashes = SCHEMA_FIRST_BACKOFF, 0
+        while True:
+            try:
+                with self._session() as session:
+                    session.run(command, params).consume()
+                return
+            except (Neo4jError, DriverError) as exc:
+                race = _schema_race(exc)
+                clashes += race == "clash"
+                if race is None or clashes >= SCHEMA_CLASH_ATTEMPTS or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("schema: %s failed with %s (%s); running it again in %.2f s",
+                            command.splitlines()[0], _error_code(exc), race, delay)
+                time.sleep(random.uniform(delay / 2, delay))  # jitter: racing servers fall out of step
+                delay = min(2 * delay, SCHEMA_MAX_BACKOFF)
+
+    def _await_indexes(self, online_seconds: int, deadline: float) -> None:
+        """Waits until every index is ONLINE: one created on a big graph populates for a while."""
+        began = time.monotonic()
+        try:
+            self._run_schema_command(self.query(AWAIT_INDEXES), {"seconds": online_seconds}, deadline)
+        except (Neo4jError, DriverError) as exc:
+            pending = ", ".join(f"{r['name']} ({r['state']})" for r in self._indexes_not_online()) or "none by now"
+            raise StorageUnavailable(f"Neo4j's indexes did not come ONLINE within {online_seconds} s "
+                                     f"(not ONLINE: {pending}): {_error_message(exc)[:200]}") from exc
+        if time.monotonic() - began > 1:
+            log.info("Neo4j's indexes came ONLINE after %.1f s", time.monotonic() - began)
+
+    def _indexes_not_online(self) -> list[dict[str, Any]]:
+        try:
+            with self._session() as session:
+                return [dict(record) for record in session.run(self.query(INDEXES_NOT_ONLINE))]
+        except (Neo4jError, DriverError):
+            return []  # only for the message of an error already being raised
 
     def _session(self, fetch_size: int | None = None) -> neo4j.Session:
         if fetch_size:
@@ -284,6 +349,43 @@ def _transient_cause(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+SchemaRace = Literal["transient", "clash"]
+# Concurrent CREATE ... IF NOT EXISTS can fail with one of these when another transaction has
+# just created the rule: EquivalentSchemaRuleAlreadyExists, IndexAlreadyExists, ...WithNameAlreadyExists
+_ALREADY_EXISTS = re.compile(r"Neo\.ClientError\.Schema\.\w*AlreadyExists")
+
+
+def _schema_race(exc: BaseException) -> SchemaRace | None:
+    """Whether a schema command failed as servers starting together make it fail, so that running
+    it again may succeed: a transient error (a deadlock), or a clash with a rule just created."""
+    if _transient_cause(exc):
+        return "transient"
+    if isinstance(exc, Neo4jError) and _ALREADY_EXISTS.fullmatch(exc.code or ""):
+        return "clash"
+    return None
+
+
+def _schema_error(statement: str, exc: Neo4jError | DriverError, retry_seconds: float) -> IdentityError:
+    """The operator's message for a schema statement that could not be applied."""
+    head, message = statement.splitlines()[0], _error_message(exc)
+    race = _schema_race(exc)
+    if race == "transient":
+        return StorageUnavailable(f"applying the schema kept failing transiently for {retry_seconds:g} s, "
+                                  f"last on {head!r}: {message}")
+    if race == "clash":
+        return ConfigurationError(f"the schema statement {head!r} clashes with a different constraint or "
+                                  f"index already in Neo4j; drop that one and start again: {message}")
+    return ConfigurationError(f"Neo4j refused the schema statement {head!r}: {message}")
+
+
+def _error_code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, Neo4jError) else type(exc).__name__
+
+
+def _error_message(exc: Neo4jError | DriverError) -> str:
+    return (exc.message if isinstance(exc, Neo4jError) else "") or str(exc)
 
 
 def _records(tx: neo4j.ManagedTransaction, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from server.errors import InvalidArgument
 from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
-from server.identity.values import Identifier, LookupMiss, ProfileKey, ProfileView
+from server.identity.values import Identifier, ProfileKey
 from server.identity.linkage.linker import Linker
 from server.identity.linkage.reviews import Reviews
 from server.identity.profiles import Profiles
@@ -46,8 +46,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.reviews = Reviews(graph, linker.rules)
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
-        self.lookups: Coalescer[ProfileKey | InvalidArgument, ProfileView | LookupMiss] = Coalescer(
-            profiles.lookup, max_size=batch_size)
+        self.lookups: Coalescer[pb.LookupRequest, pb.LookupResult] = Coalescer(self._lookup, max_size=batch_size)
         self.batch_size = batch_size
         self.batch_wait = batch_wait
 
@@ -55,9 +54,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def Ingest(self, request_iterator: AsyncIterator[pb.Event], context: Context) -> AsyncIterator[pb.IngestAck]:
         # acks go out only after ingest() returned, that is after the batch's commit
         async for batch in batched(request_iterator, self.batch_size, self.batch_wait):
-            acks = await self.pools.ingest.run(self.ingestor.ingest, [convert.event_input(event) for event in batch])
-            for ack in acks:
-                yield convert.ingest_ack(ack)
+            for ack in await self.pools.ingest.run(self._ingest, batch):
+                yield ack
+
+    def _ingest(self, events: list[pb.Event]) -> list[pb.IngestAck]:
+        """One batch, converted and committed on an ingest thread: the event loop only moves messages."""
+        acks = self.ingestor.ingest([convert.event_input(event) for event in events])
+        return [convert.ingest_ack(ack) for ack in acks]
 
     @streaming
     async def ImportRecords(
@@ -75,8 +78,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> AsyncIterator[pb.LookupResult]:
         # no waiting for a fuller batch: requests of all streams that queue meanwhile are
         # answered together by the coalescer's next query (on its own threads)
-        async for request, answer in self.lookups.answer_stream(request_iterator, self._lookup_key):
-            yield convert.lookup_result(request.request_id, answer)
+        async for result in self.lookups.answer_stream(request_iterator):
+            yield result
+
+    def _lookup(self, requests: list[pb.LookupRequest]) -> list[pb.LookupResult]:
+        """Answers a batch of requests, from many streams, with one query (on a coalescer thread)."""
+        answers = self.profiles.lookup([self._lookup_key(request) for request in requests])
+        return [convert.lookup_result(request.request_id, answer) for request, answer in zip(requests, answers)]
 
     def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
         """A bad reference becomes an in-stream miss: one bad request never ends the stream."""

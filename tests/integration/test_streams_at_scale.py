@@ -23,6 +23,7 @@ from server.graph import Graph
 
 OLD_THREAD_LIMIT = 32
 WATCHERS = 200
+WATCH_METHOD = "/identity.v1.SegmentService/WatchSegment"
 
 
 def member_event(event_id: str, email: str, uid: str) -> pb.Event:
@@ -93,7 +94,8 @@ def test_a_method_over_its_limit_is_refused_alone_naming_the_limit(limited_serve
     with grpc.insecure_channel(f"127.0.0.1:{limited_server.port}") as channel:
         watchers = open_watchers(channel, segment, 5)
         try:
-            extra = open_watchers(channel, segment, 1)[0]
+            wait_for_open_calls(limited_server, WATCH_METHOD, 5)  # the five are in before the sixth asks
+            (extra,) = open_watchers(channel, segment, 1)
             with pytest.raises(grpc.RpcError) as refused:
                 next(extra)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -108,7 +110,7 @@ def test_a_method_over_its_limit_is_refused_alone_naming_the_limit(limited_serve
             for watcher in watchers:
                 watcher.cancel()
         # a closed stream frees its place
-        wait_for_open_calls(limited_server, "/identity.v1.SegmentService/WatchSegment", 0)
+        wait_for_open_calls(limited_server, WATCH_METHOD, 0)
         again = open_watchers(channel, segment, 1)[0]
         identity_stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
         ingest(identity_stub, [member_event(f"{uid}-limit-2", f"limit2-{uid}@example.com", uid)])

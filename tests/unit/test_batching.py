@@ -106,11 +106,11 @@ def test_a_stream_gets_its_answers_in_order_while_sharing_batches() -> None:
 
     coalescer: Coalescer[int, int] = Coalescer(answer, max_size=4, workers=2)
 
-    async def scenario() -> list[tuple[int, int]]:
-        return [pair async for pair in coalescer.answer_stream(items(range(200)), key=lambda n: n + 1)]
+    async def scenario() -> list[int]:
+        return [answer async for answer in coalescer.answer_stream(items(range(200)))]
 
-    assert asyncio.run(scenario()) == [(n, (n + 1) * 10) for n in range(200)]
-    assert sorted(k for call in calls for k in call) == list(range(1, 201))
+    assert asyncio.run(scenario()) == [n * 10 for n in range(200)]
+    assert sorted(k for call in calls for k in call) == list(range(200))
     coalescer.close()
 
 
@@ -126,7 +126,7 @@ def test_many_streams_share_batches() -> None:
     coalescer: Coalescer[int, int] = Coalescer(answer, max_size=100, workers=1)
 
     async def one(stream: int) -> list[int]:
-        return [a async for _, a in coalescer.answer_stream(items(range(stream * 100, stream * 100 + 50)), key=int)]
+        return [a async for a in coalescer.answer_stream(items(range(stream * 100, stream * 100 + 50)))]
 
     async def scenario() -> list[list[int]]:
         return list(await asyncio.gather(*(one(s) for s in range(10))))
@@ -145,7 +145,7 @@ def test_an_answer_stream_ends_with_the_error_of_its_source_or_its_batch() -> No
     coalescer: Coalescer[int, int] = Coalescer(lambda keys: keys, max_size=4, workers=1)
 
     async def drain(source: AsyncIterator[int], c: Coalescer[int, int]) -> None:
-        async for _ in c.answer_stream(source, key=lambda n: n):
+        async for _ in c.answer_stream(source):
             pass
 
     with pytest.raises(ConnectionResetError):
