@@ -121,19 +121,36 @@ def bench_neo4j(home: Path) -> Iterator[LocalNeo4j]:
 
 
 @contextmanager
-def bench_server(neo4j: LocalNeo4j, processes: int = 1) -> Iterator[Server]:
+def bench_server(neo4j: LocalNeo4j, processes: int = 1, server_args: Sequence[str] = ()) -> Iterator[Server]:
+    """The server on a free port against this Neo4j; server_args are passed on (e.g. --max-workers 64)."""
     port = free_port()
     env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
-                                os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes)], cwd=REPO, env=env)
+                                os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes),
+                                *server_args], cwd=REPO, env=env)
     server = Server(process, f"127.0.0.1:{port}")
     try:
-        with server.channel() as channel:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120)
+        _wait_until_serving(server, 120)
         yield server
     finally:
         process.terminate()
         process.wait(timeout=120)
+
+
+def _wait_until_serving(server: Server, timeout: float) -> None:
+    """Waits for SERVING on the health service; fails at once if the process exits first."""
+    deadline = time.monotonic() + timeout
+    with server.channel() as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {server.process.returncode} before serving")
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=2)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() > deadline:
+                    raise
 
 
 def empty_database(neo4j: LocalNeo4j) -> None:
