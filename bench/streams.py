@@ -21,9 +21,11 @@ under 50 ms, lookups under load at least 80% of lookups alone, no watcher refuse
 watcher receiving every change; and the server's memory per idle stream.
 
 The load generator uses grpc.aio, one channel (connection) per --streams-per-channel
-streams. The watchers run in a client process of their own, so that receiving their changes
-does not delay this process's timings; the health checks run on a thread of their own. All
-of it shares the machine's cores with Neo4j and the server.
+streams. Lookups and watchers run in client processes of their own, at a lower CPU priority
+(--load-nice, 10): in a deployment the clients are on other machines, and here they would
+otherwise take the two cores from the server and Neo4j they are meant to load. The health
+probe runs in a process of its own at normal priority, like a load balancer's probe. All of
+it shares the machine's cores with Neo4j and the server.
 
     python -m bench.streams --watchers 60                  # a quick look
     python -m bench.streams                                # 1,000 watchers, 100 lookup streams
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
 import statistics
 import tempfile
@@ -43,6 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -141,47 +145,68 @@ class Trickle:
 
 
 class HealthProbe:
-    """grpc.health.v1 Check, one call after another with `interval` between them, on a thread
-    and a connection of its own; take() returns the figures since the previous take()."""
+    """grpc.health.v1 Check, one call after another with `interval` between them, from a client
+    process of its own (as a load balancer's or kubelet's probe would be), so that the figures
+    are the server's answer time and not the load generator's own contention; take() returns
+    the figures since the previous take()."""
 
     def __init__(self, server: Server, interval: float) -> None:
-        self.interval = interval
-        self._channel = server.channel()
-        self._stub = health_pb2_grpc.HealthStub(self._channel)
-        self._lock = threading.Lock()
-        self._latencies: list[float] = []
-        self._errors: Counter[str] = Counter()
-        self._examples: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._check, daemon=True)
-        self._thread.start()
-
-    def _check(self) -> None:
-        while not self._stop.is_set():
-            began = time.perf_counter()
-            try:
-                self._stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
-                with self._lock:
-                    self._latencies.append(time.perf_counter() - began)
-            except grpc.RpcError as exc:
-                with self._lock:
-                    self._errors[exc.code().name] += 1
-                    self._examples.setdefault(exc.code().name, exc.details() or "")
-            self._stop.wait(self.interval)
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self.process = context.Process(target=_probe, args=(theirs, server.address, interval),
+                                       name="bench-health-probe", daemon=True)
+        self.process.start()
 
     def take(self) -> dict[str, Any]:
-        with self._lock:
-            latencies, errors = sorted(self._latencies), dict(self._errors)
-            self._latencies, self._errors = [], Counter()
+        self._conn.send("take")
+        latencies, errors = self._conn.recv()
+        latencies = sorted(latencies)
         p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         return {"checks": len(latencies) + sum(errors.values()), "errors": errors,
                 "p50_ms": None if p50 is None else p50 * 1000, "p99_ms": None if p99 is None else p99 * 1000}
 
     def stop(self) -> dict[str, str]:
-        self._stop.set()
-        self._thread.join(10)
-        self._channel.close()
-        return self._examples
+        self._conn.send("stop")
+        examples: dict[str, str] = self._conn.recv()
+        self.process.join(10)
+        return examples
+
+
+def _probe(conn: Connection, address: str, interval: float) -> None:
+    """The probe process: checks on a thread, answers take/stop on the pipe."""
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    stop = threading.Event()
+    channel = grpc.insecure_channel(address)
+    stub = health_pb2_grpc.HealthStub(channel)
+
+    def check() -> None:
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+            except grpc.RpcError as exc:
+                with lock:
+                    errors[exc.code().name] += 1
+                    examples.setdefault(exc.code().name, exc.details() or "")
+            stop.wait(interval)
+
+    checker = threading.Thread(target=check, daemon=True)
+    checker.start()
+    while (command := conn.recv()) != "stop":
+        assert command == "take"
+        with lock:
+            conn.send((list(latencies), dict(errors)))
+            latencies.clear()
+            errors.clear()
+    stop.set()
+    checker.join(10)
+    channel.close()
+    conn.send(examples)
 
 
 async def _lookups(address: str, keys: list[tuple[str, str]], streams: int, window: int, seconds: float,
@@ -239,16 +264,25 @@ async def _lookups(address: str, keys: list[tuple[str, str]], streams: int, wind
 
 
 def lookups(address: str, keys: list[tuple[str, str]], streams: int, window: int, seconds: float,
-            per_channel: int) -> dict[str, Any]:
+            per_channel: int, nice: int) -> dict[str, Any]:
     """LookupProfiles on `streams` pipelined streams for `seconds`: throughput, latency (send to
-    result) and the streams that failed, by status."""
+    result) and the streams that failed, by status. Runs in a load process of its own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=os.nice, initargs=(nice,)) as pool:
+        return pool.submit(_run_lookups, address, keys, streams, window, seconds, per_channel).result()
+
+
+def _run_lookups(address: str, keys: list[tuple[str, str]], streams: int, window: int, seconds: float,
+                 per_channel: int) -> dict[str, Any]:
     return asyncio.run(_lookups(address, keys, streams, window, seconds, per_channel))
 
 
-def watch_segments(conn: Connection, address: str, names: Sequence[str], watchers: int, per_channel: int) -> None:
+def watch_segments(conn: Connection, address: str, names: Sequence[str], watchers: int, per_channel: int,
+                   nice: int) -> None:
     """The watchers' process: opens the WatchSegment streams at once, spread over the segments,
     and answers each message from `conn` with every watcher's change count and ending; "stop"
     cancels them first and ends the process."""
+    os.nice(nice)
     asyncio.run(_watch_segments(conn, address, names, watchers, per_channel))
 
 
@@ -287,10 +321,10 @@ async def _watch_segments(conn: Connection, address: str, names: Sequence[str], 
 class Watchers:
     """The WatchSegment streams, held by a client process of their own."""
 
-    def __init__(self, address: str, names: Sequence[str], watchers: int, per_channel: int) -> None:
+    def __init__(self, address: str, names: Sequence[str], watchers: int, per_channel: int, nice: int) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self.process = context.Process(target=watch_segments, args=(theirs, address, list(names), watchers, per_channel),
+        self.process = context.Process(target=watch_segments, args=(theirs, address, list(names), watchers, per_channel, nice),
                                        name="bench-watchers", daemon=True)
         self.process.start()
 
@@ -336,7 +370,8 @@ def measure(server: Server, probe: HealthProbe, keys: list[tuple[str, str]], arg
     time.sleep(args.health_seconds)
     health = probe.take()
     log(f"{what}: health {health}")
-    found = lookups(server.address, keys, args.lookup_streams, args.window, args.seconds, args.streams_per_channel)
+    found = lookups(server.address, keys, args.lookup_streams, args.window, args.seconds, args.streams_per_channel,
+                    args.load_nice)
     beside = probe.take()
     log(f"{what}: {found['lookups_per_s']:.0f} lookups/s, p99 {found['p99_ms']} ms, failed {found['failed_streams']}; "
         f"health beside them {beside}")
@@ -354,12 +389,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"{len(keys)} identifiers sampled; segments {names}")
         trickle = Trickle(server, tag, args.trickle)
         probe = HealthProbe(server, args.health_interval)
-        lookups(server.address, keys, min(args.lookup_streams, 10), args.window, 3, args.streams_per_channel)  # warm-up
+        lookups(server.address, keys, min(args.lookup_streams, 10), args.window, 3, args.streams_per_channel,
+                args.load_nice)  # warm-up
         figures["alone"] = measure(server, probe, keys, args, "alone")
 
         rss_before = server_rss_kib(server.process.pid)
         began = time.monotonic()
-        watchers = Watchers(server.address, names, args.watchers, args.streams_per_channel)
+        watchers = Watchers(server.address, names, args.watchers, args.streams_per_channel, args.load_nice)
         # live once it has had the changes of the run so far (from position 0), or ended
         opened = watchers.wait(lambda s: all(e is not None or c > 0 for c, e in zip(s["counts"], s["ended"])),
                                args.open_timeout, "opened")
@@ -463,6 +499,8 @@ def main() -> None:
     parser.add_argument("--streams-per-channel", type=int, default=100, help="streams sharing one connection")
     parser.add_argument("--open-timeout", type=float, default=60, help="seconds for the watchers to open")
     parser.add_argument("--drain", type=float, default=30, help="seconds for the watchers to get the last changes")
+    parser.add_argument("--load-nice", type=int, default=10,
+                        help="niceness of the lookup and watcher client processes (0: the server's priority)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="a flag for the server, repeatable: --server-arg=--max-workers=64")
     args = parser.parse_args()

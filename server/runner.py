@@ -6,11 +6,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 
 from server.api.app import create_server
 from server.config import Settings
 from server.graph import Graph
+from server.tuning import GIL_SWITCH_INTERVAL_S
 
 log = logging.getLogger("server")
 
@@ -25,6 +27,7 @@ def prepare(settings: Settings) -> None:
 
 def serve(settings: Settings, stop: threading.Event) -> None:
     """Runs until stop is set, then drains in-flight streams and closes the driver."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with Graph(settings.neo4j) as graph:
         running = create_server(settings, graph)
         host = settings.listen.rsplit(":", 1)[0]

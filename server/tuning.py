@@ -29,3 +29,8 @@ IDLE_WAIT_S = 0.05
 # Threads answering coalesced lookups: two keep one query in flight while the next batch
 # gathers (more add nothing on a 2-core machine; Neo4j is the bottleneck).
 LOOKUP_WORKERS = 2
+
+# How often Python hands the GIL between threads (its default is 5 ms). The event loop that
+# answers every stream and health check shares the GIL with the threads running Neo4j work;
+# a shorter interval lets it in sooner while lookups and ingest keep those threads busy.
+GIL_SWITCH_INTERVAL_S = 0.001

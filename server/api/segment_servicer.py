@@ -4,6 +4,7 @@ Watchers are fed by the process's one change-log reader (server/identity/segment
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
@@ -76,7 +77,9 @@ def segment_member(member: SegmentMemberView) -> pb.SegmentMember:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def segment_change(change: MembershipChange) -> pb.SegmentChange:
+    """One message per change, however many watchers it goes to (never mutated after)."""
     return pb.SegmentChange(position=change.position, segment=change.segment, profile_id=change.profile_id,
                             kind=CHANGE_KIND.get(change.kind, pb.CHANGE_KIND_EXIT), at=to_timestamp(change.at),
                             cause=change.cause)

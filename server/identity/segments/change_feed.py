@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Changes one poll reads at most; a full page is followed by the next at once.
 POLL_PAGE = 2000
+# Watchers woken at once when changes are handed over, and the pause between such slices: a
+# change to a thousand watchers is a thousand messages to send, and the event loop answers
+# health checks and lookups between the slices rather than after all of them.
+FANOUT_SLICE = 50
+FANOUT_PAUSE_S = 0.001
 
 
 class Blocking(Protocol):
@@ -53,11 +58,11 @@ class Watcher:
     failure: IdentityError | None = None
 
     def hand(self, change: MembershipChange) -> None:
+        """Buffers the change; the feed wakes the watcher (paced, see ChangeFeed._wake)."""
         if len(self.buffer) >= self.capacity:
             self.overflowed = True
         else:
             self.buffer.append(change)
-        self.arrived.set()
 
     def fail(self, error: IdentityError) -> None:
         self.failure = error
@@ -155,12 +160,23 @@ class ChangeFeed:
     async def _poll_once(self) -> int:
         assert self._head is not None
         changes = await self.blocking.run(self.membership.log_changes, sorted(self._watchers), self._head, POLL_PAGE)
+        handed: dict[Watcher, None] = {}  # in order, once each
         for change in changes:
             for watcher in self._watchers.get(change.segment, ()):
                 watcher.hand(change)
+                handed[watcher] = None
         if changes:
             self._head = changes[-1].position
+        await self._wake(list(handed))
         return len(changes)
+
+    @staticmethod
+    async def _wake(watchers: list[Watcher]) -> None:
+        for start in range(0, len(watchers), FANOUT_SLICE):
+            if start:
+                await asyncio.sleep(FANOUT_PAUSE_S)
+            for watcher in watchers[start:start + FANOUT_SLICE]:
+                watcher.arrived.set()
 
     async def close(self) -> None:
         if self._poller is not None:
