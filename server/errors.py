@@ -28,6 +28,10 @@ class ResourceExhausted(IdentityError):
     message names the limit and how to carry on."""
 
 
+class ShuttingDown(IdentityError):
+    """The server is stopping; the client should carry on with another server (UNAVAILABLE)."""
+
+
 class StorageUnavailable(IdentityError):
     """Neo4j could not be reached or kept failing transiently; the client may retry."""
 

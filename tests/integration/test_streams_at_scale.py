@@ -123,3 +123,20 @@ def wait_for_open_calls(running: RunningServer, method: str, count: int) -> None
     while running.limits.open[method] != count:
         assert time.monotonic() < deadline, f"{method}: {running.limits.open[method]} calls still open"
         time.sleep(0.02)
+
+
+def test_stopping_ends_open_watches_at_once_with_unavailable(settings: Settings, graph: Graph, segment: str) -> None:
+    """A watch never ends by itself; on SIGTERM its consumer is told to resume elsewhere, and
+    the server does not wait out the grace period for it."""
+    running = create_server(replace(settings, online_linkage=False), graph)
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        watchers = open_watchers(channel, segment, 20)
+        wait_for_open_calls(running, WATCH_METHOD, 20)
+        began = time.monotonic()
+        running.stop(grace=30)
+        assert time.monotonic() - began < 10
+        for watcher in watchers:
+            with pytest.raises(grpc.RpcError) as ended:
+                next(watcher)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "resume after the last position" in ended.value.details()

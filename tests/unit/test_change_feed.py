@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from server.errors import ResourceExhausted, StorageUnavailable
+from server.errors import ResourceExhausted, ShuttingDown, StorageUnavailable
 from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.membership import Membership, MembershipChange
 
@@ -148,6 +148,26 @@ def test_a_failing_poll_ends_every_watcher_with_the_storage_error() -> None:
             with pytest.raises(StorageUnavailable):
                 await wait
         await feed.close()
+
+    asyncio.run(scenario())
+
+
+def test_closing_the_feed_ends_every_watcher_at_once_and_refuses_new_ones() -> None:
+    """A watch never ends by itself: on shutdown its consumer is told to resume elsewhere
+    rather than holding the server for the whole grace period."""
+    log = FakeLog()
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        streams = [feed.follow("a", 0) for _ in range(3)]
+        waits = [asyncio.ensure_future(take(s, 1)) for s in streams]
+        await asyncio.sleep(0.05)
+        await feed.close()
+        for wait in waits:
+            with pytest.raises(ShuttingDown, match="resume after the last position"):
+                await wait
+        with pytest.raises(ShuttingDown):
+            await take(feed.follow("a", 0), 1)
 
     asyncio.run(scenario())
 

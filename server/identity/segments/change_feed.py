@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from server.errors import IdentityError, ResourceExhausted
+from server.errors import IdentityError, ResourceExhausted, ShuttingDown
 from server.identity.segments.membership import CHANGES_PAGE, Membership, MembershipChange
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ POLL_PAGE = 2000
 # change to a thousand watchers is a thousand messages to send, and the event loop answers
 # health checks and lookups between the slices rather than after all of them.
 FANOUT_SLICE = 50
+SHUTTING_DOWN = ("the server is shutting down; resume after the last position you processed, on another "
+                 "server or once this one is back")
 FANOUT_PAUSE_S = 0.001
 
 
@@ -80,6 +82,7 @@ class ChangeFeed:
         self._watchers: dict[str, set[Watcher]] = {}
         self._head: int | None = None  # the highest position the poller has handed over
         self._poller: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def watchers(self) -> int:
@@ -129,6 +132,8 @@ class ChangeFeed:
             await watcher.arrived.wait()
 
     def _register(self, watcher: Watcher) -> None:
+        if self._closed:
+            raise ShuttingDown(SHUTTING_DOWN)
         self._watchers.setdefault(watcher.segment, set()).add(watcher)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="segment-change-feed")
@@ -179,5 +184,12 @@ class ChangeFeed:
                 watcher.arrived.set()
 
     async def close(self) -> None:
+        """Stops the poller and ends every watcher at once (UNAVAILABLE): a watch never ends by
+        itself, and its consumer resumes after its last position on another server rather than
+        holding this one's shutdown for the whole grace period."""
+        self._closed = True
         if self._poller is not None:
             self._poller.cancel()
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.fail(ShuttingDown(SHUTTING_DOWN))
