@@ -363,6 +363,27 @@ def define_segments(server: Server, run: str, count: int) -> list[str]:
     return names
 
 
+def _busy(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def health_beside_busy_cores(probe: HealthProbe, seconds: float) -> dict[str, Any]:
+    """Health checks while two processes that make no RPC keep both cores busy: how much of
+    the tail under lookups is the machine's CPU being full, rather than the server."""
+    context = multiprocessing.get_context("spawn")
+    hogs = [context.Process(target=_busy, args=(seconds,), daemon=True) for _ in range(2)]
+    probe.take()
+    for hog in hogs:
+        hog.start()
+    for hog in hogs:
+        hog.join()
+    beside = probe.take()
+    log(f"health beside two busy cores, no RPCs: {beside}")
+    return beside
+
+
 def measure(server: Server, probe: HealthProbe, keys: list[tuple[str, str]], args: argparse.Namespace,
             what: str) -> dict[str, Any]:
     """Health alone for --health-seconds, then lookups for --seconds with health beside them."""
@@ -392,6 +413,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lookups(server.address, keys, min(args.lookup_streams, 10), args.window, 3, args.streams_per_channel,
                 args.load_nice)  # warm-up
         figures["alone"] = measure(server, probe, keys, args, "alone")
+        figures["busy_cores"] = health_beside_busy_cores(probe, args.health_seconds)
 
         rss_before = server_rss_kib(server.process.pid)
         began = time.monotonic()
@@ -453,6 +475,7 @@ def report(figures: dict[str, Any]) -> list[str]:
         ("health p99 ms, lookups on", _ms(alone["health_beside_lookups"]["p99_ms"]),
          _ms(loaded["health_beside_lookups"]["p99_ms"]), f"< {HEALTH_P99_GOAL_MS:.0f}"),
         ("health checks failed", _failed_checks(alone), _failed_checks(loaded), "none"),
+        ("health p99 ms, 2 busy cores", _ms(figures["busy_cores"]["p99_ms"]), "", "(no RPCs: the machine's share)"),
         ("server RSS MiB", f"{memory['rss_before_kib'] / 1024:.1f}", f"{memory['rss_after_kib'] / 1024:.1f}", "report"),
     ]
     loaded_title = f"{w['asked']} watchers"

@@ -57,6 +57,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--neo4j-user", default=env.get("NEO4J_USER", "neo4j"))
     add("--neo4j-password", default=env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD))
     add("--neo4j-database", default=env.get("NEO4J_DATABASE", "neo4j"))
+    add("--neo4j-retry-seconds", type=float, default=float(env.get("IDENTITY_NEO4J_RETRY_SECONDS", "30")),
+        help="how long a write retries through transient errors or an unreachable Neo4j before failing UNAVAILABLE")
     add("--rules", default=env.get("IDENTITY_RULES", str(DEFAULT_RULES_FILE)), help="identity rules YAML file")
     add("--max-workers", type=int, default=int(env.get("IDENTITY_MAX_WORKERS", "16")),
         help="threads per work pool (ingest, read; admin gets a quarter) running Neo4j work; open streams hold none")
@@ -99,6 +101,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--processes must be at least 1")
     if args.processes > 1 and args.listen.endswith(":0"):
         raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
+    if args.neo4j_retry_seconds < 0:
+        raise ConfigurationError("--neo4j-retry-seconds must not be negative")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
     for name in ("segment_schedule", "segment_retention_days", "quarantine_retention_days", "segment_lag_report"):
@@ -108,7 +112,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
     return Settings(
         listen=args.listen,
-        neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database),
+        neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database,
+                            args.neo4j_retry_seconds),
         rules_file=Path(args.rules),
         max_workers=args.max_workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs,

@@ -112,6 +112,9 @@ class Neo4jSettings:
     user: str
     password: str
     database: str
+    # how long the driver retries a transaction through transient errors and an unreachable
+    # Neo4j before the call fails UNAVAILABLE (the driver's default is 30 s)
+    retry_seconds: float = 30.0
 
 
 class Graph:
@@ -132,6 +135,7 @@ class Graph:
             # deadlocks between concurrent batches are expected and cheap to retry: start the
             # driver's backoff at 20 ms instead of a whole second
             initial_retry_delay=0.02,
+            max_transaction_retry_time=settings.retry_seconds,
         )
 
     def __enter__(self) -> Graph:
