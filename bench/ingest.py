@@ -9,9 +9,11 @@ shared family tablets), on an emptied database:
   No stitching, no merge protection, no golden record: a lower bound on the work;
 - service: the same events through `Ingest` over --streams concurrent bidi streams, each
   keeping at most --window unacked events in flight, and acked only once committed.
-Prints events/s of both, their ratio, the cost per event relative to the smallest size, and
-the server's peak resident memory. Goals (issue 3): service >= 50% of the baseline; per-event
-cost at 1M no more than 25% above 10k; bounded server memory.
+Prints events/s of both, their ratio, the cost per event relative to the smallest size, the
+server's peak resident memory, and the CPU each spent per event (Neo4j's, and the writer's:
+the benchmark's own driver threads for the baseline, the server for the service), which
+neighbours on a shared machine disturb less than wall time. Goals (issues 3, 13): service >=
+50% of the baseline; per-event cost at 1M no more than 25% above 10k; bounded server memory.
 
 Runs its own Neo4j and server; --keep-home DIR keeps the Neo4j home with the largest graph
 for bench/lookup.py (`--neo4j-home DIR`).
@@ -28,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, ingest_windowed, log, run_threads, save
+from bench.ingest_flaws import cpu_seconds
 from bench.population import EventSpec, generate, split_by_person
 from localneo4j import LocalNeo4j
 from neo4j import GraphDatabase
@@ -57,6 +60,23 @@ MERGE (a)-[l:LINKED]->(b)
   ON CREATE SET l.first_seen = occurred_at, l.times_seen = 0
 SET l.times_seen = l.times_seen + 1, l.last_seen = occurred_at
 """
+
+
+class CpuWatch:
+    """CPU time spent from now on by Neo4j and by the writer: the server process (with its
+    workers), or, without one, this process (the baseline's driver threads)."""
+
+    def __init__(self, neo4j_pid: int, server_pid: int | None) -> None:
+        self.neo4j_pid, self.server_pid = neo4j_pid, server_pid
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        writer = cpu_seconds([self.server_pid]) if self.server_pid else time.process_time()
+        return cpu_seconds([self.neo4j_pid]), writer
+
+    def per_event_ms(self, events: int) -> dict[str, float]:
+        (neo4j_0, writer_0), (neo4j_1, writer_1) = self.start, self._now()
+        return {"neo4j": (neo4j_1 - neo4j_0) * 1000 / events, "writer": (writer_1 - writer_0) * 1000 / events}
 
 
 def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
@@ -114,25 +134,34 @@ def main() -> None:
                 streams = split_by_person(events, args.streams)
                 log(f"{len(events)} events, {len(population.people)} people; baseline ...")
                 empty_database(neo4j)
+                database = neo4j.pid() or 0
+                cpu = CpuWatch(database, None)
                 base_s = baseline(neo4j, streams)
+                base_cpu = cpu.per_event_ms(len(events))
                 log(f"baseline {len(events) / base_s:.0f} events/s; service ...")
                 empty_database(neo4j)
                 watch = MemoryWatch(server.process.pid)
+                cpu = CpuWatch(database, server.process.pid)
                 service_s, statuses = service(server.channel, streams, args.window)
+                service_cpu = cpu.per_event_ms(len(events))
                 peak = watch.stop()
                 log(f"service {len(events) / service_s:.0f} events/s, acks {dict(statuses)}, peak RSS {peak:.0f} MB")
                 rows.append({"events": len(events), "baseline_s": base_s, "service_s": service_s,
                              "baseline_eps": len(events) / base_s, "service_eps": len(events) / service_s,
-                             "acks": dict(statuses), "server_peak_rss_mb": peak})
+                             "acks": dict(statuses), "server_peak_rss_mb": peak,
+                             "baseline_cpu_ms_per_event": base_cpu, "service_cpu_ms_per_event": service_cpu})
     first = rows[0]["service_s"] / rows[0]["events"]
     print(f"{'events':>9} {'baseline ev/s':>14} {'service ev/s':>13} {'ratio':>6} {'us/event':>9} "
-          f"{'vs smallest':>11} {'server peak RSS MB':>19}  acks")
+          f"{'vs smallest':>11} {'server peak RSS MB':>19} {'CPU ms/event: baseline':>23} {'service':>17}  acks")
     for r in rows:
         per_event = r["service_s"] / r["events"]
         r["ratio"] = r["service_eps"] / r["baseline_eps"]
         r["cost_vs_smallest"] = per_event / first
+        base, served = r["baseline_cpu_ms_per_event"], r["service_cpu_ms_per_event"]
         print(f"{r['events']:9d} {r['baseline_eps']:14.0f} {r['service_eps']:13.0f} {r['ratio']:6.2f} "
-              f"{per_event * 1e6:9.0f} {r['cost_vs_smallest']:11.2f} {r['server_peak_rss_mb']:19.0f}  {r['acks']}")
+              f"{per_event * 1e6:9.0f} {r['cost_vs_smallest']:11.2f} {r['server_peak_rss_mb']:19.0f} "
+              f"{base['neo4j'] + base['writer']:8.2f} ({base['neo4j']:.2f} Neo4j) "
+              f"{served['neo4j'] + served['writer']:6.2f} ({served['neo4j']:.2f} Neo4j)  {r['acks']}")
     print(f"figures saved to {save('ingest', {'streams': args.streams, 'window': args.window, 'rows': rows})}")
     if args.keep_home:
         print(f"graph kept: python -m bench.lookup --neo4j-home {args.keep_home}")

@@ -1,4 +1,4 @@
-// ExplainLink, merge protection now: the state stitching/read_profiles gives the planner,
+// ExplainLink, merge protection now: the state stitching/read_state gives the planner,
 // read without locking or touching anything, so that explaining never writes; and one
 // unflagged member per profile to propose a link from when a side is a profile ref.
 // $profile_ids: [string]; $limited_types: types with per-profile limits.

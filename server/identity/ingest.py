@@ -242,17 +242,17 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     Events that carry an identifier of a forgotten person are refused, and nothing of them
     is written.
     """
-    suppressed = suppressed_events(tx, salt, touchpoints)
+    junk = _junk(rules, touchpoints)
+    hashes = sorted({suppression_hash(salt, i): i for t in touchpoints for i in t.identifiers}.items())
+    position = {identifier: n for n, (_, identifier) in enumerate(hashes)}
+    rows = [{**_row(t, junk), "hashes": [position[i] for i in t.identifiers]} for t in touchpoints]
+    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=rows, hashes=[h for h, _ in hashes])
+    created = frozenset(t.event_id for t in touchpoints) - {r["event_id"] for r in records}
+    suppressed = _refusals(touchpoints, position, {r["event_id"]: r["forgotten"] for r in records if r["forgotten"]})
     touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
-    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=[_row(rules, t) for t in touchpoints])
-    created = frozenset(r["event_id"] for r in records if r["created"])
     new = [t for t in touchpoints if t.event_id in created]
     if new:
-        identifiers, junk = _identifier_rows(rules, new)
-        tx.run("ingest/record_identifiers", rows=identifiers)
-        if junk:
-            tx.run("ingest/record_junk", rows=junk)
-        tx.run("ingest/record_carried", rows=[_carried_row(rules, t) for t in new])
+        _record_identifiers(tx, new, junk, {t.event_id: primary_identifier(rules, t, junk) for t in new})
     committed = commit_links(tx, rules, LinkCommit("ingest", touchpoints=new), now)
     plan, split = committed.plan, committed.split
     if after_stitching is not None:
@@ -281,39 +281,62 @@ def revive_identifiers(tx: Tx, rules: IdentityRules, revivals: Sequence[Revival]
     if not revivals:
         return
     new = [replace(r.touchpoint, identifiers=r.revived) for r in revivals]
-    identifiers, junk = _identifier_rows(rules, new)
-    tx.run("ingest/record_identifiers", rows=identifiers)
-    if junk:
-        tx.run("ingest/record_junk", rows=junk)
-    carried = []
-    for revival, touchpoint in zip(revivals, new, strict=True):
-        row = _carried_row(rules, touchpoint)
-        if revival.has_primary:
-            row["identifiers"] = [{**i, "primary": False} for i in row["identifiers"]]
-        carried.append(row)
-    tx.run("ingest/record_carried", rows=carried)
+    junk = _junk(rules, new)
+    _record_identifiers(tx, new, junk, {t.event_id: None if r.has_primary else primary_identifier(rules, t, junk)
+                                        for r, t in zip(revivals, new, strict=True)})
     revived = frozenset(i for r in revivals for i in r.revived)
     commit_links(tx, rules, LinkCommit("replay", touchpoints=[r.touchpoint for r in revivals], count_touchpoints=False,
                                        touching=revived), now)
 
 
-def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[str, str]:
-    """Events carrying a suppressed identifier, each with the reason for its rejection."""
-    hashes = {suppression_hash(salt, i): i for t in touchpoints for i in t.identifiers}
-    found = {r["hash"] for r in tx.run("ingest/suppressed", hashes=sorted(hashes))}
-    if not found:
-        return {}
+def _refusals(touchpoints: list[Touchpoint], position: Mapping[Identifier, int],
+              forgotten: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """Events refused for carrying a suppressed identifier (by its position in the hashes),
+    each with the reason."""
     refused = {}
     for touchpoint in touchpoints:
-        forgotten = [i for i in touchpoint.identifiers if suppression_hash(salt, i) in found]
-        if forgotten:
-            refused[touchpoint.event_id] = f"{forgotten[0]} belongs to a forgotten person and is suppressed"
+        if touchpoint.event_id in forgotten:
+            found = set(forgotten[touchpoint.event_id])
+            first = next(i for i in touchpoint.identifiers if position[i] in found)
+            refused[touchpoint.event_id] = f"{first} belongs to a forgotten person and is suppressed"
     return refused
 
 
-def _row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
+def _junk(rules: IdentityRules, touchpoints: Sequence[Touchpoint]) -> frozenset[Identifier]:
+    """The blocklisted values among the touchpoints' identifiers (asked once per batch)."""
+    return frozenset(i for t in touchpoints for i in t.identifiers if rules.is_blocklisted(i.type, i.value))
+
+
+def _record_identifiers(tx: Tx, touchpoints: list[Touchpoint], junk: frozenset[Identifier],
+                        primaries: Mapping[str, Identifier | None]) -> None:
+    """Writes the touchpoints' identifiers, with the range the batch saw them in, and the
+    touchpoints' edges to them (each marked primary when it decides the touchpoint's profile).
+
+    Blocklisted junk gets no edge: a value typed at every till would become a node with an
+    edge from every touchpoint, and every batch would wait for the lock on it (and deadlock
+    on its relationship groups). The touchpoint keeps its junk values in its `junk` property.
+    """
+    seen: dict[Identifier, tuple[datetime, datetime]] = {}
+    for t in touchpoints:
+        for i in t.identifiers:
+            first, last = seen.get(i, (t.occurred_at, t.occurred_at))
+            seen[i] = (min(first, t.occurred_at), max(last, t.occurred_at))
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])  # sorted: the lock order
+    for i, (first, last) in sorted(seen.items()):
+        rows[i in junk].append({"type": i.type, "value": i.value,
+                                "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)})
+    identifiers, junk_rows = rows
+    position = {Identifier(row["type"], row["value"]): n for n, row in enumerate(identifiers)}
+    carried = [{"event_id": t.event_id,
+                "identifiers": [{"n": position[i], "primary": i == primaries[t.event_id]}
+                                for i in t.identifiers if i not in junk]}
+               for t in touchpoints]
+    tx.run("ingest/record_identifiers", rows={"identifiers": identifiers, "junk": junk_rows, "carried": carried})
+
+
+def _row(touchpoint: Touchpoint, junk: frozenset[Identifier]) -> dict[str, Any]:
     return {
-        "junk": [str(i) for i in touchpoint.identifiers if rules.is_blocklisted(i.type, i.value)],
+        "junk": [str(i) for i in touchpoint.identifiers if i in junk],
         "event_id": touchpoint.event_id,
         "occurred_at": epoch_millis(touchpoint.occurred_at),
         "source": touchpoint.source,
@@ -330,29 +353,3 @@ def invalid_json(value: InvalidValue) -> str:
     """An invalid value as the touchpoint keeps it: readable in Browser, parsed on replay."""
     return json.dumps({"type": value.type, "value": value.value, "reason": value.reason,
                        "replayable": value.replayable}, ensure_ascii=False)
-
-
-def _identifier_rows(rules: IdentityRules, touchpoints: list[Touchpoint]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One row per distinct identifier, sorted (the lock order), with the batch's seen range;
-    blocklisted junk apart (see _carried_row)."""
-    seen: dict[Identifier, tuple[datetime, datetime]] = {}
-    for t in touchpoints:
-        for i in t.identifiers:
-            first, last = seen.get(i, (t.occurred_at, t.occurred_at))
-            seen[i] = (min(first, t.occurred_at), max(last, t.occurred_at))
-    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-    for i, (first, last) in sorted(seen.items()):
-        row = {"type": i.type, "value": i.value, "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)}
-        rows[rules.is_blocklisted(i.type, i.value)].append(row)
-    return rows
-
-
-def _carried_row(rules: IdentityRules, touchpoint: Touchpoint) -> dict[str, Any]:
-    """The identifiers a touchpoint is linked to. Blocklisted junk is not among them: a value
-    typed at every till would become a node with an edge from every touchpoint, and every
-    batch would wait for the lock on it (and deadlock on its relationship groups). The
-    touchpoint keeps its junk values in its `junk` property instead."""
-    primary = primary_identifier(rules, touchpoint)
-    return {"event_id": touchpoint.event_id,
-            "identifiers": [{"type": i.type, "value": i.value, "primary": i == primary}
-                            for i in touchpoint.identifiers if not rules.is_blocklisted(i.type, i.value)]}

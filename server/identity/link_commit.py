@@ -87,13 +87,16 @@ def plan_commit(tx: Tx, rules: IdentityRules, commit: LinkCommit, now: datetime)
     keys = commit.identifiers()
     if not keys:
         return StitchPlan()
-    if commit.lock and not commit.dry_run:
-        tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in sorted(keys)], now=now)
-    identifiers, unlinked = read_identifiers(tx, rules, keys)
+    if commit.dry_run:
+        identifiers, unlinked = read_identifiers(tx, rules, keys)
+        profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
+        profiles = read_profiles(tx, rules, profile_ids)
+    else:
+        if commit.lock:
+            tx.run("linkage/lock", keys=[{"type": i.type, "value": i.value} for i in sorted(keys)], now=now)
+        identifiers, unlinked, profiles = read_state(tx, rules, keys, now)
     if commit.require_profiles:
         _require_profiles(identifiers, commit.proposals)
-    profile_ids = sorted({s.profile_id for s in identifiers.values() if s.profile_id})
-    profiles = read_profiles(tx, rules, profile_ids, now, lock=not commit.dry_run)
     return Planner(rules, identifiers, profiles, unlinked).decide(commit.touchpoints, commit.proposals,
                                                                   commit.count_touchpoints)
 
@@ -153,13 +156,12 @@ def split_profile(tx: Tx, rules: IdentityRules, profile_id: str, reason: str, no
         return [profile_id]
     parts.sort(key=lambda part: (-len(part), min((rules.rank(i.type), i.value) for i in part)))
     new_ids = [new_profile_id() for _ in parts[1:]]
-    tx.run("profiles/create", profile_ids=new_ids, now=now)
     moves = [{"type": i.type, "value": i.value, "profile_id": pid}
              for pid, part in zip(new_ids, parts[1:]) for i in sorted(part)]
-    tx.run("profiles/assign", rows=moves)
+    _write(tx, now, cause, new_profiles=new_ids, assignments=moves)
     tx.run("profiles/record_split", rows=[{"profile_id": pid, "original": profile_id} for pid in new_ids],
            reason=reason, now=now)
-    refresh_summaries(tx, rules, [profile_id, *new_ids], cause)
+    refresh_summaries(tx, rules, [profile_id, *new_ids], now, cause)
     return [profile_id, *new_ids]
 
 
@@ -173,7 +175,8 @@ def components(members: Mapping[Identifier, Sequence[Identifier]]) -> list[set[I
     return sets.groups()
 
 
-def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str], cause: str = "unlink") -> None:
+def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: datetime,
+                      cause: str = "unlink") -> None:
     """Recomputes golden records, seen range and counts of profiles from their touchpoints."""
     rows = []
     for record in tx.run("profiles/summarize", profile_ids=profile_ids):
@@ -192,21 +195,45 @@ def refresh_summaries(tx: Tx, rules: IdentityRules, profile_ids: list[str], caus
             touchpoints={"online": record["online"], "offline": record["offline"]},
         )
         rows.append(summary_row(state))
-    tx.run("profiles/update_summary", cause=cause, rows=rows)
+    _write(tx, now, cause, summaries=rows)
 
 
 # -- reading and writing the planner's state -------------------------------------------------
 
+def read_state(
+    tx: Tx, rules: IdentityRules, keys: set[Identifier], now: datetime
+) -> tuple[dict[Identifier, IdentifierState], set[frozenset[Identifier]], dict[str, ProfileState]]:
+    """In one round trip: the identifiers' states, the pairs among them that an operator
+    unlinked, and their profiles' states, the profiles locked."""
+    (record,) = tx.run("stitching/read_state", keys=_key_rows(keys), now=now,
+                       limited_types=sorted(rules.per_profile_limits), **_neighbour_params(rules))
+    states, unlinked = _identifier_states(record["identifiers"])
+    return states, unlinked, {p["profile_id"]: profile_state(p) for p in record["profiles"]}
+
+
 def read_identifiers(
     tx: Tx, rules: IdentityRules, keys: set[Identifier]
 ) -> tuple[dict[Identifier, IdentifierState], set[frozenset[Identifier]]]:
-    """The identifiers' states, and the pairs among them that an operator unlinked."""
+    """The identifiers' states, and the pairs among them that an operator unlinked (without
+    locking their profiles: read_state does both for a commit)."""
+    return _identifier_states(tx.run("stitching/read_identifiers", keys=_key_rows(keys), **_neighbour_params(rules)))
+
+
+def _key_rows(keys: set[Identifier]) -> list[dict[str, str]]:
+    return [{"type": i.type, "value": i.value} for i in sorted(keys)]
+
+
+def _neighbour_params(rules: IdentityRules) -> dict[str, Any]:
     strong = sorted(t for t in rules.identifier_types if rules.is_strong(t))
-    cap = len(strong) * rules.shared_after + 1
-    rows = [{"type": i.type, "value": i.value} for i in sorted(keys)]
+    return {"strong_types": strong, "cap": len(strong) * rules.shared_after + 1}
+
+
+def _identifier_states(
+    records: Sequence[Mapping[str, Any]]
+) -> tuple[dict[Identifier, IdentifierState], set[frozenset[Identifier]]]:
     states = {}
     unlinked: set[frozenset[Identifier]] = set()
-    for r in tx.run("stitching/read_identifiers", keys=rows, strong_types=strong, cap=cap):
+    for r in records:
         identifier = Identifier(r["type"], r["value"])
         neighbours = frozenset(Identifier(n["type"], n["value"]) for n in r["neighbours"])
         states[identifier] = IdentifierState(identifier, r["profile_id"], r["flag"], neighbours)
@@ -214,18 +241,12 @@ def read_identifiers(
     return states, unlinked
 
 
-def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str], now: datetime,
-                  lock: bool = True) -> dict[str, ProfileState]:
-    """The profiles' merge-protection and summary state; locked (the profiles touched) unless
-    lock is off (ExplainLink reads the same state without writing)."""
+def read_profiles(tx: Tx, rules: IdentityRules, profile_ids: list[str]) -> dict[str, ProfileState]:
+    """The profiles' merge-protection and summary state as read_state gives it, read without
+    locking or touching anything (ExplainLink plans in a read transaction)."""
     if not profile_ids:
         return {}
-    if lock:
-        records = tx.run("stitching/read_profiles", profile_ids=profile_ids,
-                         limited_types=sorted(rules.per_profile_limits), now=now)
-    else:
-        records = tx.run("linkage/explain_profiles", profile_ids=profile_ids,
-                         limited_types=sorted(rules.per_profile_limits))
+    records = tx.run("linkage/explain_profiles", profile_ids=profile_ids, limited_types=sorted(rules.per_profile_limits))
     return {r["profile_id"]: profile_state(r) for r in records}
 
 
@@ -246,28 +267,31 @@ def profile_state(record: Mapping[str, Any]) -> ProfileState:
 
 
 def write_plan(tx: Tx, plan: StitchPlan, now: datetime, cause: str, links: Sequence[LinkDecision]) -> None:
-    """Writes in an order that keeps every step valid: profiles exist before anything points to
-    them. `links` are the decisions to store as evidence edges (those the commit records)."""
-    if plan.new_profiles:
-        tx.run("profiles/create", profile_ids=plan.new_profiles, now=now)
-    if plan.assignments:
-        tx.run("profiles/assign", rows=[{"type": i.type, "value": i.value, "profile_id": p}
-                                        for i, p in sorted(plan.assignments.items())])
-    if plan.merges:
-        tx.run("profiles/merge", now=now, rows=[
-            {"absorbed": m.absorbed, "survivor": m.survivor, "event_id": m.link.event_id,
-             **pair_row(m.link.a, m.link.b)} for m in plan.merges])
-    accepted = [_link_row(link) for link in links if link.accepted]
-    rejected = [{**_link_row(link), "reason": link.reason} for link in links if not link.accepted]
-    if accepted:
-        tx.run("stitching/record_links", rows=accepted, evidence_kept=EVIDENCE_KEPT)
-    if rejected:
-        tx.run("stitching/record_rejections", rows=rejected, evidence_kept=EVIDENCE_KEPT)
-    if plan.flags:
-        tx.run("stitching/flag_identifiers", now=now, rows=[
-            {"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
-            for f in plan.flags])
-    tx.run("profiles/update_summary", cause=cause, rows=[summary_row(p) for p in plan.profiles.values()])
+    """Writes the plan in one round trip. `links` are the decisions to store as evidence edges
+    (those the commit records)."""
+    _write(
+        tx, now, cause,
+        new_profiles=plan.new_profiles,
+        assignments=[{"type": i.type, "value": i.value, "profile_id": p} for i, p in sorted(plan.assignments.items())],
+        merges=[{"absorbed": m.absorbed, "survivor": m.survivor, "event_id": m.link.event_id,
+                 **pair_row(m.link.a, m.link.b)} for m in plan.merges],
+        links=[_link_row(link) for link in links if link.accepted],
+        rejections=[{**_link_row(link), "reason": link.reason} for link in links if not link.accepted],
+        flags=[{"type": f.identifier.type, "value": f.identifier.value, "flag": f.flag, "reason": f.reason}
+               for f in plan.flags],
+        summaries=[summary_row(p) for p in plan.profiles.values()],
+    )
+
+
+def _write(tx: Tx, now: datetime, cause: str, *, new_profiles: Sequence[str] = (),
+           assignments: Sequence[Mapping[str, Any]] = (), merges: Sequence[Mapping[str, Any]] = (),
+           links: Sequence[Mapping[str, Any]] = (), rejections: Sequence[Mapping[str, Any]] = (),
+           flags: Sequence[Mapping[str, Any]] = (), summaries: Sequence[Mapping[str, Any]] = ()) -> None:
+    """The one writer of profiles, memberships, merges, link evidence, flags and summaries
+    (stitching/write_plan), in the order that keeps every step valid."""
+    tx.run("stitching/write_plan", now=now, cause=cause, evidence_kept=EVIDENCE_KEPT, plan={
+        "new_profiles": list(new_profiles), "assignments": list(assignments), "merges": list(merges),
+        "links": list(links), "rejections": list(rejections), "flags": list(flags), "summaries": list(summaries)})
 
 
 def summary_row(profile: ProfileState) -> dict[str, object]:

@@ -16,7 +16,8 @@ Rules, in the order they apply to each event:
    lower-priority identifier stays where it was).
 4. A pair that an operator unlinked stays unlinked.
 5. The smaller profile is merged into the larger; on a tie, into the older (existing before
-   this batch), then into the lower id, so that every server decides the same way.
+   this batch), then into the lower id, so that every server decides the same way. A profile
+   made for a new identifier and merged away in the same batch is never written.
 The touchpoint belongs to the profile of its highest-priority identifier that is not
 blocklisted.
 """
@@ -26,8 +27,8 @@ from __future__ import annotations
 import hmac
 import itertools
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from server.identity.disjoint_sets import DisjointSets
@@ -155,6 +156,14 @@ class Planner:
         self.unlinked = set(unlinked_pairs)
         self.make_id = make_id
         self.plan = StitchPlan()
+        self.born: list[str] = []  # profiles made in this batch, in order
+        self.admitted: dict[Identifier, str] = {}  # identifiers without a profile, and the one each got
+        self.absorptions: list[Merge] = []  # every merge, in order, those of profiles born here too
+        self.blocklisted: dict[Identifier, bool] = {}  # the rules' answer, once per identifier
+        # asked for every pair of every event: plain containers, not the rules' read-only mappings
+        self.strong = rules.strong_types()
+        self.limits = tuple(rules.per_profile_limits.items())
+        self.limits_by_type = dict(self.limits)
 
     def find(self, profile_id: str) -> str:
         """The profile a profile id belongs to now, after this plan's merges."""
@@ -179,6 +188,7 @@ class Planner:
         for proposal in proposals:
             a, b = sorted((proposal.a, proposal.b), key=lambda i: (self.rules.rank(i.type), i.value))
             self.plan.links.append(self._decide_pair(a, b, proposal.evidence_id, proposal.at, proposal.reason))
+        self._settle()
         self.plan.profiles = {pid: self.profiles[pid] for pid in self._live_profiles()}
         return self.plan
 
@@ -191,32 +201,39 @@ class Planner:
 
     def _plan_event(self, touchpoint: Touchpoint) -> None:
         ordered = sorted(touchpoint.identifiers, key=lambda i: (self.rules.rank(i.type), i.value))
+        junk = [i for i in ordered if self._is_blocklisted(i)]
         for identifier in ordered:
             self._admit(identifier)
         self._detect_shared(ordered)
         for a, b in itertools.combinations(ordered, 2):
             self.plan.links.append(self._decide(a, b, touchpoint))
-        primary = primary_identifier(self.rules, touchpoint)
+        primary = primary_identifier(self.rules, touchpoint, junk)
         if primary is not None:
             self.plan.primaries[touchpoint.event_id] = primary
+
+    def _is_blocklisted(self, identifier: Identifier) -> bool:
+        known = self.blocklisted.get(identifier)
+        if known is None:
+            known = self.blocklisted[identifier] = self.rules.is_blocklisted(identifier.type, identifier.value)
+        return known
 
     def _admit(self, identifier: Identifier) -> None:
         """Flags a blocklisted value; gives an identifier without a profile a new one."""
         self.neighbours.setdefault(identifier, set())
-        if self.flag_of.get(identifier) is None and self.rules.is_blocklisted(identifier.type, identifier.value):
+        if self.flag_of.get(identifier) is None and self._is_blocklisted(identifier):
             self._flag(identifier, BLOCKLISTED, f"{identifier} is on the blocklist of junk values")
         if self.flag_of.get(identifier) == BLOCKLISTED or self.profile_of.get(identifier):
             return
         profile = ProfileState(self.make_id(), is_new=True)
         self.profiles[profile.profile_id] = profile
-        self.plan.new_profiles.append(profile.profile_id)
+        self.born.append(profile.profile_id)
         self._assign(identifier, profile)
 
     def _assign(self, identifier: Identifier, profile: ProfileState) -> None:
         self.profile_of[identifier] = profile.profile_id
-        self.plan.assignments[identifier] = profile.profile_id
+        self.admitted[identifier] = profile.profile_id
         profile.size += 1
-        if identifier.type in self.rules.per_profile_limits:
+        if identifier.type in self.limits_by_type:
             profile.limited.setdefault(identifier.type, set()).add(identifier.value)
 
     def _flag(self, identifier: Identifier, flag: str, reason: str) -> None:
@@ -226,7 +243,7 @@ class Planner:
     def _detect_shared(self, identifiers: Sequence[Identifier]) -> None:
         limit = self.rules.shared_after
         for x, y in itertools.permutations(identifiers, 2):
-            if not self.rules.is_strong(y.type) or y.type == x.type or self.flag_of.get(y) == BLOCKLISTED:
+            if y.type not in self.strong or y.type == x.type or self.flag_of.get(y) == BLOCKLISTED:
                 continue
             seen = self.neighbours[x]
             seen.add(y)
@@ -260,7 +277,7 @@ class Planner:
         return link
 
     def _limit_conflict(self, one: ProfileState, other: ProfileState) -> str:
-        for kind, limit in self.rules.per_profile_limits.items():
+        for kind, limit in self.limits:
             values = one.limited.get(kind, set()) | other.limited.get(kind, set())
             if len(values) > limit:
                 return f"merging would give one profile {len(values)} {kind} values (limit {limit})"
@@ -270,7 +287,25 @@ class Planner:
         survivor, absorbed = sorted((self.profiles[pa], self.profiles[pb]), key=_survival_order)
         survivor.absorb(absorbed)
         self.merged.union(survivor.profile_id, absorbed.profile_id)
-        self.plan.merges.append(Merge(absorbed.profile_id, survivor.profile_id, link))
+        self.absorptions.append(Merge(absorbed.profile_id, survivor.profile_id, link))
+
+    def _settle(self) -> None:
+        """Turns the decisions into what the plan writes. A profile born in this batch and
+        merged away in it too is never written: its identifiers go straight to the profile
+        they ended in, and a known profile it absorbed merges into the next profile that is
+        written. A new cookie that logs in costs one edge to the known profile, not a profile
+        node, a merge and an inactive node kept for ever."""
+        born = set(self.born)
+        absorbed_into = {m.absorbed: m.survivor for m in self.absorptions}
+
+        def kept(profile_id: str) -> str:
+            while profile_id in born and profile_id in absorbed_into:
+                profile_id = absorbed_into[profile_id]
+            return profile_id
+
+        self.plan.new_profiles = [pid for pid in self.born if pid not in absorbed_into]
+        self.plan.assignments = {i: self.find(pid) for i, pid in self.admitted.items()}
+        self.plan.merges = [replace(m, survivor=kept(m.survivor)) for m in self.absorptions if m.absorbed not in born]
 
     def _attribute(self, touchpoint: Touchpoint) -> None:
         """Counts the touchpoint and its traits in the profile of its primary identifier."""
@@ -290,13 +325,17 @@ class Planner:
         return sorted({self.find(pid) for pid in self.profiles})
 
 
-def primary_identifier(rules: IdentityRules, touchpoint: Touchpoint) -> Identifier | None:
-    """The identifier that decides the touchpoint's profile: the highest-priority one that is not junk.
+def primary_identifier(rules: IdentityRules, touchpoint: Touchpoint,
+                       junk: Collection[Identifier] | None = None) -> Identifier | None:
+    """The identifier that decides the touchpoint's profile: the highest-priority one that is not junk
+    (the blocklisted values, when the caller knows them already).
 
     It depends on configuration only, not on the graph, so ingest marks it when it writes the
     touchpoint.
     """
-    candidates = [i for i in touchpoint.identifiers if not rules.is_blocklisted(i.type, i.value)]
+    if junk is None:
+        junk = [i for i in touchpoint.identifiers if rules.is_blocklisted(i.type, i.value)]
+    candidates = [i for i in touchpoint.identifiers if i not in junk]
     return min(candidates, key=lambda i: (rules.rank(i.type), i.value), default=None)
 
 

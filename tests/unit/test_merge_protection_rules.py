@@ -118,15 +118,39 @@ def test_the_golden_record_prefers_trusted_sources_then_recent_values() -> None:
     assert profile.touchpoints == {"online": 2}
 
 
-def test_merges_chain_within_one_batch_and_sum_their_counts() -> None:
+def test_merges_chain_within_one_batch_into_one_new_profile_and_sum_their_counts() -> None:
     world = World()
     _, plan = world.plan(touch(1, "cookie:a"), touch(2, "cookie:b"), touch(3, "cookie:a", "cookie:b"),
                          touch(4, "cookie:b", "email:e@example.com"))
-    survivors = {m.survivor for m in plan.merges}
     (live,) = plan.profiles.values()
-    assert live.profile_id in survivors and live.size == 3
+    assert live.size == 3
     assert live.touchpoints == {"online": 4}
     assert len(set(plan.touchpoint_profiles.values())) == 1
+    assert plan.new_profiles == [live.profile_id] and plan.merges == [], "profiles merged away at once are never written"
+    assert set(plan.assignments.values()) == {live.profile_id}
+
+
+def test_a_new_identifier_that_links_to_a_known_profile_joins_it_without_a_profile_of_its_own() -> None:
+    world = World()
+    world.profile("ann", "user_id:u1", "email:ann@example.com")
+    _, plan = world.plan(touch(1, "cookie:c1", "user_id:u1"))
+    assert plan.new_profiles == [] and plan.merges == []
+    assert plan.assignments == {Identifier("cookie", "c1"): "ann"}
+    assert plan.profiles["ann"].size == 3 and plan.touchpoint_profiles == {"e1": "ann"}
+
+
+def test_a_known_profile_absorbed_by_a_new_one_merges_into_the_profile_written_in_its_place() -> None:
+    world = World()
+    world.profile("solo", "cookie:k")
+    batch = [touch(1, "user_id:u", "email:e@example.com"), touch(2, "email:e@example.com", "cookie:k")]
+    _, plan = world.plan(*batch)
+    assert plan.new_profiles == ["new0"], "the two new identifiers' profile outgrew the known one"
+    assert [(m.absorbed, m.survivor) for m in plan.merges] == [("solo", "new0")]
+    world.profile("big", "cookie:x", "cookie:y", "cookie:z", "cookie:w")
+    _, plan = world.plan(*batch, touch(3, "email:e@example.com", "cookie:x"))
+    assert plan.new_profiles == [], "the new profile was merged away in the batch that made it"
+    assert [(m.absorbed, m.survivor) for m in plan.merges] == [("solo", "big")]
+    assert set(plan.assignments.values()) == {"big"} and set(plan.profiles) == {"big"}
 
 
 def test_a_proposed_probabilistic_link_merges_profiles_like_a_seen_together_one() -> None:

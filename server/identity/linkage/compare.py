@@ -62,15 +62,38 @@ def _prefer_crosswise(
     rule: FieldRule, other: FieldRule, left: Mapping[str, list[str | None]], right: Mapping[str, list[str | None]],
     columns: dict[str, np.ndarray],
 ) -> None:
-    """Where the two fields agree better crosswise than straight, the values were swapped: use that."""
+    """Where the two fields agree better crosswise than straight, the values were swapped: use that.
+
+    Either side's values may be the swapped ones, and the two fields grade differently, so both
+    readings are graded and the better one kept (ties to the higher level of the first field,
+    then of the second). A pair then gets the same levels whichever side comes first: the online
+    linker compares pairs in the order the graph returns them.
+    """
     first, second = rule.name, other.name
     straight = columns[first] + columns[second]
     rows = np.flatnonzero(straight < 2 * (len(field_level_names(rule)) - 1))  # both exact: nothing to gain
-    crossed_first = compare_field(rule, [left[first][i] for i in rows], [right[second][i] for i in rows])
-    crossed_second = compare_field(other, [left[second][i] for i in rows], [right[first][i] for i in rows])
-    better = crossed_first + crossed_second > straight[rows]
+    if not len(rows):
+        return
+    left_first, left_second = [left[first][i] for i in rows], [left[second][i] for i in rows]
+    right_first, right_second = [right[first][i] for i in rows], [right[second][i] for i in rows]
+    # reading A: the right side's values were swapped; reading B: the left side's were
+    a_first, a_second = compare_field(rule, left_first, right_second), compare_field(other, left_second, right_first)
+    b_first, b_second = compare_field(rule, right_first, left_second), compare_field(other, right_second, left_first)
+    take_b = _lexicographic_greater((b_first + b_second, b_first, b_second), (a_first + a_second, a_first, a_second))
+    crossed_first, crossed_second = np.where(take_b, b_first, a_first), np.where(take_b, b_second, a_second)
+    better = crossed_first.astype(np.int16) + crossed_second > straight[rows]
     columns[first][rows[better]] = crossed_first[better]
     columns[second][rows[better]] = crossed_second[better]
+
+
+def _lexicographic_greater(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> np.ndarray:
+    """Elementwise: is the tuple (x[0][i], x[1][i], ...) greater than (y[0][i], y[1][i], ...)?"""
+    greater = np.zeros(len(x[0]), dtype=bool)
+    decided = np.zeros(len(x[0]), dtype=bool)
+    for a, b in zip(x, y):
+        greater |= ~decided & (a > b)
+        decided |= a != b
+    return greater
 
 
 def compare_field(rule: FieldRule, left: Values, right: Values) -> np.ndarray:
@@ -91,11 +114,16 @@ Grader = Callable[[list[str], list[str]], list[int]]
 
 
 def _grade_distinct(left: Values, right: Values, grade: Grader) -> dict[tuple[str, str], int]:
-    """Grades each distinct pair of differing values once: blocks repeat the same values a lot."""
-    distinct = list({(a, b) for a, b in zip(left, right) if a is not None and b is not None and a != b})
+    """Grades each distinct pair of differing values once: blocks repeat the same values a lot.
+
+    Each pair is graded in one canonical order and the grade given to both orders, so that a
+    comparison never depends on which record came first (Jaro's greedy matching need not be
+    symmetric)."""
+    distinct = sorted({(min(a, b), max(a, b)) for a, b in zip(left, right) if a is not None and b is not None and a != b})
     if not distinct:
         return {}
-    return dict(zip(distinct, grade([a for a, _ in distinct], [b for _, b in distinct])))
+    graded = dict(zip(distinct, grade([a for a, _ in distinct], [b for _, b in distinct])))
+    return graded | {(b, a): level for (a, b), level in graded.items()}
 
 
 def _similarity_grader(rule: FieldRule) -> Grader:
