@@ -19,12 +19,21 @@ READ_PAGE = 2000
 # Matchable subjects whose candidates one query fetches when sampling for a fit.
 FIT_CANDIDATE_CHUNK = 500
 
-# Profiles the segment worker claims for evaluation at once.
+# Profiles the segment worker claims for evaluation at once. A claim that found fewer means
+# the worker has caught up: it waits SEGMENT_SETTLE_S before the next, so that under steady
+# ingest each claim gathers the profiles of several batches (every claim is a transaction and
+# a read of the definitions; claiming per batch cost Neo4j more CPU than the ingest itself).
 SEGMENT_CLAIM = 500
+SEGMENT_SETTLE_S = 0.25
 
 # Identifiers the online linkage worker links per round, and how long an idle worker waits.
 ONLINE_LINKAGE_BATCH = 200
 IDLE_WAIT_S = 0.05
+
+# How long a server trusts what it read of rarely changing definitions (the segment
+# definitions, the current linkage model, its absence) before reading them again: another
+# server may change them. Changes this server makes itself are seen at once.
+DEFINITIONS_MAX_AGE_S = 1.0
 
 # Threads answering coalesced lookups: two keep one query in flight while the next batch
 # gathers (more add nothing on a 2-core machine; Neo4j is the bottleneck).

@@ -243,13 +243,11 @@ def write_batch(tx: Tx, rules: IdentityRules, salt: str, touchpoints: list[Touch
     is written.
     """
     junk = _junk(rules, touchpoints)
-    hashes = sorted({suppression_hash(salt, i): i for t in touchpoints for i in t.identifiers}.items())
-    position = {identifier: n for n, (_, identifier) in enumerate(hashes)}
-    rows = [{**_row(t, junk), "hashes": [position[i] for i in t.identifiers]} for t in touchpoints]
-    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex, rows=rows, hashes=[h for h, _ in hashes])
-    created = frozenset(t.event_id for t in touchpoints) - {r["event_id"] for r in records}
-    suppressed = _refusals(touchpoints, position, {r["event_id"]: r["forgotten"] for r in records if r["forgotten"]})
+    suppressed = suppressed_events(tx, salt, touchpoints)
     touchpoints = [t for t in touchpoints if t.event_id not in suppressed]
+    records = tx.run("ingest/record_touchpoints", batch=uuid.uuid4().hex,
+                     rows=[_row(t, junk) for t in touchpoints]) if touchpoints else []
+    created = frozenset(t.event_id for t in touchpoints) - {r["event_id"] for r in records}
     new = [t for t in touchpoints if t.event_id in created]
     if new:
         _record_identifiers(tx, new, junk, {t.event_id: primary_identifier(rules, t, junk) for t in new})
@@ -289,16 +287,17 @@ def revive_identifiers(tx: Tx, rules: IdentityRules, revivals: Sequence[Revival]
                                        touching=revived), now)
 
 
-def _refusals(touchpoints: list[Touchpoint], position: Mapping[Identifier, int],
-              forgotten: Mapping[str, Sequence[int]]) -> dict[str, str]:
-    """Events refused for carrying a suppressed identifier (by its position in the hashes),
-    each with the reason."""
+def suppressed_events(tx: Tx, salt: str, touchpoints: list[Touchpoint]) -> dict[str, str]:
+    """Events carrying a suppressed identifier, each with the reason for its refusal."""
+    hashes = {suppression_hash(salt, i): i for t in touchpoints for i in t.identifiers}
+    found = {r["hash"] for r in tx.run("ingest/suppressed", hashes=sorted(hashes))}
+    if not found:
+        return {}
     refused = {}
     for touchpoint in touchpoints:
-        if touchpoint.event_id in forgotten:
-            found = set(forgotten[touchpoint.event_id])
-            first = next(i for i in touchpoint.identifiers if position[i] in found)
-            refused[touchpoint.event_id] = f"{first} belongs to a forgotten person and is suppressed"
+        forgotten = [i for i in touchpoint.identifiers if suppression_hash(salt, i) in found]
+        if forgotten:
+            refused[touchpoint.event_id] = f"{forgotten[0]} belongs to a forgotten person and is suppressed"
     return refused
 
 

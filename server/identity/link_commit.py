@@ -63,10 +63,17 @@ class LinkCommit:
     def identifiers(self) -> set[Identifier]:
         return {i for t in self.touchpoints for i in t.identifiers} | {i for p in self.proposals for i in (p.a, p.b)}
 
-    def recorded(self, links: Sequence[LinkDecision]) -> list[LinkDecision]:
+    def recorded(self, links: Sequence[LinkDecision], rules: IdentityRules) -> list[LinkDecision]:
+        """The decisions stored as edges. A refusal because one side is on the blocklist is
+        not: the value's flag says it, the touchpoint keeps its junk, and an edge to the junk
+        node from every identifier ever seen with it would make every batch that carries it
+        wait for the lock on that node."""
         if not self.record_links:
             return []
-        return [link for link in links if self.touching is None or link.a in self.touching or link.b in self.touching]
+        return [link for link in links
+                if (self.touching is None or link.a in self.touching or link.b in self.touching)
+                and (link.accepted or not (rules.is_blocklisted(link.a.type, link.a.value)
+                                           or rules.is_blocklisted(link.b.type, link.b.value)))]
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ def commit_links(tx: Tx, rules: IdentityRules, commit: LinkCommit, now: datetime
     plan = plan_commit(tx, rules, commit, now)
     if not plan.links and not plan.profiles and not plan.flags:
         return Committed(plan, False)
-    write_plan(tx, plan, now, commit.cause, commit.recorded(plan.links))
+    write_plan(tx, plan, now, commit.cause, commit.recorded(plan.links, rules))
     return Committed(plan, split_shared(tx, rules, plan, now, commit.cause))
 
 

@@ -3,15 +3,17 @@ it, and the profiles it merges still resolve by their ids."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from neo4j import Driver
 
-from server.graph import Graph
+from server.graph import Graph, Tx
 from server.identity.identity_config import load_rules
 from server.identity.ingest import Ingestor
 from server.identity.profiles import Profiles
-from server.identity.values import Ack, AckStatus, EventInput, Identifier, ProfileView
+from server.identity.values import Ack, AckStatus, EventInput, Identifier, ProfileView, Touchpoint
 
 RULES = load_rules()
 SALT = "write-path-test-salt"
@@ -88,3 +90,32 @@ def test_a_known_profile_merged_through_a_profile_of_the_same_batch_points_at_th
     assert merged.profile_id == big.profile_id and len(merged.identifiers) == 7
     assert merged_into(driver, big.profile_id) == [small.profile_id], "the new profile between them was never written"
     assert profile(graph, small.profile_id).profile_id == big.profile_id
+
+
+def test_batches_that_share_only_a_junk_value_do_not_wait_for_each_other(graph: Graph, uid: str) -> None:
+    """Junk typed at every till is in a share of all batches. A batch that holds it, with its
+    transaction still open, must not hold up another batch that carries it too: the
+    suppression check reads without locking (a locking seek made every such batch wait)."""
+    junk = "email:test@test.com"
+    batch(graph, event(f"{uid}-0", f"cookie:z-{uid}", junk))  # the junk node exists from now on
+    held, release = threading.Event(), threading.Event()
+
+    def hold(tx: Tx, new: Sequence[Touchpoint], primaries: Mapping[str, Identifier], now: datetime) -> None:
+        held.set()
+        release.wait(30)
+
+    first = threading.Thread(target=lambda: Ingestor(graph, RULES, SALT, hold).ingest(
+        [event(f"{uid}-a", f"cookie:a-{uid}", junk, minute=1)]))
+    first.start()
+    try:
+        assert held.wait(30), "the first batch never reached stitching"
+        acks: list[Ack] = []
+        second = threading.Thread(target=lambda: acks.extend(
+            batch(graph, event(f"{uid}-b", f"cookie:b-{uid}", junk, minute=2))))
+        second.start()
+        second.join(timeout=15)
+        assert not second.is_alive(), "the second batch waited for the first one's commit"
+        assert [a.status for a in acks] == [AckStatus.ACCEPTED]
+    finally:
+        release.set()
+        first.join(timeout=30)

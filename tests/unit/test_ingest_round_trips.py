@@ -27,7 +27,7 @@ class Transaction:
         self.queries.append(name)
         self.params[name] = params
         if name == "ingest/record_touchpoints":
-            return [{"event_id": row["event_id"], "forgotten": []} for row in params["rows"] if self.known_events]
+            return [{"event_id": row["event_id"]} for row in params["rows"] if self.known_events]
         if name == "stitching/read_state":
             identifiers = [{**key, "flag": None, "profile_id": None, "neighbours": [], "unlinked": []}
                            for key in params["keys"]]
@@ -47,13 +47,13 @@ def touchpoints(count: int) -> list[Touchpoint]:
     return made
 
 
-def test_a_batch_of_new_events_takes_four_queries_whatever_its_size() -> None:
+def test_a_batch_of_new_events_takes_five_queries_whatever_its_size() -> None:
     for size in (2, 500):
         tx = Transaction()
         outcome = write_batch(tx, RULES, "salt", touchpoints(size), T0)
         assert len(outcome.created) == size
-        assert tx.queries == ["ingest/record_touchpoints", "ingest/record_identifiers", "stitching/read_state",
-                              "stitching/write_plan"]
+        assert tx.queries == ["ingest/suppressed", "ingest/record_touchpoints", "ingest/record_identifiers",
+                              "stitching/read_state", "stitching/write_plan"]
 
 
 def test_a_batch_writes_one_profile_per_person_and_no_merge() -> None:
@@ -67,5 +67,5 @@ def test_a_batch_writes_one_profile_per_person_and_no_merge() -> None:
 def test_a_redelivered_batch_only_reads_its_events_profiles() -> None:
     tx = Transaction(known_events=True)
     outcome = write_batch(tx, RULES, "salt", touchpoints(500), T0)
-    assert tx.queries == ["ingest/record_touchpoints", "ingest/profiles_of_events"]
+    assert tx.queries == ["ingest/suppressed", "ingest/record_touchpoints", "ingest/profiles_of_events"]
     assert outcome.created == frozenset() and set(outcome.profiles.values()) == {"p"}

@@ -109,15 +109,16 @@ class Linker:
                                      f"{len(linkage.blocking)} configured")
         self.guards = Guards(linkage)
         self._model: LinkageModel | None = None
-        self._model_checked = 0.0
+        self._model_checked: float | None = None  # when the store was last asked, found or not
         self._lock = threading.Lock()
 
     # -- the model ---------------------------------------------------------------------------
 
     def model(self, max_age: float = 5.0) -> LinkageModel | None:
-        """The current model, re-read at most every max_age seconds (another server may refit)."""
+        """The current model, re-read at most every max_age seconds (another server may refit).
+        Its absence is remembered as long: the online worker asks for it many times a second."""
         with self._lock:
-            if self._model is None or time.monotonic() - self._model_checked > max_age:
+            if self._model_checked is None or time.monotonic() - self._model_checked > max_age:
                 records = self.graph.read("linkage/current_model")
                 if not records:
                     self._model = None

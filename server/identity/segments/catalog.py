@@ -8,6 +8,8 @@ is refused.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +18,7 @@ from typing import Any
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, to_datetime
 from server.identity.segments.compile import CompiledRule, compile_rule
+from server.tuning import DEFINITIONS_MAX_AGE_S
 from server.identity.segments.rule_tree import Rule, SegmentDefinition, dependencies, from_dict, is_time_dependent
 
 
@@ -58,16 +61,31 @@ class SegmentCatalog:
         self.strong_types = tuple(sorted(strong_types))
         self._compiled: dict[tuple[str, int], CompiledRule] = {}
         self._rules: dict[tuple[str, int], Rule] = {}
+        self._lock = threading.Lock()
+        self._recent: tuple[float, list[StoredSegment]] | None = None
 
     def all(self) -> list[StoredSegment]:
-        """Every segment, in evaluation order (the worker asks often: rules are parsed once a version)."""
+        """Every segment, in evaluation order, as stored now (rules are parsed once a version)."""
         segments = []
         for record in self.graph.read("segments/definitions"):
             key = (record["name"], record["version"])
             segment = stored_segment(record, self._rules.get(key))
             self._rules[key] = segment.rule
             segments.append(segment)
-        return evaluation_order(segments)
+        ordered = evaluation_order(segments)
+        with self._lock:
+            self._recent = (time.monotonic(), ordered)
+        return ordered
+
+    def recent(self, max_age: float = DEFINITIONS_MAX_AGE_S) -> list[StoredSegment]:
+        """Every segment as read at most max_age seconds ago: for the evaluation of marked
+        profiles, which asks several times a second under ingest. Definitions this server
+        saved are seen at once (saving reads them back)."""
+        with self._lock:
+            recent = self._recent
+        if recent is not None and time.monotonic() - recent[0] <= max_age:
+            return recent[1]
+        return self.all()
 
     def get(self, name: str) -> StoredSegment:
         for segment in self.all():

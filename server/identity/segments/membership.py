@@ -170,7 +170,7 @@ class Membership:
         returns (profiles taken, changes logged)."""
         def work(tx: Tx) -> tuple[int, int]:
             claimed = tx.run("segments/claim_dirty", limit=limit)
-            segments = self.catalog.all() if claimed else []
+            segments = self.catalog.recent() if claimed else []
             if not segments:
                 return len(claimed), 0
             causes = {r["profile_id"]: r["cause"] or "ingest" for r in claimed}

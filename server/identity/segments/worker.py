@@ -15,8 +15,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from server.identity.segments.membership import Membership
-from server.tuning import IDLE_WAIT_S
+from server.identity.segments.membership import CLAIM_SIZE, Membership
+from server.tuning import IDLE_WAIT_S, SEGMENT_SETTLE_S
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,14 @@ class SegmentWorker:
     evaluation of a large graph never holds the marked profiles back."""
 
     def __init__(self, membership: Membership, schedule: timedelta, retention: timedelta,
-                 idle_wait: float = IDLE_WAIT_S, lag_report_every: float = 30.0) -> None:
+                 idle_wait: float = IDLE_WAIT_S, lag_report_every: float = 30.0,
+                 settle: float = SEGMENT_SETTLE_S) -> None:
         self.membership = membership
         self.lag_report_every = lag_report_every  # seconds between reports of a busy worker
         self.schedule = schedule
         self.retention = retention
         self.idle_wait = idle_wait
+        self.settle = settle  # after a claim that emptied the queue
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._evaluate_marked, daemon=True, name="segment-worker"),
@@ -83,6 +85,8 @@ class SegmentWorker:
                     reported, evaluated = time.monotonic(), 0
                 if not taken:
                     self._stop.wait(self.idle_wait)
+                elif taken < CLAIM_SIZE:  # caught up: let the next claim gather several batches
+                    self._stop.wait(self.settle)
             except Exception:  # marked profiles stay marked; the next round retries them
                 log.exception("segment evaluation failed; retrying")
                 self._stop.wait(1.0)
