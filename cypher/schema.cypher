@@ -71,3 +71,7 @@ FOR (r:Rejected) ON (r.last_rejected_at);
 
 CREATE INDEX has_invalid_event_id IF NOT EXISTS
 FOR (t:HasInvalid) ON (t.event_id);
+
+// The audit trail, read newest first and by time range.
+CREATE INDEX audit_entry_at IF NOT EXISTS
+FOR (a:AuditEntry) ON (a.at);

@@ -8,11 +8,13 @@ The parsed identity and linkage rules travel in Settings to whoever needs them.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.access.tokens import TokenRegistry, load_tokens
 from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
 from server.identity.identity_config import DEFAULT_RULES_FILE, IdentityRules, load_rules
@@ -44,6 +46,22 @@ class Settings:
     segment_lag_report: float
     rules: IdentityRules
     linkage: LinkageRules
+    tls: TlsFiles | None = None
+    tokens: TokenRegistry | None = None  # None: no authentication (loopback or --insecure only)
+    reflection: bool = True
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the gRPC port's TLS; with client_ca, clients must present a certificate it signed."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def read(self) -> tuple[bytes, bytes, bytes | None]:
+        return self.cert.read_bytes(), self.key.read_bytes(), self.client_ca.read_bytes() if self.client_ca else None
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,7 +73,10 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--neo4j-uri", default=env.get("NEO4J_URI", "bolt://127.0.0.1:7687"),
         help="bolt:// for one server, neo4j:// for a cluster with routing")
     add("--neo4j-user", default=env.get("NEO4J_USER", "neo4j"))
-    add("--neo4j-password", default=env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD))
+    add("--neo4j-password", default=None,
+        help="prefer NEO4J_PASSWORD or --neo4j-password-file: a flag shows in the process list")
+    add("--neo4j-password-file", default=env.get("NEO4J_PASSWORD_FILE"), metavar="FILE",
+        help="a file holding the Neo4j password (e.g. a mounted secret)")
     add("--neo4j-database", default=env.get("NEO4J_DATABASE", "neo4j"))
     add("--neo4j-retry-seconds", type=float, default=float(env.get("IDENTITY_NEO4J_RETRY_SECONDS", "30")),
         help="how long a write retries through transient errors or an unreachable Neo4j before failing UNAVAILABLE")
@@ -87,8 +108,68 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--segment-lag-report", type=float, default=float(env.get("IDENTITY_SEGMENT_LAG_REPORT", "30")),
         help="seconds between the segment worker's reports of how far behind it is, while busy")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
+    add("--tls-cert", default=env.get("IDENTITY_TLS_CERT"), metavar="PEM", help="the server's certificate chain")
+    add("--tls-key", default=env.get("IDENTITY_TLS_KEY"), metavar="PEM", help="the server's private key")
+    add("--tls-client-ca", default=env.get("IDENTITY_TLS_CLIENT_CA"), metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS)")
+    add("--auth-tokens", default=env.get("IDENTITY_AUTH_TOKENS"), metavar="FILE",
+        help="YAML file of token hashes, names, scopes and sources; every call but health then needs a token")
+    add("--reflection", choices=("on", "off"), default=env.get("IDENTITY_REFLECTION"),
+        help="gRPC server reflection (default: on without --auth-tokens, off with them)")
+    add("--insecure", action="store_true", default=env.get("IDENTITY_INSECURE", "") in ("1", "true", "yes"),
+        help="allow serving beyond loopback without TLS or without tokens")
     args = parser.parse_args(argv)
+    args.neo4j_password = _neo4j_password(args, env)
     return _validated(args)
+
+
+def _neo4j_password(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    if args.neo4j_password is not None:
+        return str(args.neo4j_password)
+    if args.neo4j_password_file:
+        try:
+            return Path(args.neo4j_password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"--neo4j-password-file: cannot read {args.neo4j_password_file}: "
+                                     f"{exc.strerror}") from exc
+    return env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD)
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether host:port listens on loopback only (an empty host or 0.0.0.0 listens everywhere)."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            raise ConfigurationError("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise ConfigurationError("--tls-cert and --tls-key go together: the certificate chain and its private key")
+    files = TlsFiles(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None)
+    for flag, path in (("--tls-cert", files.cert), ("--tls-key", files.key), ("--tls-client-ca", files.client_ca)):
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"{flag} {path} does not exist or is not a file")
+    return files
+
+
+def _exposure(args: argparse.Namespace, tls: TlsFiles | None, tokens: TokenRegistry | None) -> None:
+    """Beyond loopback the service holds everyone's PII for anyone who reaches the port:
+    TLS and tokens are required there, unless --insecure says otherwise on purpose."""
+    if is_loopback(args.listen) or args.insecure:
+        return
+    missing = [what for what, present in (("TLS (--tls-cert, --tls-key)", tls), ("tokens (--auth-tokens)", tokens))
+               if present is None]
+    if missing:
+        raise ConfigurationError(f"--listen {args.listen} is beyond loopback without {' and '.join(missing)}; "
+                                 "configure them, or pass --insecure to serve that way on purpose")
 
 
 def _validated(args: argparse.Namespace) -> Settings:
@@ -110,6 +191,9 @@ def _validated(args: argparse.Namespace) -> Settings:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
         raise ConfigurationError(f"--neo4j-uri {args.neo4j_uri!r} must start with bolt:// or neo4j://")
+    tls = _tls(args)
+    tokens = load_tokens(Path(args.auth_tokens)) if args.auth_tokens else None
+    _exposure(args, tls, tokens)
     return Settings(
         listen=args.listen,
         neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database,
@@ -132,4 +216,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         segment_lag_report=args.segment_lag_report,
         rules=load_rules(Path(args.rules)),
         linkage=load_linkage_rules(Path(args.linkage)),
+        tls=tls,
+        tokens=tokens,
+        reflection=args.reflection == "on" if args.reflection else tokens is None,
+        insecure=args.insecure,
     )

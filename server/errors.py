@@ -23,6 +23,11 @@ class OutOfRange(IdentityError):
     """A position or range the service no longer holds (e.g. changes deleted by retention)."""
 
 
+class PermissionDenied(IdentityError):
+    """The caller's token does not allow this (a scope, a source it may not write as); the
+    message names what would."""
+
+
 class ResourceExhausted(IdentityError):
     """A limit of this server was reached (calls of a method, a slow consumer's buffer); the
     message names the limit and how to carry on."""

@@ -13,7 +13,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -110,8 +110,8 @@ def to_datetime(value: object) -> datetime | None:
 class Neo4jSettings:
     uri: str
     user: str
-    password: str
-    database: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
+    database: str = "neo4j"
     # how long the driver retries a transaction through transient errors and an unreachable
     # Neo4j before the call fails UNAVAILABLE (the driver's default is 30 s)
     retry_seconds: float = 30.0

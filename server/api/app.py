@@ -21,11 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from identity.v1 import identity_service_pb2, identity_service_pb2_grpc, segment_service_pb2, segment_service_pb2_grpc
 
+from server.access.audit import AuditTrail
+from server.api.auth import Authorization
 from server.api.identity_servicer import IdentityServicer
 from server.api.limits import CallLimits
 from server.api.segment_servicer import SegmentServicer
 from server.api.work import WorkPools
-from server.config import Settings
+from server.config import Settings, TlsFiles
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.candidates import OnlineQueue
@@ -75,6 +77,7 @@ class RunningServer:
     feed: ChangeFeed
     identity: IdentityServicer
     limits: CallLimits
+    audit: AuditTrail
     linkage_worker: LinkageWorker | None = None
     segment_worker: SegmentWorker | None = None
     retention_worker: RetentionWorker | None = None
@@ -93,6 +96,7 @@ class RunningServer:
         self.serving_loop.call(self._stop(grace))
         self.identity.lookups.close()
         self.pools.shutdown()
+        self.audit.close()
         for worker in (self.linkage_worker, self.segment_worker, self.retention_worker):
             if worker is not None:
                 worker.stop()
@@ -112,24 +116,30 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     linker = Linker(graph, rules, linkage)
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
     replayer = Replayer(graph, ingestor, importer)
+    audit = AuditTrail(graph)
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
-                                linker, importer, replayer, pools)
+                                linker, importer, replayer, pools, audit)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
     feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer)
     limits = CallLimits(settings.max_concurrent_rpcs, exempt=frozenset({HEALTH_SERVICE, reflection.SERVICE_NAME}))
+    # authorization first: a refused call never takes a place under the limits
+    no_token = frozenset({HEALTH_SERVICE, *([reflection.SERVICE_NAME] if settings.reflection else [])})
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        Authorization(settings.tokens, audit, no_token, settings.suppression_salt), limits]
     serving_loop = ServingLoop()
     try:
-        server, port, health_servicer = serving_loop.call(
-            _start(settings.listen, limits, identity, SegmentServicer(membership, feed, pools)))
+        server, port, health_servicer = serving_loop.call(_start(
+            settings, interceptors, identity, SegmentServicer(membership, feed, pools)))
     except BaseException:
         serving_loop.close()
+        audit.close()
         raise
     worker = LinkageWorker(linker) if settings.online_linkage else None
     segment_worker = SegmentWorker(membership, timedelta(seconds=settings.segment_schedule),
                                    timedelta(days=settings.segment_retention_days),
                                    lag_report_every=settings.segment_lag_report)
     retention_worker = RetentionWorker(replayer, timedelta(days=settings.quarantine_retention_days))
-    running = RunningServer(server, port, health_servicer, serving_loop, pools, feed, identity, limits,
+    running = RunningServer(server, port, health_servicer, serving_loop, pools, feed, identity, limits, audit,
                             worker, segment_worker, retention_worker)
     for background in (worker, segment_worker, retention_worker):
         if background is not None:
@@ -138,19 +148,30 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     return running
 
 
-async def _start(listen: str, limits: CallLimits, identity: IdentityServicer,
+async def _start(settings: Settings, interceptors: list[grpc.aio.ServerInterceptor], identity: IdentityServicer,
                  segments: SegmentServicer) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[limits],
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
     )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
     segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(segments, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen)
+    if settings.reflection:
+        reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    if settings.tls is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, _credentials(settings.tls))
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: the address is taken or invalid")
+        raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
     await server.start()
     return server, port, health_servicer
+
+
+def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """TLS from the PEM files; with a client CA, a client without a certificate it signed is refused."""
+    cert, key, client_ca = tls.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)

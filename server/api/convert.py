@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb
 
+from server.access.audit import AuditEntry
 from server.errors import InvalidArgument
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.model import LinkageModel
@@ -348,3 +349,8 @@ def replay_progress(step: ReplayStatus | ReplaySummary) -> pb.ReplayProgress:
         records_still_rejected=step.records_still_rejected, not_replayable=step.not_replayable,
         invalid_values_examined=step.invalid_values_examined, invalid_values_linked=step.invalid_values_linked,
         still_rejected=dict(step.still_rejected)))
+
+
+def audit_entry(entry: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(at=to_timestamp(entry.at), caller=entry.caller, method=entry.method, target=entry.target,
+                         outcome=entry.outcome, detail=entry.detail, peer=entry.peer)

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as pb_grpc
 
 from server.api import convert
+from server.access.audit import AuditQuery, AuditTrail
+from server.access.tokens import Caller
+from server.api.auth import current_caller
 from server.api.status import Context, streaming, unary
 from server.api.work import BlockingReader, WorkPools
 from server.batching import Coalescer, batched
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, PermissionDenied
 from server.graph import Graph
 from server.identity import journeys
 from server.identity.ingest import Ingestor
@@ -23,11 +26,12 @@ from server.identity.values import Identifier, ProfileKey
 from server.identity.linkage.linker import Linker
 from server.identity.linkage.reviews import Reviews
 from server.identity.profiles import Profiles
-from server.identity.records import RecordImporter
+from server.identity.records import RecordImporter, SourceRecord
 from server.identity.explanations import Explainer
 from server.identity.replay import Replayer
 from server.identity.rescoring import Rescorer
 
+AUDIT_LIMIT = 1000  # entries ListAudit gives when the request names no limit
 # Items a streamed read hands over per trip to the read pool.
 JOURNEY_CHUNK = 200
 LIST_CHUNK = 100
@@ -35,7 +39,8 @@ LIST_CHUNK = 100
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
-                 linker: Linker, importer: RecordImporter, replayer: Replayer, pools: WorkPools) -> None:
+                 linker: Linker, importer: RecordImporter, replayer: Replayer, pools: WorkPools,
+                 audit: AuditTrail) -> None:
         self.graph = graph
         self.pools = pools
         self.ingestor = ingestor
@@ -43,6 +48,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.linker = linker
         self.importer = importer
         self.replayer = replayer
+        self.audit = audit
         self.reviews = Reviews(graph, linker.rules)
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
@@ -53,13 +59,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     @streaming
     async def Ingest(self, request_iterator: AsyncIterator[pb.Event], context: Context) -> AsyncIterator[pb.IngestAck]:
         # acks go out only after ingest() returned, that is after the batch's commit
+        sources = _sources_of(current_caller())
         async for batch in batched(request_iterator, self.batch_size, self.batch_wait):
-            for ack in await self.pools.ingest.run(self._ingest, batch):
+            for ack in await self.pools.ingest.run(self._ingest, batch, sources):
                 yield ack
 
-    def _ingest(self, events: list[pb.Event]) -> list[pb.IngestAck]:
+    def _ingest(self, events: list[pb.Event], sources: frozenset[str] | None) -> list[pb.IngestAck]:
         """One batch, converted and committed on an ingest thread: the event loop only moves messages."""
-        acks = self.ingestor.ingest([convert.event_input(event) for event in events])
+        acks = self.ingestor.ingest([convert.event_input(event) for event in events], sources=sources)
         return [convert.ingest_ack(ack) for ack in acks]
 
     @streaming
@@ -68,7 +75,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> AsyncIterator[pb.ImportProgress]:
         # an import reads its records as a blocking iterator, holding an admin thread for its length
         records = BlockingReader(request_iterator, asyncio.get_running_loop())
-        steps = self.pools.admin.iterate(lambda: self.importer.run(convert.source_record(r) for r in records))
+        sources = _sources_of(current_caller())
+        steps = self.pools.admin.iterate(lambda: self.importer.run(
+            _allowed(convert.source_record(r), sources) for r in records))
         async for step in steps:
             yield convert.import_progress(step)
 
@@ -184,9 +193,32 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             yield convert.rejected_item(view)
 
     @streaming
+    async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> AsyncIterator[pb.AuditEntry]:
+        if request.limit < 0:
+            raise InvalidArgument("limit must not be negative")
+        query = AuditQuery(since=convert.from_timestamp(request, "since"), until=convert.from_timestamp(request, "until"),
+                           caller=request.caller, method=request.method, limit=request.limit or AUDIT_LIMIT)
+        for entry in await self.pools.read.run(self.audit.read, query):
+            yield convert.audit_entry(entry)
+
+    @streaming
     async def ReplayRejected(self, request: pb.ReplayRejectedRequest,
                              context: Context) -> AsyncIterator[pb.ReplayProgress]:
         where = convert.rejection_filter(request.filter)
         steps = self.pools.admin.iterate(lambda: self.replayer.replay(where, invalid_values=not request.skip_invalid_values))
         async for step in steps:
             yield convert.replay_progress(step)
+
+
+def _sources_of(caller: Caller | None) -> frozenset[str] | None:
+    """The sources the caller may write as; None: any (no auth, or a token without a list)."""
+    return caller.sources if caller is not None else None
+
+
+def _allowed(record: SourceRecord, sources: frozenset[str] | None) -> SourceRecord:
+    """The record, if its source is one the caller may write as; the import stops otherwise
+    (the records before it stay imported)."""
+    if sources is not None and record.source.strip() not in sources:
+        raise PermissionDenied(f"record {record.record_id!r}: source '{record.source}' is not one this token may "
+                               f"write as ({', '.join(sorted(sources)) or 'none'})")
+    return record

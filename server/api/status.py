@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ STATUS_OF: dict[type[errors.IdentityError], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     errors.StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
@@ -41,8 +43,18 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 
+# Awaited with the status and message just before a call is aborted: the client has its
+# answer the moment abort is called, so whatever must be done first (the audit of an admin
+# call, server/api/auth.py) is done here. Set per call, in the call's own context.
+BeforeAbort = Callable[[grpc.StatusCode, str], Awaitable[None]]
+before_abort: contextvars.ContextVar[BeforeAbort | None] = contextvars.ContextVar("before_abort", default=None)
+
+
 async def abort_for(context: Context, exc: Exception) -> NoReturn:
     code, message = status_for(exc)
+    hook = before_abort.get()
+    if hook is not None:
+        await hook(code, message)
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # it raises grpc.aio.AbortError
 

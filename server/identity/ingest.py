@@ -69,6 +69,11 @@ class Checked:
     warnings: tuple[ValueWarning, ...] = ()
 
 
+def event_source(event: EventInput) -> str:
+    """The source a touchpoint will be stored under (as validate_event cleans it)."""
+    return clean_text("source", event.source, []).strip() or "unknown"
+
+
 def validate_event(rules: IdentityRules, event: EventInput, received_at: datetime) -> Checked:
     """Turns a client's event into a touchpoint, keeping what it can.
 
@@ -174,7 +179,7 @@ class Ingestor:
         self.after_stitching = after_stitching
 
     def ingest(self, events: Sequence[EventInput], online_linkage: bool = True,
-               keep_rejects: bool = True) -> list[Ack]:
+               keep_rejects: bool = True, sources: frozenset[str] | None = None) -> list[Ack]:
         """Acks every event in the order given, after the valid ones are committed.
 
         With online_linkage, the after-stitching hook runs in the same transaction (online
@@ -182,6 +187,8 @@ class Ingestor:
         themselves. Rejected events are
         kept in quarantine in the same transaction (unless keep_rejects is off: an import
         keeps its records instead), so a REJECTED ack means the event is kept for replay.
+        With sources (those the caller's token may write as), an event of another source is
+        refused and not kept: a token must not fill quarantine in another source's name.
         """
         hook = self.after_stitching if online_linkage else None
         received_at = datetime.now(UTC)
@@ -190,6 +197,11 @@ class Ingestor:
         repeated: list[tuple[int, str, tuple[ValueWarning, ...]]] = []
         rejections: list[quarantine.Rejection] = []
         for position, event in enumerate(events):
+            if sources is not None and (source := event_source(event)) not in sources:
+                acks[position] = Ack(event.event_id, AckStatus.REJECTED, code=quarantine.SOURCE_NOT_ALLOWED,
+                                     reason=f"source '{source}' is not one this token may write as "
+                                            f"({', '.join(sorted(sources)) or 'none'})")
+                continue
             try:
                 checked = validate_event(self.rules, event, received_at)
             except EventRefused as exc:

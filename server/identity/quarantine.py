@@ -43,6 +43,7 @@ BAD_CHANNEL = "bad_channel"
 TOO_LARGE = "too_large"
 BAD_RECORD = "bad_record"
 SUPPRESSED = "suppressed"  # refused, never kept: the person was forgotten
+SOURCE_NOT_ALLOWED = "source_not_allowed"  # refused, never kept: the caller's token may not write as that source
 CODES = (NO_VALID_IDENTIFIER, UNKNOWN_IDENTIFIER_TYPE, TOO_MANY_IDENTIFIERS, BAD_TIMESTAMP, NO_TYPE, BAD_EVENT_ID,
          BAD_CHANNEL, TOO_LARGE, BAD_RECORD)
 

@@ -1,0 +1,1 @@
+"""Who may call what: callers identified by bearer tokens, their scopes, and the audit trail."""

@@ -1,0 +1,204 @@
+"""Who may call what: every call but health checks (and reflection, where enabled) carries a
+bearer token, and each method needs one scope.
+
+The interceptor runs before the per-method limits, so refused calls never take a place. A
+missing or unknown token gets UNAUTHENTICATED; a token without the method's scope gets
+PERMISSION_DENIED naming the scope. Both are audited, and so is every admin call, with its
+target and outcome, before its answer goes out. The caller of a call in progress is in
+`current_caller()`, for the checks only the servicer can make (which sources an ingest token
+may write as).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from google.protobuf import text_format
+from google.protobuf.message import Message
+
+from server.access.audit import AuditEntry, AuditTrail
+from server.access.tokens import ADMIN, INGEST, READ, Caller, TokenRegistry
+from server.api.status import before_abort
+from server.identity.stitching import suppression_hash
+from server.identity.values import Identifier
+
+log = logging.getLogger(__name__)
+Behaviour = Callable[..., Any]
+if TYPE_CHECKING:  # generic in the type stubs only
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+_IDENTITY, _SEGMENTS = "/identity.v1.IdentityService/", "/identity.v1.SegmentService/"
+# Every method of the two services. A method missing here is refused to every token (a test
+# checks that the table covers the protos, so a new RPC cannot ship without a scope).
+METHOD_SCOPES: Mapping[str, str] = {
+    _IDENTITY + "Ingest": INGEST,
+    _IDENTITY + "ImportRecords": INGEST,
+    _IDENTITY + "LookupProfiles": READ,
+    _IDENTITY + "GetIdentityGraph": READ,
+    _IDENTITY + "TraverseJourney": READ,
+    _IDENTITY + "GetLinkageStatus": READ,
+    _IDENTITY + "ExplainLink": READ,
+    _IDENTITY + "ForgetProfile": ADMIN,
+    _IDENTITY + "UnlinkIdentifier": ADMIN,
+    _IDENTITY + "ReviewMatch": ADMIN,
+    _IDENTITY + "RefitLinkageModel": ADMIN,
+    _IDENTITY + "RescoreLinks": ADMIN,
+    _IDENTITY + "ListRejected": ADMIN,  # quarantined payloads, raw and unlinked: an operator's tool
+    _IDENTITY + "ReplayRejected": ADMIN,
+    _IDENTITY + "ListAudit": ADMIN,
+    _SEGMENTS + "UpsertSegment": ADMIN,
+    _SEGMENTS + "GetSegment": READ,
+    _SEGMENTS + "ListSegmentMembers": READ,
+    _SEGMENTS + "WatchSegment": READ,
+}
+TARGET_LIMIT = 500  # characters of a request kept as the audit entry's target
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The authenticated caller of the call in progress; None where auth is off."""
+    return _caller.get()
+
+
+# Who calls where no tokens are configured (loopback, or --insecure): anyone, for everything;
+# admin calls are still audited under this name.
+AUTH_OFF = Caller("(auth off)", frozenset(METHOD_SCOPES.values()))
+
+
+class Authorization(grpc.aio.ServerInterceptor):
+    """Checks each call's token and scope (with tokens None: lets every call through as
+    AUTH_OFF), and audits admin calls and refusals."""
+
+    def __init__(self, tokens: TokenRegistry | None, audit: AuditTrail, exempt: frozenset[str], salt: str) -> None:
+        self.tokens = tokens
+        self.audit = audit
+        self.exempt = exempt  # services that need no token: health checking, reflection where on
+        self.salt = salt  # hashes a forgotten identifier in the audit, as in the suppression list
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.lstrip("/").split("/")[0] in self.exempt:
+            return handler
+        scope = METHOD_SCOPES.get(method)
+        if self.tokens is None:  # nothing to check: only admin calls are wrapped, for their audit
+            return _as_caller(handler, AUTH_OFF, method, self) if scope == ADMIN else handler
+        metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
+        authorization = metadata.get("authorization")
+        caller = self.tokens.caller(authorization if isinstance(authorization, str) else None)
+        if caller is None:
+            who = "(no token)" if authorization is None else "(unknown token)"
+            return _refusing(handler, self, who, method, grpc.StatusCode.UNAUTHENTICATED,
+                             f"{_short(method)} needs a token: send the metadata 'authorization: Bearer <token>'"
+                             if authorization is None else f"{_short(method)}: the token is not known to this server")
+        if scope is None or scope not in caller.scopes:
+            needed = f"the scope '{scope}'" if scope else "a scope no token has (the method is not in the scope table)"
+            return _refusing(handler, self, caller.name, method, grpc.StatusCode.PERMISSION_DENIED,
+                             f"{_short(method)} needs {needed}; the token '{caller.name}' has "
+                             f"{', '.join(sorted(caller.scopes))}")
+        return _as_caller(handler, caller, method, self if scope == ADMIN else None)
+
+    def target(self, method: str, request: Any) -> str:
+        """What an admin call acted on, from its request; a forgotten identifier by its salted hash."""
+        if not isinstance(request, Message):
+            return ""
+        if method.endswith("/ForgetProfile") and request.HasField("ref"):
+            ref = request.ref  # type: ignore[attr-defined]
+            if ref.HasField("identifier"):
+                hashed = suppression_hash(self.salt, Identifier(ref.identifier.type, ref.identifier.value))
+                return f"identifier {ref.identifier.type} (salted hash {hashed})"
+            return f"profile {ref.profile_id}"
+        return text_format.MessageToString(request, as_one_line=True)[:TARGET_LIMIT]
+
+
+def _short(method: str) -> str:
+    return method.lstrip("/").split(".")[-1]
+
+
+def _kind(handler: Handler) -> str:
+    if handler.response_streaming:
+        return "stream_stream" if handler.request_streaming else "unary_stream"
+    return "stream_unary" if handler.request_streaming else "unary_unary"
+
+
+def _refusing(handler: Handler, auth: Authorization, who: str, method: str, code: grpc.StatusCode,
+              message: str) -> Handler:
+    """The handler with its behaviour replaced by a refusal, audited (queued: refusals can flood)."""
+    async def refuse(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        auth.audit.record_soon(AuditEntry(who, _short(method), "", code.name, message, context.peer()))
+        await context.abort(code, message)
+
+    async def refuse_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await refuse(context)
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await refuse(context)
+        yield  # pragma: no cover (abort raised)
+
+    kind = _kind(handler)
+    return handler._replace(**{kind: refuse_stream if handler.response_streaming else refuse_unary})  # type: ignore[attr-defined, no-any-return]
+
+
+def _as_caller(handler: Handler, caller: Caller, method: str, audited_by: Authorization | None) -> Handler:
+    """The handler run as the caller (current_caller()). An admin call is audited before its
+    answer goes out: before the response returns, or before the abort that ends it."""
+    kind = _kind(handler)
+    behaviour: Behaviour = getattr(handler, kind)
+
+    def begin(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Callable[[str, str], Awaitable[None]]:
+        """Sets the call up; returns the audit (at most once) of its outcome."""
+        _caller.set(caller)
+        done = False
+
+        async def audit(outcome: str, detail: str) -> None:
+            nonlocal done
+            if audited_by is None or done:
+                return
+            done = True
+            entry = AuditEntry(caller.name, _short(method), audited_by.target(method, request), outcome, detail,
+                               context.peer())
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, audited_by.audit.record, entry)
+            except Exception:  # the call happened; its answer must not turn into an audit error
+                log.exception("audit: could not record %s by %s", entry.method, entry.caller)
+
+        if audited_by is not None:
+            before_abort.set(lambda code, message: audit(code.name, message))
+        return audit
+
+    async def after_error(audit: Callable[[str, str], Awaitable[None]], context: Any) -> None:
+        code = context.code()
+        await audit(code.name if isinstance(code, grpc.StatusCode) else "CANCELLED", context.details() or "")
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        audit = begin(request, context)
+        try:
+            response = await behaviour(request, context)
+        except BaseException:
+            await after_error(audit, context)
+            raise
+        await audit("OK", "")
+        return response
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        audit = begin(request, context)
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except BaseException:
+            await after_error(audit, context)
+            raise
+        await audit("OK", "")
+
+    return handler._replace(**{kind: stream if handler.response_streaming else unary})  # type: ignore[attr-defined, no-any-return]
