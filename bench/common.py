@@ -100,11 +100,14 @@ def children(pid: int) -> list[int]:
 class Server:
     process: subprocess.Popen[bytes]
     address: str
+    credentials: grpc.ChannelCredentials | None = None  # TLS, for a server started with --tls-cert
 
     def channel(self) -> grpc.Channel:
         # a channel of its own for each stream: several server processes share the port
-        return grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1),
-                                                            ("grpc.max_receive_message_length", 64 << 20)])
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20)]
+        if self.credentials is not None:
+            return grpc.secure_channel(self.address, self.credentials, options=options)
+        return grpc.insecure_channel(self.address, options=options)
 
 
 @contextmanager
@@ -121,14 +124,16 @@ def bench_neo4j(home: Path) -> Iterator[LocalNeo4j]:
 
 
 @contextmanager
-def bench_server(neo4j: LocalNeo4j, processes: int = 1, server_args: Sequence[str] = ()) -> Iterator[Server]:
-    """The server on a free port against this Neo4j; server_args are passed on (e.g. --max-workers 64)."""
+def bench_server(neo4j: LocalNeo4j, processes: int = 1, server_args: Sequence[str] = (),
+                 credentials: grpc.ChannelCredentials | None = None) -> Iterator[Server]:
+    """The server on a free port against this Neo4j; server_args are passed on (e.g. --max-workers 64);
+    credentials are the clients' TLS, for a server given --tls-cert."""
     port = free_port()
     env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
                                 os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes),
                                 *server_args], cwd=REPO, env=env)
-    server = Server(process, f"127.0.0.1:{port}")
+    server = Server(process, f"127.0.0.1:{port}", credentials)
     try:
         _wait_until_serving(server, 120)
         yield server

@@ -30,7 +30,8 @@ RETURN i.type AS type, i.value AS value LIMIT $limit
 """
 
 
-def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, seconds: float) -> dict[str, float]:
+def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, seconds: float,
+                metadata: tuple[tuple[str, str], ...] = ()) -> dict[str, float]:
     latencies: list[float] = []
     found = [0]
     lock = threading.Lock()
@@ -55,7 +56,7 @@ def run_streams(server, keys: list[tuple[str, str]], streams: int, window: int, 
         hits = 0
         with server.channel() as channel:
             stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
-            for result in stub.LookupProfiles(requests(), timeout=seconds + 60):
+            for result in stub.LookupProfiles(requests(), timeout=seconds + 60, metadata=metadata):
                 mine.append(time.perf_counter() - sent.pop(result.request_id))
                 hits += result.WhichOneof("result") == "profile"
                 slots.release()

@@ -6,9 +6,24 @@
         for ack in identity.ingest(events):
             ...
         profile = identity.lookup_one("email:ann@example.com")
+
+    # TLS and a bearer token; each defaults to IDENTITY_CA, IDENTITY_CERT, IDENTITY_KEY, IDENTITY_TOKEN
+    IdentityClient("identity.internal:50051", ca="ca.pem", cert="client.pem", key="client.key", token=token)
 """
 
-from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, IdentityClient, Ref, Segments
+from client.api import (
+    ADDRESS_VARIABLE,
+    CA_VARIABLE,
+    CERT_VARIABLE,
+    DEFAULT_ADDRESS,
+    KEY_VARIABLE,
+    TOKEN_VARIABLE,
+    BearerAuth,
+    IdentityClient,
+    Ref,
+    Segments,
+    tls_credentials,
+)
 from client.jsonl import JsonLinesError, event_from_json, read_jsonl, record_from_json
 from client.messages import (
     Event,
@@ -39,6 +54,9 @@ from client.messages import (
 
 __all__ = [
     "ADDRESS_VARIABLE",
+    "BearerAuth",
+    "CA_VARIABLE",
+    "CERT_VARIABLE",
     "DEFAULT_ADDRESS",
     "Event",
     "ForgetProfileResponse",
@@ -50,6 +68,7 @@ __all__ = [
     "InputError",
     "JourneyStep",
     "JsonLinesError",
+    "KEY_VARIABLE",
     "LookupResult",
     "Profile",
     "ProfileRef",
@@ -60,6 +79,7 @@ __all__ = [
     "SegmentMember",
     "Segments",
     "SourceRecord",
+    "TOKEN_VARIABLE",
     "Touchpoint",
     "UnlinkIdentifierResponse",
     "event_from_json",
@@ -71,4 +91,5 @@ __all__ = [
     "read_jsonl",
     "record_from_json",
     "ref",
+    "tls_credentials",
 ]

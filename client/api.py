@@ -12,7 +12,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +32,7 @@ from client.messages import (
     Identifier,
     ImportProgress,
     IngestAck,
+    InputError,
     JourneyStep,
     LookupResult,
     Profile,
@@ -57,15 +60,25 @@ ADDRESS_VARIABLE = "IDENTITY_ADDRESS"
 # Unary calls get a deadline so that a hung server cannot hang a script; streams get none,
 # because an ingest or a journey may rightly run for hours.
 DEFAULT_TIMEOUT = 30.0
+# Where a client finds its credentials when the caller passes none: a token is a secret, and the
+# environment keeps it off command lines (which `ps` shows to every user) and out of scripts.
+TOKEN_VARIABLE = "IDENTITY_TOKEN"
+CA_VARIABLE = "IDENTITY_CA"
+CERT_VARIABLE = "IDENTITY_CERT"
+KEY_VARIABLE = "IDENTITY_KEY"
+AUTHORIZATION = "authorization"
 
 Ref = ProfileRef | Identifier | str
 Timeish = str | int | float | datetime | Timestamp
+PemFile = str | Path
 Request = TypeVar("Request")
 Answer = TypeVar("Answer")
+Metadata = tuple[tuple[str, str | bytes], ...]
 
 __all__ = [
-    "ADDRESS_VARIABLE", "DEFAULT_ADDRESS", "IdentityClient", "Ref", "Relay", "Segments", "ServerStream",
-    "event_from_json", "identifier", "parse_identifier", "profile_ref", "record_from_json", "ref",
+    "ADDRESS_VARIABLE", "AUTHORIZATION", "BearerAuth", "CA_VARIABLE", "CERT_VARIABLE", "DEFAULT_ADDRESS",
+    "IdentityClient", "KEY_VARIABLE", "PemFile", "Ref", "Relay", "Segments", "ServerStream", "TOKEN_VARIABLE",
+    "event_from_json", "identifier", "parse_identifier", "profile_ref", "record_from_json", "ref", "tls_credentials",
 ]
 
 
@@ -73,15 +86,28 @@ class IdentityClient:
     """One connection to the identity service; a context manager that closes the channel it opened."""
 
     def __init__(self, target: str | grpc.Channel | None = None, *, timeout: float | None = DEFAULT_TIMEOUT,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None,
+                 ca: PemFile | None = None, cert: PemFile | None = None, key: PemFile | None = None) -> None:
         """target is an address ("host:port"; default IDENTITY_ADDRESS, then 127.0.0.1:50051) or a
-        channel the caller owns and closes; credentials turn the address into a TLS channel."""
+        channel the caller owns and closes.
+
+        token (default IDENTITY_TOKEN; "" for none) goes with every call as `authorization: Bearer`,
+        on a channel given too. ca, cert and key are PEM files (defaults IDENTITY_CA, IDENTITY_CERT,
+        IDENTITY_KEY) that turn the address into a TLS channel: ca verifies the server, cert and key
+        prove this client (mutual TLS). credentials, ready-made, do the same and then take precedence
+        over the environment.
+        """
+        bearer = _bearer_auth(os.environ.get(TOKEN_VARIABLE) if token is None else token)
         if isinstance(target, grpc.Channel):
+            if (ca, cert, key) != (None, None, None):
+                raise ValueError("a channel given brings its own security: pass ca, cert and key with an address")
             self.address = None
-            self._channel, self._owns_channel = target, False
+            channel, self._owns_channel = target, False
         else:
             self.address = target or os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
-            self._channel, self._owns_channel = _open_channel(self.address, credentials), True
+            tls = _channel_credentials(credentials, ca, cert, key)
+            channel, self._owns_channel = _open_channel(self.address, tls), True
+        self._channel = channel if bearer is None else grpc.intercept_channel(channel, bearer)
         self.timeout = timeout
         self._identity = identity_service_pb2_grpc.IdentityServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -211,6 +237,17 @@ class IdentityClient:
         """
         request = pb.ListRejectedRequest(filter=_rejection_filter(codes, since, until, source, kind), limit=limit)
         return _served(self._identity.ListRejected, request)
+
+    def audit(self, *, since: Timeish | None = None, until: Timeish | None = None, caller: str = "",
+              method: str = "", limit: int = 0) -> Iterator[pb.AuditEntry]:
+        """The audit trail, newest first: admin calls and refused calls (needs the admin scope).
+        caller is a token's name; method e.g. "ForgetProfile"; limit 0 is the server's (1,000)."""
+        request = pb.ListAuditRequest(caller=caller, method=method, limit=limit)
+        if since is not None:
+            request.since.CopyFrom(parse_timestamp(since))
+        if until is not None:
+            request.until.CopyFrom(parse_timestamp(until))
+        return _served(self._identity.ListAudit, request)
 
     def replay_rejected(self, *, codes: Iterable[str] | str = (), since: Timeish | None = None,
                         until: Timeish | None = None, source: str = "", kind: str | int | None = None,
@@ -413,6 +450,112 @@ def _open_channel(address: str, credentials: grpc.ChannelCredentials | None) -> 
     if credentials is None:
         return grpc.insecure_channel(address)
     return grpc.secure_channel(address, credentials)
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    """The details of one call with other metadata; grpc's own kind is private."""
+
+    method: str
+    timeout: float | None
+    metadata: Metadata | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                 grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Sends `authorization: Bearer <token>` with every call, of all four kinds.
+
+    An interceptor rather than grpc's call credentials, which gRPC sends over TLS only: the
+    token must also reach a server on a plaintext loopback channel (a sidecar, a test).
+    """
+
+    def __init__(self, token: str) -> None:
+        """Checks the token here because gRPC refuses a bad header value only when a call is made,
+        and with a message that does not say it was the token. No message repeats the token."""
+        token = token.strip()
+        if not token:
+            raise InputError("the token is empty")
+        if not all("!" <= c <= "~" for c in token):
+            raise InputError(f"the token has a space or a character that is not printable ASCII; check "
+                             f"${TOKEN_VARIABLE} or --token")
+        self._metadata: Metadata = ((AUTHORIZATION, f"Bearer {token}"),)
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<token hidden>)"  # so that a logged client or a traceback shows no secret
+
+    def _authorized(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = tuple(details.metadata or ()) + self._metadata
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+                              client_call_details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(self._authorized(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+                               client_call_details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(self._authorized(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation: Callable[[grpc.ClientCallDetails, Iterator[Any]], Any],
+                               client_call_details: grpc.ClientCallDetails, request_iterator: Iterator[Any]) -> Any:
+        return continuation(self._authorized(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation: Callable[[grpc.ClientCallDetails, Iterator[Any]], Any],
+                                client_call_details: grpc.ClientCallDetails, request_iterator: Iterator[Any]) -> Any:
+        return continuation(self._authorized(client_call_details), request_iterator)
+
+
+def _bearer_auth(token: str | None) -> BearerAuth | None:
+    """None for no token: unset, or blank, so that `token=""` turns off the environment's."""
+    return BearerAuth(token) if token and token.strip() else None
+
+
+def tls_credentials(ca: PemFile | None = None, cert: PemFile | None = None,
+                    key: PemFile | None = None) -> grpc.ChannelCredentials:
+    """TLS from PEM files: ca verifies the server (None: the system's roots), cert and key prove the
+    client to a server that asks (mutual TLS). Files are read now, so that a wrong path fails here
+    rather than as UNAVAILABLE on the first call."""
+    if (cert is None) != (key is None):
+        raise InputError(f"a client certificate needs its key: give cert and key together (${CERT_VARIABLE} and "
+                         f"${KEY_VARIABLE}, or --cert and --key), or neither")
+    return grpc.ssl_channel_credentials(root_certificates=_pem("CA certificate", ca),
+                                        private_key=_pem("client key", key),
+                                        certificate_chain=_pem("client certificate", cert))
+
+
+def _channel_credentials(credentials: grpc.ChannelCredentials | None, ca: PemFile | None, cert: PemFile | None,
+                         key: PemFile | None) -> grpc.ChannelCredentials | None:
+    """What secures a new channel: the credentials given, else TLS from the PEM files given, else from
+    the environment's, else nothing (plaintext, as before TLS existed)."""
+    if credentials is not None:
+        if (ca, cert, key) != (None, None, None):
+            raise ValueError("give either credentials or ca, cert and key, not both")
+        return credentials
+    ca = ca if ca is not None else _environment_path(CA_VARIABLE)
+    cert = cert if cert is not None else _environment_path(CERT_VARIABLE)
+    key = key if key is not None else _environment_path(KEY_VARIABLE)
+    if (ca, cert, key) == (None, None, None):
+        return None
+    return tls_credentials(ca, cert, key)
+
+
+def _environment_path(variable: str) -> str | None:
+    return os.environ.get(variable) or None
+
+
+def _pem(what: str, path: PemFile | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise InputError(f"the {what} {path} is not PEM (no -----BEGIN line)")
+    return data
 
 
 def _identifier_of(value: Identifier | str) -> Identifier:

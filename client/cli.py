@@ -10,9 +10,11 @@ before the first call, so a typo on line 9000 does not leave 8999 events sent.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +33,17 @@ from identity.v1 import identity_service_pb2 as pb, segment_service_pb2 as seg
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
-from client.api import ADDRESS_VARIABLE, DEFAULT_ADDRESS, DEFAULT_TIMEOUT, IdentityClient, rpc_error_text
+from client.api import (
+    ADDRESS_VARIABLE,
+    CA_VARIABLE,
+    CERT_VARIABLE,
+    DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT,
+    KEY_VARIABLE,
+    TOKEN_VARIABLE,
+    IdentityClient,
+    rpc_error_text,
+)
 from client.jsonl import event_from_json, read_jsonl, record_from_json
 from client.messages import InputError, describe, parse_channel, parse_identifier, parse_timestamp, ref
 
@@ -47,6 +59,14 @@ EPOCH_SECONDS = re.compile(r"-?\d+(\.\d+)?")
 IDLE_SECONDS = 2.0
 # With --once, a server that stays unreachable ends the run instead of being awaited for ever.
 ONCE_RECONNECTS = 5
+# The server's contract for its tokens file (--auth-tokens): `idr_` tells a leaked token apart in a
+# secret scanner; 32 random bytes leave nothing to guess, so the file may keep a plain SHA-256.
+TOKEN_PREFIX = "idr_"
+TOKEN_BYTES = 32
+TOKEN_SCOPES = ("ingest", "read", "admin")
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# Options that reach IdentityClient only when given, so that it falls back to the environment.
+SECURITY_OPTIONS = ("token", "ca", "cert", "key")
 
 Lines = Callable[[], Iterator[str]]
 
@@ -75,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"host:port of the server (default ${ADDRESS_VARIABLE}, else {DEFAULT_ADDRESS})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds a single (non-streaming) call may take (default %(default)s)")
+    add_security_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="send events from a JSON Lines file")
@@ -150,7 +171,37 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=run_explain)
 
     add_quarantine_parsers(commands)
+    add_audit_parser(commands)
+    add_token_parser(commands)
     return parser
+
+
+def add_security_options(parser: argparse.ArgumentParser) -> None:
+    """TLS and the bearer token, for every command that calls the server. The defaults are named,
+    never shown: help must not print a token from the environment."""
+    parser.add_argument("--token", metavar="TOKEN",
+                        help=f"bearer token sent with every call (default ${TOKEN_VARIABLE}, which is safer: other "
+                             "users can see a command line in ps)")
+    parser.add_argument("--ca", metavar="FILE.pem",
+                        help=f"CA certificate that verifies the server; turns on TLS (default ${CA_VARIABLE})")
+    parser.add_argument("--cert", metavar="FILE.pem",
+                        help=f"client certificate for mutual TLS, with --key (default ${CERT_VARIABLE})")
+    parser.add_argument("--key", metavar="FILE.pem",
+                        help=f"private key of the client certificate (default ${KEY_VARIABLE})")
+
+
+def add_token_parser(commands: Any) -> None:
+    token = commands.add_parser("token", help="make bearer tokens for the server's tokens file (needs no server)")
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="print a new token, shown this once, and its entry for the tokens "
+                                               "file (which holds its SHA-256, never the token)")
+    create.add_argument("--name", required=True,
+                        help="who calls with it, as the audit trail names them: 1 to 100 of A-Z a-z 0-9 _ . -")
+    create.add_argument("--scopes", required=True, metavar="SCOPE,...",
+                        help=f"what it may call: {', '.join(TOKEN_SCOPES)}, comma-separated")
+    create.add_argument("--sources", metavar="SOURCE,...",
+                        help="the only sources it may write events and records as, e.g. web,app (default: any)")
+    create.set_defaults(run=run_token_create)
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -415,6 +466,27 @@ def run_rescore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_audit_parser(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="print the audit trail (admin calls, refused calls) as JSON, one "
+                                              "entry per line, newest first; needs an admin token")
+    audit.add_argument("--since", metavar="TIME", help="at or after this time (RFC 3339 or epoch seconds)")
+    audit.add_argument("--until", metavar="TIME", help="before this time (RFC 3339 or epoch seconds)")
+    audit.add_argument("--caller", default="", help="one token's name, e.g. ops, or '(no token)'")
+    audit.add_argument("--method", default="", help="one method, e.g. ForgetProfile")
+    audit.add_argument("--limit", metavar="N", type=int, default=0, help="at most this many entries (default 1,000)")
+    audit.set_defaults(run=run_audit)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise InputError(f"--limit {args.limit} is negative; use 0 for the server's default")
+    with connect(args) as identity:
+        for entry in identity.audit(since=args.since, until=args.until, caller=args.caller, method=args.method,
+                                    limit=args.limit):
+            print(json.dumps(MessageToDict(entry, preserving_proto_field_name=True), ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
 def run_rejected(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise InputError(f"--limit {args.limit} is negative; use 0 for all")
@@ -552,6 +624,66 @@ def run_deliver(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if any(status.dead_lettered for status in statuses) else EXIT_OK
 
 
+def run_token_create(args: argparse.Namespace) -> int:
+    """Everything is checked before the token exists, so that a typo never shows a token that is then thrown away."""
+    name, scopes = token_name(args.name), token_scopes(args.scopes)
+    sources = distinct(comma_list("--sources", args.sources)) if args.sources is not None else None
+    if sources == []:
+        raise InputError("--sources is empty; name at least one source, or leave --sources out for any source")
+    token = new_token()
+    print(f"# The token for {name}, shown this once: hand it to its caller now (as ${TOKEN_VARIABLE}); "
+          "it is kept nowhere.")
+    print(token)
+    print()
+    print("# Its entry for the server's tokens file (--auth-tokens); add it under `tokens:` and restart the server.")
+    print(tokens_file_entry(name, token_sha256(token), scopes, sources), end="", flush=True)
+    return EXIT_OK
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_sha256(token: str) -> str:
+    """What the tokens file holds: a copy of the file, a backup or a log line gives nobody a credential."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_name(name: str) -> str:
+    if not TOKEN_NAME.fullmatch(name):
+        raise InputError(f"--name {name!r}: a token's name is 1 to 100 of A-Z a-z 0-9 _ . -")
+    return name
+
+
+def token_scopes(text: str) -> list[str]:
+    scopes = distinct(comma_list("--scopes", text))
+    unknown = [scope for scope in scopes if scope not in TOKEN_SCOPES]
+    if unknown or not scopes:
+        raise InputError(f"--scopes {text!r}: give one or more of {', '.join(TOKEN_SCOPES)}, comma-separated")
+    return scopes
+
+
+def tokens_file_entry(name: str, sha256: str, scopes: list[str], sources: list[str] | None) -> str:
+    """The entry as YAML under `tokens:`; dumped rather than formatted, so that a name or source such as
+    `yes` or `1.0` stays a string."""
+    entry: dict[str, Any] = {"name": name, "sha256": sha256, "scopes": scopes}
+    if sources is not None:
+        entry["sources"] = sources
+    text: str = yaml.dump({"tokens": [entry]}, Dumper=IndentedDumper, sort_keys=False, default_flow_style=None)
+    return text
+
+
+class IndentedDumper(yaml.SafeDumper):
+    """Indents a list under its key, as a tokens file written by hand does, so that the entry pastes into one."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
+
+
+def distinct(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
 def read_segment_file(path: str) -> seg.UpsertSegmentRequest:
     """A segment definition from a YAML or JSON file, checked whole before anything is sent.
 
@@ -602,7 +734,10 @@ def one_line(text: str) -> str:
 
 
 def connect(args: argparse.Namespace) -> IdentityClient:
-    return IdentityClient(args.address, timeout=args.timeout)
+    """A client for the global options; TLS files and the token are passed only when given on the
+    command line, so that IdentityClient takes the rest from the environment."""
+    given = {option: getattr(args, option) for option in SECURITY_OPTIONS if getattr(args, option) is not None}
+    return IdentityClient(args.address, timeout=args.timeout, **given)
 
 
 def input_lines(path: str) -> tuple[Lines, str]:
