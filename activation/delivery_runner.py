@@ -20,6 +20,7 @@ import grpc
 from activation.backoff import backoff_delay
 from activation.destinations import DeliveryConfig, Destination, Webhook
 from activation.feed import ChangeSource, open_feed, unrecoverable
+from activation.delivery_metrics import DELIVERY
 from activation.file_sink import FileAppender
 from activation.positions import PositionStore
 from activation.sinks import Batch, DeliveryError, Outcome, Sink
@@ -221,10 +222,16 @@ class DestinationWorker:
             return False
         self.store.save(self.destination.name, batch.last_position)
         self.status.position = batch.last_position
+        name = self.destination.name
+        DELIVERY.position.labels(name).set(batch.last_position)
         if outcome is Outcome.DELIVERED:
             self.status.delivered += len(changes)
+            DELIVERY.changes.labels(name).inc(len(changes))
+            DELIVERY.batches.labels(name, "delivered").inc()
         else:
             self.status.dead_lettered += 1
+            DELIVERY.dead_letters.labels(name).inc()
+            DELIVERY.batches.labels(name, "dead_lettered").inc()
         return True
 
     def _fail(self, message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from activation.backoff import backoff_delay
 from activation.destinations import Destination, Webhook
 from activation.durable import append_durably
+from activation.delivery_metrics import DELIVERY
 from activation.sinks import Batch, Outcome
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class WebhookSender:
                 return Outcome.DEAD_LETTERED
             delay = backoff_delay(attempt, self.webhook.backoff_seconds, self.webhook.max_backoff_seconds,
                                   retry_after=failure.retry_after, jitter=self._jitter)
+            DELIVERY.retries.labels(self.destination.name).inc()
             log.warning("destination %s: batch %s, attempt %d of %d failed (%s); next in %.2f s",
                         self.destination.name, batch.idempotency_key, attempt, attempts, failure.error, delay)
             if stop.wait(delay):

@@ -132,6 +132,7 @@ def bench_server(neo4j: LocalNeo4j, processes: int = 1, server_args: Sequence[st
     env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
                                 os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes),
+                                *([] if "--http-listen" in server_args else ["--http-listen", "127.0.0.1:0"]),
                                 *server_args], cwd=REPO, env=env)
     server = Server(process, f"127.0.0.1:{port}", credentials)
     try:

@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     deliver = commands.add_parser("deliver", help="deliver segment changes to webhooks and files, until interrupted")
     deliver.add_argument("--config", required=True, metavar="FILE", help="the destinations file (YAML)")
+    deliver.add_argument("--metrics-listen", metavar="HOST:PORT",
+                         help="serve Prometheus /metrics of the deliveries (changes, retries, dead letters) there")
     deliver.add_argument("--once", action="store_true",
                          help="stop once every destination is idle, instead of following (for cron and tests)")
     deliver.add_argument("--idle", type=float, default=IDLE_SECONDS, metavar="SECONDS",
@@ -612,6 +614,13 @@ def run_deliver(args: argparse.Namespace) -> int:
     config = load_destinations(args.config)
     idle = positive("--idle", args.idle) if args.once else None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    if args.metrics_listen:
+        from activation.delivery_metrics import DELIVERY
+
+        try:
+            DELIVERY.serve(args.metrics_listen)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--metrics-listen {args.metrics_listen}: {exc}") from exc
     with connect(args) as identity:
         runner = DeliveryRunner(config, identity.segments.watch, idle_seconds=idle,
                                 max_reconnects=ONCE_RECONNECTS if args.once else None)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from server.tuning import LOOKUP_WORKERS
@@ -100,8 +101,10 @@ class Coalescer(Generic[K, V]):
     checks, only moves messages.
     """
 
-    def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = LOOKUP_WORKERS) -> None:
+    def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = LOOKUP_WORKERS,
+                 observe: Callable[[float], None] | None = None) -> None:
         self._answer = answer
+        self._observe = observe  # gets each answer's seconds from ask to answer
         self._max_size = max_size
         self._waiting: queue.Queue[Asked[K, V] | None] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, daemon=True, name=f"coalesce-{n}") for n in range(workers)]
@@ -170,8 +173,11 @@ class Coalescer(Generic[K, V]):
         except BaseException as exc:  # every asker of the batch gets the error
             answers = [exc] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[V], V | BaseException]]] = {}
+        answered = time.perf_counter()
         for asked, answer in zip(batch, answers, strict=True):
             by_loop.setdefault(asked.loop, []).append((asked.future, answer))
+            if self._observe is not None:
+                self._observe(answered - asked.at)
         for loop, settled in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_settle_all, settled)
@@ -197,6 +203,7 @@ class Asked(Generic[K, V]):
     key: K
     future: asyncio.Future[V]
     loop: asyncio.AbstractEventLoop
+    at: float = field(default_factory=time.perf_counter)  # when asked, for the latency metric
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[V], V | BaseException]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ class Settings:
     tokens: TokenRegistry | None = None  # None: no authentication (loopback or --insecure only)
     reflection: bool = True
     insecure: bool = False
+    http_listen: str = ""  # the operators' HTTP port (metrics, probes, Browser assets); "" none
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="YAML file of token hashes, names, scopes and sources; every call but health then needs a token")
     add("--reflection", choices=("on", "off"), default=env.get("IDENTITY_REFLECTION"),
         help="gRPC server reflection (default: on without --auth-tokens, off with them)")
+    add("--http-listen", default=env.get("IDENTITY_HTTP_LISTEN", "127.0.0.1:9464"),
+        help="host:port of the operators' HTTP port: /metrics, /healthz, /readyz, the Neo4j Browser style and "
+             "guide ('off' for none; with --processes N, process k listens on port + k)")
     add("--insecure", action="store_true", default=env.get("IDENTITY_INSECURE", "") in ("1", "true", "yes"),
         help="allow serving beyond loopback without TLS or without tokens")
     args = parser.parse_args(argv)
@@ -133,6 +138,15 @@ def _neo4j_password(args: argparse.Namespace, env: Mapping[str, str]) -> str:
             raise ConfigurationError(f"--neo4j-password-file: cannot read {args.neo4j_password_file}: "
                                      f"{exc.strerror}") from exc
     return env.get("NEO4J_PASSWORD", DEFAULT_PASSWORD)
+
+
+def http_listen_of(settings: Settings, process: int) -> str:
+    """Process k of --processes N serves its own metrics on port + k: each process counts its
+    own calls, and Prometheus scrapes each (port 0 stays 0: any free port)."""
+    if not settings.http_listen:
+        return ""
+    host, port = settings.http_listen.rsplit(":", 1)
+    return f"{host}:{int(port) + process if int(port) else 0}"
 
 
 def is_loopback(listen: str) -> bool:
@@ -175,6 +189,8 @@ def _exposure(args: argparse.Namespace, tls: TlsFiles | None, tokens: TokenRegis
 def _validated(args: argparse.Namespace) -> Settings:
     if ":" not in args.listen:
         raise ConfigurationError(f"--listen {args.listen!r} must be host:port")
+    if args.http_listen.lower() != "off" and not re.fullmatch(r".*:\d+", args.http_listen):
+        raise ConfigurationError(f"--http-listen {args.http_listen!r} must be host:port, or off")
     for name in ("max_workers", "max_concurrent_rpcs", "watch_buffer", "ingest_batch_size"):
         if getattr(args, name) < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
@@ -220,4 +236,5 @@ def _validated(args: argparse.Namespace) -> Settings:
         tokens=tokens,
         reflection=args.reflection == "on" if args.reflection else tokens is None,
         insecure=args.insecure,
+        http_listen="" if args.http_listen.lower() == "off" else args.http_listen,
     )

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +128,8 @@ class Graph:
     def __init__(self, settings: Neo4jSettings, queries: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.queries = queries if queries is not None else load_queries()
+        self._in_use = 0
+        self._in_use_lock = threading.Lock()
         self._driver = neo4j.GraphDatabase.driver(
             settings.uri,
             auth=(settings.user, settings.password),
@@ -293,10 +297,34 @@ class Graph:
         except (Neo4jError, DriverError):
             return []  # only for the message of an error already being raised
 
-    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
+    @contextmanager
+    def _session(self, fetch_size: int | None = None) -> Iterator[neo4j.Session]:
+        """A session, counted while in use (each holds a pooled connection): a metric operators watch."""
         if fetch_size:
-            return self._driver.session(database=self.settings.database, fetch_size=fetch_size)
-        return self._driver.session(database=self.settings.database)
+            session = self._driver.session(database=self.settings.database, fetch_size=fetch_size)
+        else:
+            session = self._driver.session(database=self.settings.database)
+        with self._in_use_lock:
+            self._in_use += 1
+        try:
+            with session:
+                yield session
+        finally:
+            with self._in_use_lock:
+                self._in_use -= 1
+
+    @property
+    def sessions_in_use(self) -> int:
+        return self._in_use
+
+    def ping(self) -> None:
+        """One auto-commit query, never retried: the readiness probe wants the answer now.
+        Raises StorageUnavailable when Neo4j does not answer."""
+        try:
+            with self._session() as session:
+                session.run(self.query("health/ping")).consume()
+        except (Neo4jError, DriverError, OSError) as exc:
+            raise StorageUnavailable(f"Neo4j does not answer: {exc}") from exc
 
     def _run(self, name: str, work: Callable[[neo4j.Session], T]) -> T:
         """Runs work in a session; Neo4j's errors become the service's, with the query named in the log."""

@@ -8,9 +8,10 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 
 from server.api.app import create_server
-from server.config import Settings
+from server.config import Settings, http_listen_of
 from server.graph import Graph
 from server.tuning import GIL_SWITCH_INTERVAL_S
 
@@ -52,7 +53,8 @@ def serve_processes(settings: Settings, stop: threading.Event) -> None:
     kernel spreads client connections over them (SO_REUSEPORT).
     """
     context = multiprocessing.get_context("spawn")  # grpc must not be forked once started
-    workers = [context.Process(target=_worker, args=(settings,), name=f"server-{n}") for n in range(settings.processes)]
+    workers = [context.Process(target=_worker, args=(replace(settings, http_listen=http_listen_of(settings, n)),),
+                               name=f"server-{n}") for n in range(settings.processes)]
     for worker in workers:
         worker.start()
     log.info("%d server processes started", len(workers))

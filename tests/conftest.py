@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from localneo4j import LaunchError, Neo4jTarget, provision
+
+# Servers that tests start, in this process or as subprocesses, serve their operators' HTTP
+# port on any free port: several run at once, and 9464 may be taken by a `make run`.
+os.environ.setdefault("IDENTITY_HTTP_LISTEN", "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")

@@ -25,13 +25,16 @@ from server.access.audit import AuditTrail
 from server.api.auth import Authorization
 from server.api.identity_servicer import IdentityServicer
 from server.api.limits import CallLimits
+from server.api.metrics import Lag, ServerMetrics, StateSources
+from server.api.operator_http import OperatorEndpoints, OperatorHttp
+from server.api.readiness import Readiness
 from server.api.segment_servicer import SegmentServicer
 from server.api.work import WorkPools
 from server.config import Settings, TlsFiles
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.candidates import OnlineQueue
-from server.identity.linkage.linker import Linker
+from server.identity.linkage.linker import LinkageLag, Linker
 from server.identity.linkage.online import LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter
@@ -78,9 +81,12 @@ class RunningServer:
     identity: IdentityServicer
     limits: CallLimits
     audit: AuditTrail
+    metrics: ServerMetrics
+    readiness: Readiness
     linkage_worker: LinkageWorker | None = None
     segment_worker: SegmentWorker | None = None
     retention_worker: RetentionWorker | None = None
+    http: OperatorHttp | None = None
 
     def set_serving(self, serving: bool) -> None:
         self.serving_loop.call(self._set_serving(serving))
@@ -92,11 +98,14 @@ class RunningServer:
 
     def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
+        self.readiness.stop()  # first: a probe must not report SERVING again while stopping
         self.set_serving(False)
         self.serving_loop.call(self._stop(grace))
         self.identity.lookups.close()
         self.pools.shutdown()
         self.audit.close()
+        if self.http is not None:
+            self.http.stop()
         for worker in (self.linkage_worker, self.segment_worker, self.retention_worker):
             if worker is not None:
                 worker.stop()
@@ -117,8 +126,9 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
     replayer = Replayer(graph, ingestor, importer)
     audit = AuditTrail(graph)
+    metrics = ServerMetrics()
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
-                                linker, importer, replayer, pools, audit)
+                                linker, importer, replayer, pools, audit, metrics)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
     feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer)
     limits = CallLimits(settings.max_concurrent_rpcs, exempt=frozenset({HEALTH_SERVICE, reflection.SERVICE_NAME}))
@@ -139,13 +149,35 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
                                    timedelta(days=settings.segment_retention_days),
                                    lag_report_every=settings.segment_lag_report)
     retention_worker = RetentionWorker(replayer, timedelta(days=settings.quarantine_retention_days))
+    readiness = Readiness(graph.ping, lambda ready: running.set_serving(ready))
     running = RunningServer(server, port, health_servicer, serving_loop, pools, feed, identity, limits, audit,
-                            worker, segment_worker, retention_worker)
+                            metrics, readiness, worker, segment_worker, retention_worker)
+    metrics.watch(StateSources(
+        open_calls=lambda: dict(limits.open), neo4j_sessions_in_use=lambda: graph.sessions_in_use,
+        neo4j_up=lambda: readiness.ready,
+        linkage_lag=lambda: _lag(linker.lag()), segment_lag=lambda: Lag(*membership.lag())))
+    if settings.http_listen:
+        try:
+            running.http = OperatorHttp(settings.http_listen, OperatorEndpoints(
+                metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason), assets=browser_asset))
+        except OSError:
+            running.stop(0)
+            raise
     for background in (worker, segment_worker, retention_worker):
         if background is not None:
             background.start()
     running.set_serving(True)
+    readiness.start()
     return running
+
+
+def _lag(lag: LinkageLag) -> Lag:
+    return Lag(lag.pending, lag.oldest_wait_s)
+
+
+def browser_asset(path: str) -> tuple[str, bytes] | None:
+    """The Neo4j Browser style and guide, made from cypher/browser/ (none yet: see issue 15)."""
+    return None
 
 
 async def _start(settings: Settings, interceptors: list[grpc.aio.ServerInterceptor], identity: IdentityServicer,

@@ -7,6 +7,8 @@ the domain (which talks to Neo4j with the blocking driver) runs on one of the wo
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as pb_grpc
@@ -15,6 +17,7 @@ from server.api import convert
 from server.access.audit import AuditQuery, AuditTrail
 from server.access.tokens import Caller
 from server.api.auth import current_caller
+from server.api.metrics import ServerMetrics
 from server.api.status import Context, streaming, unary
 from server.api.work import BlockingReader, WorkPools
 from server.batching import Coalescer, batched
@@ -40,7 +43,7 @@ LIST_CHUNK = 100
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
                  linker: Linker, importer: RecordImporter, replayer: Replayer, pools: WorkPools,
-                 audit: AuditTrail) -> None:
+                 audit: AuditTrail, metrics: ServerMetrics) -> None:
         self.graph = graph
         self.pools = pools
         self.ingestor = ingestor
@@ -52,7 +55,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.reviews = Reviews(graph, linker.rules)
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
-        self.lookups: Coalescer[pb.LookupRequest, pb.LookupResult] = Coalescer(self._lookup, max_size=batch_size)
+        self.metrics = metrics
+        self.lookups: Coalescer[pb.LookupRequest, pb.LookupResult] = Coalescer(
+            self._lookup, max_size=batch_size, observe=metrics.lookup_seconds.observe)
         self.batch_size = batch_size
         self.batch_wait = batch_wait
 
@@ -66,7 +71,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def _ingest(self, events: list[pb.Event], sources: frozenset[str] | None) -> list[pb.IngestAck]:
         """One batch, converted and committed on an ingest thread: the event loop only moves messages."""
+        began = time.perf_counter()
         acks = self.ingestor.ingest([convert.event_input(event) for event in events], sources=sources)
+        self.metrics.commit_seconds.observe(time.perf_counter() - began)
+        self.metrics.batch_size.observe(len(events))
+        for (status, reason), count in Counter((ack.status.name, ack.code) for ack in acks).items():
+            self.metrics.events.labels(status, reason).inc(count)
         return [convert.ingest_ack(ack) for ack in acks]
 
     @streaming
@@ -93,7 +103,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def _lookup(self, requests: list[pb.LookupRequest]) -> list[pb.LookupResult]:
         """Answers a batch of requests, from many streams, with one query (on a coalescer thread)."""
         answers = self.profiles.lookup([self._lookup_key(request) for request in requests])
-        return [convert.lookup_result(request.request_id, answer) for request, answer in zip(requests, answers)]
+        results = [convert.lookup_result(request.request_id, answer) for request, answer in zip(requests, answers)]
+        found = sum(result.HasField("profile") for result in results)
+        self.metrics.lookups.labels("profile").inc(found)
+        self.metrics.lookups.labels("not_found").inc(len(results) - found)
+        return results
 
     def _lookup_key(self, request: pb.LookupRequest) -> ProfileKey | InvalidArgument:
         """A bad reference becomes an in-stream miss: one bad request never ends the stream."""

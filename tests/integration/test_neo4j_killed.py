@@ -18,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +43,7 @@ IN_FLIGHT = 100  # events per stream sent and not acked yet, at any moment until
 # the server's driver retries a transaction for RETRY_SECONDS (--neo4j-retry-seconds) before it gives up
 RETRY_SECONDS = 5
 STREAM_END_DEADLINE = 60.0
+HTTP_PORT = free_port()  # the server's operator port: /readyz and /metrics while Neo4j is down
 START_TIMEOUT = 240.0  # Neo4j start on a loaded 2-core machine; about 15 s when idle
 LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
@@ -156,6 +159,7 @@ def server(private_neo4j: LocalNeo4j, server_log: Path) -> Iterator[tuple[subpro
     with open(server_log, "wb") as log:
         # writes give up on an unreachable Neo4j after RETRY_SECONDS rather than the default 30
         proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}",
+                                 "--http-listen", f"127.0.0.1:{HTTP_PORT}",
                                  "--neo4j-retry-seconds", str(RETRY_SECONDS)], cwd=REPO,
                                 env=server_env(settings), stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -217,8 +221,11 @@ def test_neo4j_killed_mid_ingest_loses_no_acked_event_and_the_server_serves_agai
                 reader.keep_ahead(cookie_events(uid, n, range(reader.sent, reader.sent + 10)))  # must write again
         hung = [n for n, reader in enumerate(readers) if not reader.join(killed_at + STREAM_END_DEADLINE)]
         assert not hung, f"streams {hung} still open {STREAM_END_DEADLINE:g} s after Neo4j died"
-        # Neo4j is still down: health answers at once all the same (what it says is reported)
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        # Neo4j is still down: health answers at once, and says NOT_SERVING; /readyz says why
+        health = eventually_health(channel, health_pb2.HealthCheckResponse.NOT_SERVING)
+        readyz = http_get("/readyz")
+        assert readyz[0] == 503 and "Neo4j" in readyz[1], readyz
+        assert "identity_neo4j_up 0.0" in http_get("/metrics")[1]
     finally:
         for reader in readers:
             reader.close()
@@ -244,6 +251,8 @@ def test_neo4j_killed_mid_ingest_loses_no_acked_event_and_the_server_serves_agai
     missing = set(accepted) - stored
     assert not missing, f"{len(missing)} of {len(accepted)} events acked ACCEPTED are not stored: {sorted(missing)[:9]}"
 
+    eventually_health(channel, health_pb2.HealthCheckResponse.SERVING)  # ready again once Neo4j answers
+    assert http_get("/readyz")[0] == 200
     began = time.monotonic()
     ack, refusals = ingest_when_back(stub, event(f"{uid}-after", f"cookie:ck-{uid}-after"), deadline=began + 60)
     print(f"first event after the restart acked in {time.monotonic() - began:.1f} s, after refusals {refusals}")
@@ -253,6 +262,25 @@ def test_neo4j_killed_mid_ingest_loses_no_acked_event_and_the_server_serves_agai
     assert proc.poll() is None, "the server exited while Neo4j was down"
     crashes = [record for record in log_records(server_log) if "Traceback" in record and not retried_outage(record)]
     assert not crashes, "\n".join(crashes)
+
+
+def eventually_health(channel: grpc.Channel, status: int, within: float = 15) -> health_pb2.HealthCheckResponse:
+    """The health answer once it says status (the readiness probe runs every second)."""
+    deadline = time.monotonic() + within
+    while True:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        if health.status == status or time.monotonic() > deadline:
+            assert health.status == status, health
+            return health
+        time.sleep(0.2)
+
+
+def http_get(path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def log_records(path: Path) -> list[str]:

@@ -325,8 +325,10 @@ def test_a_flaky_webhook_gets_every_change_at_least_once_or_in_the_dead_letters(
         return 503 if number % 3 == 0 else 200
 
     position_file = tmp_path / "state" / "crm-webhook.position"
+    before = delivery_counts()
     with webhook_receiver(answer, position_file) as (url, received):
         (status,) = run_once(webhook_config(tmp_path, url), source_of(changes))
+    counted = {name: value - before[name] for name, value in delivery_counts().items()}
 
     delivered = {p for r in received if r.status == 200 for p in r.positions}
     dead = [json.loads(line) for line in (tmp_path / "state" / "crm-webhook.dead.jsonl").read_text().splitlines()]
@@ -337,6 +339,9 @@ def test_a_flaky_webhook_gets_every_change_at_least_once_or_in_the_dead_letters(
     assert storm in dead_positions and refused in dead_positions and not delivered & dead_positions
     assert (status.delivered, status.dead_lettered, status.error) == (len(delivered), 2, None)
     assert status.position == changes[-1].position == int(position_file.read_text())
+    # the runner's /metrics say the same: delivered changes, dead letters, and every retried attempt
+    retried = sum(len(attempts) - 1 for attempts in _by_key(received).values())
+    assert counted == {"changes": len(delivered), "dead_letters": 2, "retries": retried}
 
     # one key per batch, the same body on every retry, and the key names the batch's positions
     by_key: dict[str, list[Received]] = {}
@@ -354,6 +359,22 @@ def test_a_flaky_webhook_gets_every_change_at_least_once_or_in_the_dead_letters(
     for attempts in by_key.values():
         assert all(a.saved_position == previous_last for a in attempts)
         previous_last = attempts[0].positions[-1]
+
+
+def delivery_counts() -> dict[str, float]:
+    """The crm-webhook destination's delivery counters, as `identity deliver --metrics-listen` serves them."""
+    from activation.delivery_metrics import DELIVERY
+
+    read = DELIVERY.registry.get_sample_value
+    return {name: read(f"identity_delivery_{name}_total", {"destination": "crm-webhook"}) or 0.0
+            for name in ("changes", "dead_letters", "retries")}
+
+
+def _by_key(received: list[Received]) -> dict[str, list[Received]]:
+    by_key: dict[str, list[Received]] = {}
+    for r in received:
+        by_key.setdefault(r.key, []).append(r)
+    return by_key
 
 
 def test_the_payload_carries_each_change_with_its_kind_and_time(tmp_path: Path) -> None:

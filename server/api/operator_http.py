@@ -1,0 +1,79 @@
+"""The operators' HTTP port (`--http-listen`, default 127.0.0.1:9464): `/metrics` for
+Prometheus, `/healthz` (the process answers), `/readyz` (Neo4j answers: 503 with the reason
+while it does not), and the Neo4j Browser style and guide, with CORS so that Browser, on
+another origin, may fetch them.
+
+A plain threading HTTP server on a thread of its own: scrapes and probes are rare and small,
+and must answer even while the gRPC event loop is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+Asset = tuple[str, bytes]  # content type, body
+
+
+@dataclass(frozen=True)
+class OperatorEndpoints:
+    metrics: Callable[[], bytes]
+    ready: Callable[[], tuple[bool, str]]  # ready, and why not
+    assets: Callable[[str], Asset | None]  # a path's static content (the Browser style and guide)
+
+
+class OperatorHttp:
+    def __init__(self, listen: str, endpoints: OperatorEndpoints) -> None:
+        host, port = listen.rsplit(":", 1)
+        handler = type("Handler", (_Handler,), {"endpoints": endpoints})
+        try:
+            self.server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), handler)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {listen} for HTTP (--http-listen): {exc.strerror}") from exc
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, name="operator-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    endpoints: OperatorEndpoints
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, self.endpoints.metrics())
+        elif path == "/healthz":
+            self._send(200, "text/plain; charset=utf-8", b"ok\n")
+        elif path == "/readyz":
+            ready, reason = self.endpoints.ready()
+            self._send(200 if ready else 503, "text/plain; charset=utf-8",
+                       b"ready\n" if ready else f"not ready: {reason}\n".encode())
+        elif (asset := self.endpoints.assets(path)) is not None:
+            self._send(200, *asset)
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found: /metrics, /healthz, /readyz\n")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")  # Neo4j Browser fetches the style and guide
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the standard library's name)
+        log.debug("http %s", format % args)

@@ -1,0 +1,109 @@
+"""What operators see of a running server, on its HTTP port: Prometheus metrics that move with
+the work, liveness and readiness; and gRPC health that reports NOT_SERVING while Neo4j does
+not answer."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from identity.v1 import identity_service_pb2 as pb
+from support import by_identifier, event, ingest, lookup
+
+from server.api.app import RunningServer, create_server
+from server.config import Settings
+from server.graph import Graph, Neo4jSettings
+from tests.integration.test_server_process import free_port
+
+
+def get(server: RunningServer, path: str) -> tuple[int, str, dict[str, str]]:
+    assert server.http is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http.port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus exposition (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", re.M)
+    for found, value in pattern.findall(text):
+        if ",".join(sorted(found.split(","))) == wanted or (not wanted and not found):
+            return float(value)
+    return 0.0
+
+
+def test_metrics_move_with_ingest_and_lookups(grpc_server: RunningServer, identity, uid: str) -> None:
+    status, before, headers = get(grpc_server, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    events = [event(f"{uid}-{n}", f"cookie:c-{uid}-{n}", f"email:{uid}-{n}@example.com") for n in range(20)]
+    acks = ingest(identity, [*events, event(f"{uid}-bad", type="")])  # one rejected: no identifier, no type
+    assert [a.status for a in acks].count(pb.ACK_STATUS_ACCEPTED) == 20
+    lookup(identity, *[by_identifier(f"cookie:c-{uid}-{n}") for n in range(5)], by_identifier(f"cookie:none-{uid}"))
+    _, after, _ = get(grpc_server, "/metrics")
+    accepted = ("identity_ingest_events_total", {"status": "ACCEPTED", "reason": ""})
+    assert sample(after, accepted[0], **accepted[1]) - sample(before, accepted[0], **accepted[1]) == 20
+    rejected = [line for line in after.splitlines() if line.startswith("identity_ingest_events_total{")
+                and 'status="REJECTED"' in line]
+    assert rejected, "rejections are counted by reason code"
+    assert sample(after, "identity_ingest_batch_events_count") > sample(before, "identity_ingest_batch_events_count")
+    assert sample(after, "identity_ingest_commit_seconds_count") > sample(before, "identity_ingest_commit_seconds_count")
+    assert sample(after, "identity_lookup_seconds_count") - sample(before, "identity_lookup_seconds_count") == 6
+    assert sample(after, "identity_lookups_total", result="not_found") > sample(before, "identity_lookups_total",
+                                                                               result="not_found")
+    for gauge in ("identity_neo4j_up", "identity_neo4j_sessions_in_use", "identity_linkage_queue",
+                  "identity_linkage_oldest_wait_seconds", "identity_segment_queue",
+                  "identity_segment_oldest_wait_seconds"):
+        assert re.search(rf"^{gauge} ", after, re.M), gauge
+    assert sample(after, "identity_neo4j_up") == 1
+
+
+def test_open_streams_are_counted_per_method(grpc_server: RunningServer, channel: grpc.Channel, uid: str) -> None:
+    from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
+
+    segments = segment_service_pb2_grpc.SegmentServiceStub(channel)
+    name = f"ops-{uid}"
+    segments.UpsertSegment(seg.UpsertSegmentRequest(
+        name=name, rule=seg.Rule(identifier=seg.IdentifierCondition(has_type="crm_id"))), timeout=60)
+    watch = segments.WatchSegment(seg.WatchSegmentRequest(name=name), timeout=60)
+    try:
+        deadline = time.monotonic() + 10
+        while sample(get(grpc_server, "/metrics")[1], "identity_open_calls",
+                     method="identity.v1.SegmentService/WatchSegment") < 1:
+            assert time.monotonic() < deadline, "the open watch is not counted"
+            time.sleep(0.1)
+    finally:
+        watch.cancel()
+
+
+def test_liveness_and_readiness_answer_while_neo4j_does(grpc_server: RunningServer) -> None:
+    assert get(grpc_server, "/healthz")[:2] == (200, "ok\n")
+    assert get(grpc_server, "/readyz")[:2] == (200, "ready\n")
+    assert get(grpc_server, "/nothing")[0] == 404
+
+
+def test_a_server_whose_neo4j_does_not_answer_is_not_serving(settings: Settings, graph: Graph) -> None:
+    """The readiness probe finds Neo4j unreachable: gRPC health says NOT_SERVING, /readyz 503."""
+    unreachable = Neo4jSettings(f"bolt://127.0.0.1:{free_port()}", "neo4j", "unused", "neo4j", retry_seconds=1)
+    with Graph(unreachable) as nowhere:
+        running = create_server(replace(settings, online_linkage=False), nowhere)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                deadline = time.monotonic() + 15
+                while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != \
+                        health_pb2.HealthCheckResponse.NOT_SERVING:
+                    assert time.monotonic() < deadline, "still SERVING with Neo4j unreachable"
+                    time.sleep(0.2)
+            status, body, _ = get(running, "/readyz")
+            assert status == 503 and "Neo4j does not answer" in body
+            assert sample(get(running, "/metrics")[1], "identity_neo4j_up") == 0
+        finally:
+            running.stop(grace=1)
