@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 GEN    := identity/v1/.generated
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install proto neo4j neo4j-stop run typecheck test test-unit bench clean
+.PHONY: install proto neo4j neo4j-stop run typecheck chromium test test-unit bench clean
 
 install: $(INSTALLED) $(GEN)
 
@@ -43,7 +43,12 @@ run: neo4j
 typecheck: install
 	$(PY) -m mypy
 
-test: neo4j typecheck
+# Chromium from Debian for the Neo4j Browser test (tests/integration/test_browser.py), driven by
+# the playwright package; Playwright's own browser download is not used (about 40 s, once).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: neo4j typecheck chromium
 	$(PY) -m pytest
 
 test-unit: install

@@ -1,8 +1,9 @@
-"""`python -m server.backfill`: brings a graph written before segments up to date.
+"""`python -m server.backfill`: brings a graph written by an older version up to date.
 
 Writes the `trait.<key>` copies of golden records and the numeric `prop.<name>` copies of
-event properties that segment rules read, and marks what changed for re-evaluation. Safe to
-run more than once, and beside running servers. Takes the server's Neo4j settings.
+event properties that segment rules read (marking what changed for re-evaluation), and the
+labels Neo4j Browser's style reads (:Email, :Cookie ... per identifier type, :Flagged). Safe
+to run more than once, and beside running servers. Takes the server's Neo4j settings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from server.config import parse_settings
 from server.graph import Graph
 from server.identity.segments.trait_copies import backfill
+from server.identity.values import identifier_type_label
+from server.tuning import WRITE_PAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +25,25 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(rest)
     with Graph(settings.neo4j) as graph:
         done = backfill(graph, (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr)))
-    print(f"{done.profiles} profiles and {done.touchpoints} touchpoints updated")
+        labelled = label_identifiers(graph)
+    print(f"{done.profiles} profiles and {done.touchpoints} touchpoints updated, {labelled} identifiers labelled")
     return 0
+
+
+def label_identifiers(graph: Graph) -> int:
+    """Adds the type label (and :Flagged) to identifiers that lack them, a page per transaction."""
+    labelled = 0
+    for record in graph.read("backfill/identifier_types"):
+        kind = record["type"]
+        if not identifier_type_label(kind):
+            continue  # a type with no letter or digit has no label
+        after: str | None = ""
+        while after is not None:
+            (page,) = graph.transaction("backfill labels", lambda tx: tx.run(
+                "backfill/label_identifiers", type=kind, label=identifier_type_label(kind), after=after,
+                limit=WRITE_PAGE))
+            labelled, after = labelled + int(page["updated"]), page["last"]
+    return labelled
 
 
 if __name__ == "__main__":

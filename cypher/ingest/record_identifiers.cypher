@@ -7,8 +7,10 @@
 // when first seen: junk shows up in a share of all events, and a node that every batch
 // updated would make all batches wait for its lock. Touchpoints keep their junk values in
 // their `junk` property, not as CARRIED edges, for the same reason.
+// A new identifier also gets the label of its type (:Email, :Cookie: identifier_type_label),
+// which Neo4j Browser's style colours it by.
 // $rows: one map of lists (a list parameter that is sometimes empty would make Neo4j plan the
-// query again): identifiers, junk: [{type, value, first_seen, last_seen (epoch ms)}], one per
+// query again): identifiers, junk: [{type, value, first_seen, last_seen (epoch ms), label}], one per
 // distinct identifier, sorted; carried: [{event_id, identifiers: [{n: position in
 // identifiers, primary}]}]: primary marks the identifier that decides the touchpoint's
 // profile (journeys follow only these edges).
@@ -17,7 +19,7 @@ CALL () {
   WITH n, $rows.identifiers[n] AS row
   WITH n, row, datetime({epochMillis: row.first_seen}) AS first_seen, datetime({epochMillis: row.last_seen}) AS last_seen
   MERGE (i:Identifier {type: row.type, value: row.value})
-    ON CREATE SET i.first_seen = first_seen, i.last_seen = last_seen
+    ON CREATE SET i.first_seen = first_seen, i.last_seen = last_seen, i:$(row.label)
     ON MATCH SET
       i.first_seen = CASE WHEN first_seen < i.first_seen THEN first_seen ELSE i.first_seen END,
       i.last_seen = CASE WHEN last_seen > i.last_seen THEN last_seen ELSE i.last_seen END
@@ -28,7 +30,7 @@ CALL () {
   UNWIND $rows.junk AS row
   MERGE (i:Identifier {type: row.type, value: row.value})
     ON CREATE SET i.first_seen = datetime({epochMillis: row.first_seen}),
-                  i.last_seen = datetime({epochMillis: row.last_seen})
+                  i.last_seen = datetime({epochMillis: row.last_seen}), i:$(row.label)
 }
 CALL (written) {
   UNWIND $rows.carried AS row

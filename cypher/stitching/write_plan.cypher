@@ -16,10 +16,11 @@
 // - flags: [{type, value, flag, reason}]: identifiers that must link no more;
 // - summaries: [{profile_id, golden (JSON text), traits: {`trait.<key>`: value}, first_seen,
 //   last_seen (epoch ms or null), touchpoints_online, touchpoints_offline}]: what a lookup
-//   reads without traversal. The golden record is kept twice: as JSON with each value's
-//   source and time (for lookups) and as one `trait.<key>` property per trait, which segment
-//   rules compare. Summarised profiles wait for segment re-evaluation (SegmentsDirty; the
-//   first cause since the last evaluation is kept).
+//   reads without traversal (and p.size, its identifiers counted here, Browser's caption).
+//   The golden record is kept twice: as JSON with each value's source and time (for
+//   lookups) and as one `trait.<key>` property per trait, which segment rules compare.
+//   Summarised profiles wait for segment re-evaluation (SegmentsDirty; the first cause
+//   since the last evaluation is kept).
 CALL () {
   UNWIND $plan.new_profiles AS profile_id
   CREATE (:Profile {profile_id: profile_id, active: true, created_at: $now})
@@ -84,7 +85,7 @@ CALL () {
 CALL () {
   UNWIND $plan.flags AS row
   MATCH (i:Identifier {type: row.type, value: row.value})
-  SET i.flag = row.flag, i.flag_reason = row.reason, i.flagged_at = $now
+  SET i.flag = row.flag, i.flag_reason = row.reason, i.flagged_at = $now, i:Flagged
 }
 CALL () {
   UNWIND $plan.summaries AS row
@@ -97,6 +98,7 @@ CALL () {
     p.last_seen = CASE WHEN row.last_seen IS NULL THEN null ELSE datetime({epochMillis: row.last_seen}) END,
     p.touchpoints_online = row.touchpoints_online,
     p.touchpoints_offline = row.touchpoints_offline,
+    p.size = COUNT { (p)<-[:BELONGS_TO]-() },  // identifiers, after this plan's moves: Browser's caption
     p:SegmentsDirty,
     p.dirty_since = coalesce(p.dirty_since, datetime()),
     p.dirty_cause = coalesce(p.dirty_cause, $cause)

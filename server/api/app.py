@@ -43,6 +43,7 @@ from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.membership import Membership
 from server.identity.segments.worker import SegmentWorker
+from server.operators import browser
 
 SERVICE_NAMES = (
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
@@ -159,7 +160,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     if settings.http_listen:
         try:
             running.http = OperatorHttp(settings.http_listen, OperatorEndpoints(
-                metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason), assets=browser_asset))
+                metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason), assets=browser.asset))
         except OSError:
             running.stop(0)
             raise
@@ -174,10 +175,6 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
 def _lag(lag: LinkageLag) -> Lag:
     return Lag(lag.pending, lag.oldest_wait_s)
 
-
-def browser_asset(path: str) -> tuple[str, bytes] | None:
-    """The Neo4j Browser style and guide, made from cypher/browser/ (none yet: see issue 15)."""
-    return None
 
 
 async def _start(settings: Settings, interceptors: list[grpc.aio.ServerInterceptor], identity: IdentityServicer,

@@ -66,6 +66,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: /metrics, /healthz, /readyz\n")
 
+    def do_OPTIONS(self) -> None:  # noqa: N802 (the standard library's name)
+        """The CORS preflight Browser sends before it fetches a guide (with pragma and
+        cache-control headers, which are not CORS-safelisted): any origin may GET."""
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "GET, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", "*"))
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)

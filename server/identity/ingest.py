@@ -27,6 +27,7 @@ from server.identity.values import (
     InvalidValue,
     Touchpoint,
     ValueWarning,
+    identifier_type_label,
 )
 from server.identity.normalize import (
     CONTROL_IN_ID,
@@ -335,7 +336,8 @@ def _record_identifiers(tx: Tx, touchpoints: list[Touchpoint], junk: frozenset[I
     rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])  # sorted: the lock order
     for i, (first, last) in sorted(seen.items()):
         rows[i in junk].append({"type": i.type, "value": i.value,
-                                "first_seen": epoch_millis(first), "last_seen": epoch_millis(last)})
+                                "first_seen": epoch_millis(first), "last_seen": epoch_millis(last),
+                                "label": identifier_type_label(i.type)})
     identifiers, junk_rows = rows
     position = {Identifier(row["type"], row["value"]): n for n, row in enumerate(identifiers)}
     carried = [{"event_id": t.event_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -198,3 +199,12 @@ class Forgotten:
     profile_id: str
     identifiers: int
     touchpoints: int
+
+
+FLAGGED_LABEL = "Flagged"  # beside :Identifier on every flagged one (junk, shared), for Browser's style
+
+
+def identifier_type_label(type_name: str) -> str:
+    """The label ingest writes beside :Identifier for its type (`user_id` is :UserId), so that
+    Neo4j Browser, which styles by label, can colour identifiers by type."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^0-9A-Za-z]+", type_name) if part)

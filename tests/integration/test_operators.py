@@ -107,3 +107,37 @@ def test_a_server_whose_neo4j_does_not_answer_is_not_serving(settings: Settings,
             assert sample(get(running, "/metrics")[1], "identity_neo4j_up") == 0
         finally:
             running.stop(grace=1)
+
+
+def test_ingest_labels_identifiers_by_type_and_flagged_ones(identity, driver, uid: str) -> None:
+    """Neo4j Browser styles by label: ingest writes :Email, :Cookie ... beside :Identifier, and
+    :Flagged with a flag (here a family tablet seen with three people's e-mails: shared)."""
+    tablet = f"device_id:tab-{uid}"
+    ingest(identity, [event(f"{uid}-1", f"cookie:c-{uid}", f"email:{uid}@example.com", f"user_id:u-{uid}"),
+                      *[event(f"{uid}-t{n}", tablet, f"email:{uid}-{n}@example.com", minute=n) for n in range(3)]])
+    records, _, _ = driver.execute_query(
+        "MATCH (i:Identifier) WHERE i.value IN $values "
+        "RETURN i.type AS type, i.flag AS flag, [l IN labels(i) WHERE l <> 'Identifier'] AS labels",
+        values=[f"c-{uid}", f"{uid}@example.com", f"u-{uid}", f"tab-{uid}"])
+    labels = {(r["type"], r["flag"], tuple(sorted(r["labels"]))) for r in records}
+    assert labels == {("cookie", None, ("Cookie",)), ("email", None, ("Email",)), ("user_id", None, ("UserId",)),
+                      ("device_id", "shared", ("DeviceId", "Flagged"))}
+    # and a profile carries its size, which Browser captions it with
+    (size,) = driver.execute_query("MATCH (:Identifier {type: 'cookie', value: $v})-[:BELONGS_TO]->(p) RETURN p.size AS n",
+                                   v=f"c-{uid}").records
+    assert size["n"] == 3
+
+
+def test_the_backfill_labels_identifiers_written_before_labels(identity, driver, graph: Graph, uid: str) -> None:
+    from server.backfill import label_identifiers
+
+    ingest(identity, [event(f"{uid}-1", f"cookie:old-{uid}", f"email:old-{uid}@example.com")])
+    driver.execute_query("MATCH (i:Identifier) WHERE i.value IN $values REMOVE i:Cookie, i:Email",
+                         values=[f"old-{uid}", f"old-{uid}@example.com"])  # as an older version wrote them
+    assert label_identifiers(graph) >= 2
+    records, _, _ = driver.execute_query(
+        "MATCH (i:Identifier) WHERE i.value IN $values RETURN i.type AS type, labels(i) AS labels",
+        values=[f"old-{uid}", f"old-{uid}@example.com"])
+    assert {r["type"]: sorted(r["labels"]) for r in records} == {"cookie": ["Cookie", "Identifier"],
+                                                                 "email": ["Email", "Identifier"]}
+    assert label_identifiers(graph) == 0, "a second run has nothing left to do"

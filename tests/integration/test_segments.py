@@ -327,7 +327,10 @@ def test_a_position_deleted_by_retention_is_refused_not_skipped(segments, identi
     ingest(identity, [now_event(f"{uid}-{n}", f"email:{n}-{uid}@example.com", run=uid) for n in range(3)])
     upsert(segments, name, run_is(uid))
     logged = changes(segments, name, 3)
-    assert membership.trim(timedelta(0)) >= 3
+    trimmed = 0
+    while deleted := membership.trim(timedelta(0)):  # a page at a time: a shared database holds other tests' changes
+        trimmed += deleted
+    assert trimmed >= 3
     with pytest.raises(grpc.RpcError) as gone:
         changes(segments, name, 1, after=logged[0].position)
     assert gone.value.code() == grpc.StatusCode.OUT_OF_RANGE

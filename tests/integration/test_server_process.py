@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,8 +168,8 @@ def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings
 
 
 def test_several_processes_share_the_port_and_stop_together(neo4j_settings: Neo4jSettings, uid: str) -> None:
-    port = free_port()
-    proc = start_server(server_env(neo4j_settings), port, "--processes", "2")
+    port, http = free_port(), free_port()
+    proc = start_server(server_env(neo4j_settings), port, "--processes", "2", "--http-listen", f"127.0.0.1:{http}")
     try:
         channels = [wait_serving(port) for _ in range(4)]  # separate connections, spread by the kernel
         for n, channel in enumerate(channels):
@@ -176,6 +177,13 @@ def test_several_processes_share_the_port_and_stop_together(neo4j_settings: Neo4
             (ack,) = stub.Ingest(iter([pb.Event(event_id=f"{uid}-{n}", type="page_view", identifiers=[
                 common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])]), timeout=30)
             assert ack.status == pb.ACK_STATUS_ACCEPTED
+        # each process serves its own metrics, process k on the HTTP port + k: together they count every ack
+        acked = 0.0
+        for k in range(2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http + k}/metrics", timeout=10) as answer:
+                acked += sum(float(line.rsplit(" ", 1)[1]) for line in answer.read().decode().splitlines()
+                             if line.startswith("identity_ingest_events_total{") and 'status="ACCEPTED"' in line)
+        assert acked == 4
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         output = proc.stdout.read() if proc.stdout else ""

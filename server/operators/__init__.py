@@ -1,0 +1,1 @@
+"""What operators use beside the gRPC API: the Neo4j Browser style and guide (browser.py)."""
