@@ -51,6 +51,10 @@ class OperatorHttp:
 class _Handler(BaseHTTPRequestHandler):
     endpoints: OperatorEndpoints
 
+    def do_HEAD(self) -> None:  # noqa: N802 (the standard library's name)
+        self._head_only = True
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
@@ -84,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Access-Control-Allow-Origin", "*")  # Neo4j Browser fetches the style and guide
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "_head_only", False):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the standard library's name)
         log.debug("http %s", format % args)

@@ -87,6 +87,10 @@ def test_liveness_and_readiness_answer_while_neo4j_does(grpc_server: RunningServ
     assert get(grpc_server, "/healthz")[:2] == (200, "ok\n")
     assert get(grpc_server, "/readyz")[:2] == (200, "ready\n")
     assert get(grpc_server, "/nothing")[0] == 404
+    assert grpc_server.http is not None  # monitors that probe with HEAD get the status, no body
+    head = urllib.request.Request(f"http://127.0.0.1:{grpc_server.http.port}/readyz", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as answer:
+        assert answer.status == 200 and answer.read() == b""
 
 
 def test_a_server_whose_neo4j_does_not_answer_is_not_serving(settings: Settings, graph: Graph) -> None:
