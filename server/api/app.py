@@ -157,18 +157,18 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
         open_calls=lambda: dict(limits.open), neo4j_sessions_in_use=lambda: graph.sessions_in_use,
         neo4j_up=lambda: readiness.ready,
         linkage_lag=lambda: _lag(linker.lag()), segment_lag=lambda: Lag(*membership.lag())))
+    for background in (worker, segment_worker, retention_worker):
+        if background is not None:
+            background.start()
+    readiness.start()
     if settings.http_listen:
         try:
             running.http = OperatorHttp(settings.http_listen, OperatorEndpoints(
                 metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason), assets=browser.asset))
         except OSError:
-            running.stop(0)
+            running.stop(0)  # everything above is started, so everything stops
             raise
-    for background in (worker, segment_worker, retention_worker):
-        if background is not None:
-            background.start()
     running.set_serving(True)
-    readiness.start()
     return running
 
 

@@ -151,54 +151,76 @@ def _refusing(handler: Handler, auth: Authorization, who: str, method: str, code
 
 
 def _as_caller(handler: Handler, caller: Caller, method: str, audited_by: Authorization | None) -> Handler:
-    """The handler run as the caller (current_caller()). An admin call is audited before its
-    answer goes out: before the response returns, or before the abort that ends it."""
+    """The handler run as the caller (current_caller()). An admin call is audited twice: as
+    STARTED before it acts (and refused UNAVAILABLE when that entry cannot be written), and
+    with its outcome before its answer goes out: before the response returns, or before the
+    abort that ends it."""
     kind = _kind(handler)
     behaviour: Behaviour = getattr(handler, kind)
 
-    def begin(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Callable[[str, str], Awaitable[None]]:
-        """Sets the call up; returns the audit (at most once) of its outcome."""
+    async def start(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Finish:
+        """Sets the call up; returns what records its outcome (at most once)."""
         _caller.set(caller)
+        if audited_by is None:
+            return _nothing
+        target, peer, name = audited_by.target(method, request), context.peer(), _short(method)
+
+        async def write(outcome: str, detail: str) -> None:
+            entry = AuditEntry(caller.name, name, target, outcome, detail, peer)
+            await asyncio.get_running_loop().run_in_executor(None, audited_by.audit.record, entry)
+
+        try:
+            await write("STARTED", "")
+        except Exception:
+            log.exception("audit: cannot record %s by %s; refusing it", name, caller.name)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{name} is refused for now: admin calls are audited "
+                                                             "before they act, and the audit trail cannot be written")
         done = False
 
-        async def audit(outcome: str, detail: str) -> None:
+        async def finish(outcome: str, detail: str) -> None:
             nonlocal done
-            if audited_by is None or done:
+            if done:
                 return
             done = True
-            entry = AuditEntry(caller.name, _short(method), audited_by.target(method, request), outcome, detail,
-                               context.peer())
+            if name.endswith("/ForgetProfile"):
+                detail = ""  # an error may name the identifier in clear; the target has its hash
             try:
-                await asyncio.get_running_loop().run_in_executor(None, audited_by.audit.record, entry)
-            except Exception:  # the call happened; its answer must not turn into an audit error
-                log.exception("audit: could not record %s by %s", entry.method, entry.caller)
+                await write(outcome, detail)
+            except Exception:  # the call has acted; its answer must not turn into an audit error
+                log.exception("audit: could not record the outcome of %s by %s", name, caller.name)
 
-        if audited_by is not None:
-            before_abort.set(lambda code, message: audit(code.name, message))
-        return audit
+        before_abort.set(lambda code, message: finish(code.name, message))
+        return finish
 
-    async def after_error(audit: Callable[[str, str], Awaitable[None]], context: Any) -> None:
+    async def after_error(finish: Finish, context: Any) -> None:
         code = context.code()
-        await audit(code.name if isinstance(code, grpc.StatusCode) else "CANCELLED", context.details() or "")
+        await finish(code.name if isinstance(code, grpc.StatusCode) else "CANCELLED", context.details() or "")
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        audit = begin(request, context)
+        finish = await start(request, context)
         try:
             response = await behaviour(request, context)
         except BaseException:
-            await after_error(audit, context)
+            await after_error(finish, context)
             raise
-        await audit("OK", "")
+        await finish("OK", "")
         return response
 
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        audit = begin(request, context)
+        finish = await start(request, context)
         try:
             async for response in behaviour(request, context):
                 yield response
         except BaseException:
-            await after_error(audit, context)
+            await after_error(finish, context)
             raise
-        await audit("OK", "")
+        await finish("OK", "")
 
     return handler._replace(**{kind: stream if handler.response_streaming else unary})  # type: ignore[attr-defined, no-any-return]
+
+
+Finish = Callable[[str, str], Awaitable[None]]
+
+
+async def _nothing(outcome: str, detail: str) -> None:
+    """The outcome of a call that is not audited."""

@@ -36,7 +36,8 @@ class Readiness:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.timeout + 1)
+        if self._thread.is_alive():  # a server that failed to start never started its probe
+            self._thread.join(timeout=self.timeout + 1)
         self._probes.shutdown(wait=False, cancel_futures=True)
 
     def probe(self) -> None:

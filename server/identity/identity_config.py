@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 
 from server.errors import ConfigurationError
+from server.identity.values import GRAPH_LABELS, identifier_type_label
 from server.yaml_config import FrozenMapping, load_mapping
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "identity.yaml"
@@ -196,4 +197,9 @@ def _identifier_type(name: str, spec: Any, source: str) -> IdentifierType:
         raise ConfigurationError(
             f"{source}: identifier_types.{name}.rule is {rule!r}; expected one of {', '.join(NORMALISATION_RULES)}"
         )
+    label = identifier_type_label(name)
+    if not label or label in GRAPH_LABELS:
+        raise ConfigurationError(f"{source}: identifier_types.{name}: its label would be {label or 'empty'!r}; "
+                                 f"a type needs a letter or digit, and none of the graph's own labels "
+                                 f"({', '.join(sorted(GRAPH_LABELS))})")
     return IdentifierType(name=name, rule=rule, strong=bool(spec.get("strong", False)))

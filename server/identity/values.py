@@ -202,6 +202,12 @@ class Forgotten:
 
 
 FLAGGED_LABEL = "Flagged"  # beside :Identifier on every flagged one (junk, shared), for Browser's style
+# The graph's own labels (cypher/schema.cypher and the queries): no identifier type may take one.
+GRAPH_LABELS = frozenset({
+    "Identifier", "Profile", "Touchpoint", FLAGGED_LABEL, "HasInvalid", "Suppressed", "Matchable", "LinkPending",
+    "LinkageModel", "Segment", "SegmentVersion", "SegmentLog", "SegmentChange", "SegmentsDirty", "Rejected",
+    "AuditEntry",
+})
 
 
 def identifier_type_label(type_name: str) -> str:

@@ -145,3 +145,18 @@ def test_the_backfill_labels_identifiers_written_before_labels(identity, driver,
     assert {r["type"]: sorted(r["labels"]) for r in records} == {"cookie": ["Cookie", "Identifier"],
                                                                  "email": ["Email", "Identifier"]}
     assert label_identifiers(graph) == 0, "a second run has nothing left to do"
+
+
+def test_a_taken_http_port_stops_the_start_with_its_flag_named(settings: Settings, graph: Graph) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            create_server(replace(settings, http_listen=f"127.0.0.1:{port}"), graph)
+        except OSError as exc:
+            assert f"cannot listen on 127.0.0.1:{port} for HTTP (--http-listen)" in str(exc)
+        else:
+            raise AssertionError("the server started on a taken HTTP port")

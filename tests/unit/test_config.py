@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from server.config import parse_settings
@@ -71,3 +73,19 @@ def test_every_environment_variable_read_anywhere_is_documented_in_the_readme() 
             for match in pattern.finditer(path.read_text(encoding="utf-8")) for name in match.groups() if name}
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert len(read) > 20 and sorted(name for name in read if f"`{name}`" not in readme) == []
+
+
+def test_an_identifier_type_whose_label_is_the_graphs_own_is_refused(tmp_path) -> None:
+    """Ingest labels identifiers by type (:Email); a type `profile` would put :Profile on them."""
+    import yaml
+
+    from server.identity.identity_config import DEFAULT_RULES_FILE
+
+    rules = yaml.safe_load(DEFAULT_RULES_FILE.read_text())
+    for name in ("profile", "segments_dirty", "--"):
+        rules["identifier_types"][name] = {"rule": "id"}
+        broken = tmp_path / f"identity-{len(name)}.yaml"
+        broken.write_text(yaml.safe_dump(rules))
+        with pytest.raises(ConfigurationError, match=rf"identifier_types\.{re.escape(name)}: its label would be"):
+            parse_settings(["--rules", str(broken)], env={})
+        del rules["identifier_types"][name]
