@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,26 +233,9 @@ def _without_strings(query: str) -> str:
     return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|//[^\n]*", "", query)
 
 
-def _balanced(text: str, start: int) -> str:
-    """The {...} starting at text[start], quotes and nesting respected."""
+def _depths(text: str) -> Iterator[tuple[str, int]]:
+    """Each character with the bracket depth after it; quoted text neither opens nor closes."""
     depth, quote = 0, ""
-    for i in range(start, len(text)):
-        c = text[i]
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c in "{[(":
-            depth += 1
-        elif c in "}])":
-            depth -= 1
-            if depth == 0:
-                return text[start:i + 1]
-    raise ValueError(f"unbalanced :param example: {text[start:]}")
-
-
-def _split_top_level(text: str, separator: str) -> list[str]:
-    parts, depth, quote, current = [], 0, "", ""
     for c in text:
         if quote:
             quote = "" if c == quote else quote
@@ -262,11 +245,25 @@ def _split_top_level(text: str, separator: str) -> list[str]:
             depth += 1
         elif c in "}])":
             depth -= 1
-        elif c == separator and depth == 0:
+        yield c, depth if not quote else depth + 1  # inside quotes: never at the top level
+
+
+def _balanced(text: str, start: int) -> str:
+    """The {...} starting at text[start], quotes and nesting respected."""
+    for length, (_, depth) in enumerate(_depths(text[start:]), 1):
+        if depth == 0:
+            return text[start:start + length]
+    raise ValueError(f"unbalanced :param example: {text[start:]}")
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    parts, current = [], ""
+    for c, depth in _depths(text):
+        if c == separator and depth == 0:
             parts.append(current)
             current = ""
-            continue
-        current += c
+        else:
+            current += c
     if current.strip():
         parts.append(current)
     return parts
