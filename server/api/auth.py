@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from server.access.audit import AuditEntry, AuditTrail
 from server.access.tokens import ADMIN, INGEST, READ, Caller, TokenRegistry
+from server.api.limits import handler_kind, service_of
 from server.api.status import before_abort
 from server.identity.stitching import suppression_hash
 from server.identity.values import Identifier
@@ -89,7 +90,7 @@ class Authorization(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.lstrip("/").split("/")[0] in self.exempt:
+        if handler is None or service_of(method) in self.exempt:
             return handler
         scope = METHOD_SCOPES.get(method)
         if self.tokens is None:  # nothing to check: only admin calls are wrapped, for their audit
@@ -126,12 +127,6 @@ def _short(method: str) -> str:
     return method.lstrip("/").split(".")[-1]
 
 
-def _kind(handler: Handler) -> str:
-    if handler.response_streaming:
-        return "stream_stream" if handler.request_streaming else "unary_stream"
-    return "stream_unary" if handler.request_streaming else "unary_unary"
-
-
 def _refusing(handler: Handler, auth: Authorization, who: str, method: str, code: grpc.StatusCode,
               message: str) -> Handler:
     """The handler with its behaviour replaced by a refusal, audited (queued: refusals can flood)."""
@@ -146,7 +141,7 @@ def _refusing(handler: Handler, auth: Authorization, who: str, method: str, code
         await refuse(context)
         yield  # pragma: no cover (abort raised)
 
-    kind = _kind(handler)
+    kind = handler_kind(handler)
     return handler._replace(**{kind: refuse_stream if handler.response_streaming else refuse_unary})  # type: ignore[attr-defined, no-any-return]
 
 
@@ -155,7 +150,7 @@ def _as_caller(handler: Handler, caller: Caller, method: str, audited_by: Author
     STARTED before it acts (and refused UNAVAILABLE when that entry cannot be written), and
     with its outcome before its answer goes out: before the response returns, or before the
     abort that ends it."""
-    kind = _kind(handler)
+    kind = handler_kind(handler)
     behaviour: Behaviour = getattr(handler, kind)
 
     async def start(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Finish:

@@ -36,7 +36,7 @@ class CallLimits(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.lstrip("/").split("/")[0] in self.exempt:
+        if handler is None or service_of(method) in self.exempt:
             return handler
         return _wrapped(handler, method, self)
 
@@ -53,13 +53,23 @@ class CallLimits(grpc.aio.ServerInterceptor):
             del self.open[method]
 
 
+def service_of(method: str) -> str:
+    """The service of a full method name: `/identity.v1.IdentityService/Ingest` -> `identity.v1.IdentityService`."""
+    return method.lstrip("/").split("/")[0]
+
+
+def handler_kind(handler: Handler) -> str:
+    """The field of the handler that holds its behaviour, by how its requests and responses flow."""
+    if handler.response_streaming:
+        return "stream_stream" if handler.request_streaming else "unary_stream"
+    return "stream_unary" if handler.request_streaming else "unary_unary"
+
+
 def _wrapped(handler: Handler, method: str, limits: CallLimits) -> Handler:
     """The same handler, its behaviour counted in and out of the method's open calls."""
-    if handler.response_streaming:
-        kind = "stream_stream" if handler.request_streaming else "unary_stream"
-        return handler._replace(**{kind: _counted_stream(getattr(handler, kind), method, limits)})  # type: ignore[attr-defined, no-any-return]
-    kind = "stream_unary" if handler.request_streaming else "unary_unary"
-    return handler._replace(**{kind: _counted_unary(getattr(handler, kind), method, limits)})  # type: ignore[attr-defined, no-any-return]
+    kind = handler_kind(handler)
+    counted = _counted_stream if handler.response_streaming else _counted_unary
+    return handler._replace(**{kind: counted(getattr(handler, kind), method, limits)})  # type: ignore[attr-defined, no-any-return]
 
 
 def _counted_unary(behaviour: Behaviour, method: str, limits: CallLimits) -> Behaviour:
