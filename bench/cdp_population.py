@@ -5,8 +5,8 @@ person". A customer data platform's data is the opposite: most people have one r
 source, and most records in a postcode belong to strangers. This world is built to expose a
 linker that joins strangers:
 
-- many people per postcode (about people/100 postcodes, each in one city), each at a one-line
-  street address ("9180 Meadow Ave");
+- many people per postcode (`per_postcode`, 100 by default; the issue's dense towns have 6,000),
+  each postcode in one city, each person at a one-line street address ("9180 Meadow Ave");
 - households of two (about 12% of people) sharing surname, address, postcode, city and a
   landline, with their own given names and birth dates;
 - namesakes: Zipf-like name frequencies repeat common names by themselves, and ~3% of people
@@ -19,12 +19,18 @@ linker that joins strangers:
 - web page views on cookies, logins (cookie + user_id + e-mail) for ~60% of people, app opens
   (device + user_id), e-mail opens, till purchases with junk at times.
 
+A records-only world (`records_only=True`) is the same world with only what a store's systems
+send: the CRM records and the loyalty signups with their till purchases, not the web, app and
+e-mail events (which a million people would make too many to send in the machine's time).
+Its events are the full world's loyalty and purchase events, same ids included.
+
 Every value embeds the prefix (phones, which cannot, are derived from it), so that runs and
 tests never collide in one database. Only the documented trait keys are used.
 
-The truth says which person every identifier belongs to, which identifiers the data can link
-(co-occurrence in an event or record, plus each person's loyalty signup with their CRM record),
-and which of those pairs only a probabilistic linker can find.
+The truth, computed from what is sent and nothing else, says which person every identifier
+belongs to, which identifiers the data can link (co-occurrence in an event or record, plus each
+person's loyalty signup with their CRM record), and which of those pairs only a probabilistic
+linker can find.
 """
 
 from __future__ import annotations
@@ -297,12 +303,22 @@ class Shares:
     street_typo: float = 0.25
 
 
-def generate(people: int, seed: int = 1, prefix: str = "cdp", shares: Shares = Shares()) -> CdpWorld:
-    """A seeded world of `people` people; the same arguments give the same world."""
+# The channels a records-only world sends: what a till and a CRM export carry.
+RECORDS_ONLY_TYPES = frozenset({"loyalty_signup", "purchase"})
+
+
+def generate(people: int, seed: int = 1, prefix: str = "cdp", shares: Shares = Shares(), per_postcode: int = 100,
+             records_only: bool = False) -> CdpWorld:
+    """A seeded world of `people` people, about `per_postcode` of them in each postcode; the
+    same arguments give the same world. `records_only` keeps, of the events, the loyalty
+    signups and purchases (the rest is drawn all the same, so the people and what they do at
+    the till and in the CRM are those of the full world)."""
+    if per_postcode < 1:
+        raise ValueError(f"per_postcode must be at least 1, not {per_postcode}")
     rng = random.Random(seed)
-    town = _Town.build(rng, people)
+    town = _Town.build(rng, people, per_postcode)
     persons = _people(rng, prefix, people, town, shares)
-    life = _Life(rng, prefix, shares)
+    life = _Life(rng, prefix, shares, RECORDS_ONLY_TYPES if records_only else None)
     for person in persons:
         life.live(person)
     life.events.sort(key=lambda e: (e.occurred_at, e.event_id))
@@ -326,18 +342,28 @@ SURNAME = _Zipf(SURNAMES, 0.5)
 STREET = _Zipf(STREETS, 0.5)
 
 
+POSTCODES = range(10000, 99999)
+
+
 @dataclass
 class _Town:
-    """Postcodes (about one per hundred people), each in one city; addresses handed out once."""
+    """Postcodes (one per `per_postcode` people), each in one city; addresses handed out once."""
 
     postcodes: list[str]
     city_of: dict[str, str]
     taken: set[tuple[str, str]] = field(default_factory=set)
+    _elsewhere: dict[str, list[str]] = field(default_factory=dict)
 
     @staticmethod
-    def build(rng: random.Random, people: int) -> _Town:
-        count = max(10, round(people / 100))
-        postcodes = [f"{code:05d}" for code in rng.sample(range(10000, 99999), count)]
+    def build(rng: random.Random, people: int, per_postcode: int = 100) -> _Town:
+        # small worlds get the postcodes of 1,000 people (ten at the default density), and
+        # every world two: a namesake must live in another city
+        count = max(2, round(max(people, 1000) / per_postcode))
+        if count > len(POSTCODES):
+            raise ValueError(f"{people} people at {per_postcode} per postcode need {count} postcodes; "
+                             f"there are {len(POSTCODES)}")
+        postcodes = [f"{code:05d}" for code in rng.sample(POSTCODES, count)]
+        # at least three cities (two postcodes: two), so that every postcode has one elsewhere
         cities = rng.sample(CITIES, min(len(CITIES), max(3, count // 3)))
         return _Town(postcodes, {code: cities[n % len(cities)] for n, code in enumerate(postcodes)})
 
@@ -350,7 +376,9 @@ class _Town:
 
     def elsewhere(self, rng: random.Random, city: str) -> str:
         """A postcode in another city than `city`."""
-        return rng.choice([code for code in self.postcodes if self.city_of[code] != city])
+        if city not in self._elsewhere:  # one list per city: a million people plant 30,000 namesakes
+            self._elsewhere[city] = [code for code in self.postcodes if self.city_of[code] != city]
+        return rng.choice(self._elsewhere[city])
 
 
 def _people(rng: random.Random, prefix: str, count: int, town: _Town, shares: Shares) -> list[Person]:
@@ -411,11 +439,13 @@ def _namesake(rng: random.Random, prefix: str, n: int, town: _Town, other: Perso
 class _Life:
     """Emits each person's events and CRM record, and remembers who carried what."""
 
-    def __init__(self, rng: random.Random, prefix: str, shares: Shares) -> None:
+    def __init__(self, rng: random.Random, prefix: str, shares: Shares, kept: frozenset[str] | None = None) -> None:
         self.rng = rng
         self.prefix = prefix
         self.shares = shares
+        self.kept = kept  # the event types sent (None: all); the others are drawn and dropped
         self.salt = zlib.crc32(prefix.encode())
+        self.emitted = 0  # events drawn, sent or not: event ids stay those of the full world
         self.events: list[CdpEvent] = []
         self.records: list[CrmRecord] = []
         self.signups: dict[str, Ident] = {}  # person -> loyalty id of their signup
@@ -450,10 +480,12 @@ class _Life:
     def _emit(self, person: Person, moment: datetime, source: str, channel: str, kind: str,
               identifiers: list[Ident], traits: dict[str, str] | None = None,
               properties: dict[str, str] | None = None) -> None:
-        event_id = f"{self.prefix}-e{len(self.events)}"
+        event_id = f"{self.prefix}-e{self.emitted}"
+        self.emitted += 1
         self.shown.update(identifiers)
-        self.events.append(CdpEvent(event_id, person.person_id, moment, source, channel, kind, tuple(identifiers),
-                                    traits or {}, properties or {}))
+        if self.kept is None or kind in self.kept:
+            self.events.append(CdpEvent(event_id, person.person_id, moment, source, channel, kind,
+                                        tuple(identifiers), traits or {}, properties or {}))
 
     def _browse(self, person: Person, cookie: Ident, moment: datetime) -> datetime:
         for _ in range(self.rng.randint(1, 3)):

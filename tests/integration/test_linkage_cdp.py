@@ -5,6 +5,11 @@ address, namesakes in other towns, and loyalty signups typed badly at the till. 
 world (bench/cdp_population.py) goes in the way a client sends it (events through Ingest, the
 CRM export through ImportRecords), and the profiles come back through LookupProfiles; the
 figures are bench/linkage_cdp.py's scoring functions, so the test and the bench agree.
+
+Every test runs on two worlds: a sparse one (about a hundred people per postcode) and a dense
+one where half the people share each postcode, as in a regional retailer's customer base,
+where the blocks that pair neighbours overflow and a prior read off the candidates would
+count neighbours as matches.
 """
 
 from __future__ import annotations
@@ -17,26 +22,30 @@ import pytest
 from neo4j import Driver
 
 from bench.cdp_population import CdpWorld, generate
+from server.identity.linkage.linkage_config import load_linkage_rules
 from bench.linkage_cdp import (CRM_TYPES, import_records, lookup_profiles, mixed_profiles, probabilistic_accuracy,
                                profile_accuracy, send_events, summary_figures, wait_for_linkage, wrong_links)
 
-PEOPLE = 600
 PREFIX = "cdptest-"
 pytestmark = pytest.mark.timeout(900)
+# (people, people per postcode): the dense world has two postcodes of 500 people each
+WORLDS = {"sparse": (600, 100), "dense": (1000, 500)}
 
 
-@pytest.fixture(scope="module")
-def cdp(identity, driver: Driver) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=list(WORLDS))
+def cdp(request: pytest.FixtureRequest, identity, driver: Driver) -> Iterator[dict[str, Any]]:
     """One world sent once: events, then the CRM export, then online linkage drained.
 
-    Earlier runs of this module sent the same people (same seed, another prefix); they would
-    match these, so they stop taking part in linkage first (data kept, labels removed), and
-    this run's people stop at the end, so that later modules meet none of them. The import
-    fits a model of its own on this world, as a first import does.
+    Every record already in the graph (earlier runs of this module sent the same people, with
+    another prefix, and other modules their own) stops taking part in linkage first (data
+    kept, labels removed), and this run's people stop at the end, so that later modules meet
+    none of them. The import fits a model of its own on this world alone, as a first import
+    on a fresh graph does.
     """
-    retire(driver, PREFIX)
+    people, per_postcode = WORLDS[request.param]
+    retire(driver, "")
     driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
-    world = generate(PEOPLE, seed=5, prefix=f"{PREFIX}{uuid.uuid4().hex[:8]}")
+    world = generate(people, seed=5, prefix=f"{PREFIX}{uuid.uuid4().hex[:8]}", per_postcode=per_postcode)
     acks, rejected = send_events(identity, world.events)
     summary = import_records(identity, world.records)
     drain = wait_for_linkage(identity, deadline_s=300, stall_s=120, report=print)
@@ -59,6 +68,26 @@ def _context(cdp: dict[str, Any]) -> str:
     wrong = "\n  ".join(wrong_links(cdp["predicted"], cdp["world"]))
     return (f"\nmodel {model.version or 'none'} prior {model.prior:.4g}; import {summary_figures(cdp['summary'])}"
             f"\nwrong joins:\n  {wrong}")
+
+
+def test_the_first_import_fits_a_model_whose_prior_is_about_one_match_per_signup(cdp: dict[str, Any]) -> None:
+    """The truth has one matching pair per person with both a CRM record and a till signup
+    (plus the records' matches among themselves, which the world has none of): the prior
+    must imply about that many, however many neighbours share a postcode."""
+    summary, world = cdp["summary"], cdp["world"]
+    assert not summary.model_refusals and summary.model_version, _context(cdp)
+    model = cdp["drain"].status.model
+    implied = model.prior * model.records * (model.records - 1) / 2
+    signed_up = {e.person for e in world.events if e.type == "loyalty_signup"}
+    matches = sum(1 for record in world.records if record.person in signed_up)
+    assert 0.5 * matches <= implied <= 2.0 * matches, f"{implied:.0f} matching pairs implied, {matches} true" \
+                                                      f"{_context(cdp)}"
+
+
+def test_pairs_compared_per_record_stay_bounded_however_dense(cdp: dict[str, Any]) -> None:
+    summary, rules = cdp["summary"], load_linkage_rules()
+    bound = len(rules.blocking) * rules.max_block_size
+    assert 0 < summary.pairs_compared <= bound * summary.records, _context(cdp)
 
 
 def test_every_event_and_record_is_accepted(cdp: dict[str, Any]) -> None:

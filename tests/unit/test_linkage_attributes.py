@@ -133,6 +133,9 @@ def write_rules(tmp_path: Path, **changes: object) -> Path:
         ({"upper": 0.4, "lower": 0.5}, "must not exceed upper"),
         ({"upper": 1.5}, "upper must be a probability"),
         ({"max_block_size": 1}, "max_block_size must be a whole number of at least 2"),
+        ({"fitting": {"prior_rules": [["given_name", "horoscope"]]}}, r"prior_rules\[0\] names horoscope"),
+        ({"fitting": {"prior_rules": []}}, "prior_rules must list at least one rule"),
+        ({"fitting": {"prior_rules_recall": 0}}, "prior_rules_recall must be a share above 0"),
     ],
 )
 def test_bad_linkage_rules_are_refused_with_the_entry_named(tmp_path: Path, changes: dict, message: str) -> None:

@@ -11,7 +11,7 @@ from server.identity.linkage.attributes import PersonAttributes
 from server.identity.linkage.compare import LEVEL_MISSING, level_names, levels
 from server.identity.linkage.estimation import FitSample
 from server.identity.linkage.model import LinkageModel, fit
-from server.identity.linkage.linkage_config import FieldRule, LinkageRules, load_linkage_rules
+from server.identity.linkage.linkage_config import FieldRule, FitSettings, LinkageRules, load_linkage_rules
 
 RULES = load_linkage_rules()
 NAMES = dict(zip(RULES.field_names, level_names(RULES)))
@@ -100,6 +100,7 @@ SYNTHETIC_RULES = LinkageRules(
     upper=0.9,
     lower=0.5,
     min_fields=1,
+    fitting=FitSettings(prior_rules=(("given_name", "date_of_birth"),)),
 )
 # True distributions over the non-missing levels (different .. exact) of each field.
 TRUE_M = ([0.05, 0.1, 0.15, 0.7], [0.1, 0.2, 0.7], [0.05, 0.95], [0.05, 0.1, 0.05, 0.8], [0.2, 0.8])
@@ -129,9 +130,12 @@ def synthetic_sample(candidates: np.ndarray, labelled: np.ndarray | None = None)
                      records=RECORDS, sampled=RECORDS)
 
 
+KNOWN_MATCHES = synthetic_levels(2_000, share=1.0, seed=11)
+
+
 @pytest.fixture(scope="module")
 def synthetic_model() -> LinkageModel:
-    return fit(synthetic_sample(synthetic_levels(40_000)), SYNTHETIC_RULES, version="synthetic")
+    return fit(synthetic_sample(synthetic_levels(40_000), KNOWN_MATCHES), SYNTHETIC_RULES, version="synthetic")
 
 
 def test_u_comes_from_random_pairs_and_m_from_em_with_u_fixed(synthetic_model: LinkageModel) -> None:
@@ -143,6 +147,36 @@ def test_the_prior_is_the_chance_that_two_random_records_match(synthetic_model: 
     matching_pairs = 40_000 * MATCH_SHARE
     assert synthetic_model.prior == pytest.approx(matching_pairs / (RECORDS * (RECORDS - 1) / 2), rel=0.1)
     assert synthetic_model.expected_matching_pairs == pytest.approx(matching_pairs, rel=0.1)
+
+
+def test_the_prior_counts_rule_matches_over_the_rules_recall_on_known_matches(synthetic_model: LinkageModel) -> None:
+    """Given name and date of birth both exact: 0.9 * 0.7 * 0.9 * 0.8 of matches (values are
+    missing one time in ten), which the known matches measure."""
+    assert synthetic_model.prior_recall_from == "known matches"
+    assert synthetic_model.prior_recall == pytest.approx(0.9 * 0.7 * 0.9 * 0.8, abs=0.03)
+    expected = synthetic_model.prior_rule_pairs / synthetic_model.prior_recall / (RECORDS * (RECORDS - 1) / 2)
+    assert synthetic_model.prior == pytest.approx(expected)
+
+
+def test_without_enough_known_matches_the_configured_recall_is_used() -> None:
+    rules = dataclasses.replace(SYNTHETIC_RULES, fitting=dataclasses.replace(SYNTHETIC_RULES.fitting,
+                                                                             prior_rules_recall=0.25))
+    model = fit(synthetic_sample(synthetic_levels(40_000), KNOWN_MATCHES[:5]), rules, version="few known")
+    assert (model.prior_recall_from, model.prior_recall) == ("configured", 0.25)
+
+
+def test_the_prior_does_not_grow_with_the_neighbours_blocking_pairs() -> None:
+    """A dense postcode: the same matches among five or twenty times as many candidate pairs
+    of neighbours who agree on where they live. The prior stays the matches' share of all pairs."""
+    rules = dataclasses.replace(SYNTHETIC_RULES, blocking=("postcode",))
+    neighbours_u = ([0.6, 0.25, 0.1, 0.05], [0.0, 0.0, 1.0], [0.0, 1.0], [0.7, 0.2, 0.05, 0.05], [0.0, 1.0])
+    matches = synthetic_levels(1_000, share=1.0, seed=6)
+    priors = []
+    for neighbours in (5_000, 20_000):
+        candidates = np.concatenate([synthetic_levels(neighbours, share=0.0, seed=5, u=neighbours_u), matches])
+        priors.append(fit(synthetic_sample(candidates, KNOWN_MATCHES), rules, version="dense").prior)
+    true_prior = 1_000 / (RECORDS * (RECORDS - 1) / 2)
+    assert priors[0] == pytest.approx(true_prior, rel=0.15) and priors[1] == pytest.approx(true_prior, rel=0.15)
 
 
 def test_rare_matches_among_strangers_who_share_a_postcode_do_not_invert_the_model() -> None:

@@ -15,9 +15,20 @@ match class. So each parameter comes from the data that can give it without that
   with certainty, and a weak prior belief that matches mostly agree keeps a pass with few
   matches from inverting a field. Each field's m is the passes' estimates weighted by the
   matches each pass found.
-- the prior, P(two random records are one person): the expected number of matching pairs
-  among the candidates (their share fitted by EM with m and u fixed) over all pairs of
-  records. About 1/records when each person has one duplicate.
+- the prior, P(two random records are one person), from evidence whose meaning does not
+  change with how many records share a block (Splink's approach): candidate pairs that agree
+  exactly on every field of a deterministic rule (same names and date of birth; same names
+  and address) are matches, and those rules find a known share of all matches, their recall,
+  measured on the known matches. So
+
+      prior = (rule pairs / recall) / pairs covered
+
+  where the rule pairs are those among the candidates of the sampled records, and the pairs
+  covered are all pairs with at least one sampled record. About 1/records when each person
+  has one duplicate, however densely the records share postcodes. (EM's share of matches
+  among candidates, used before, grew with block density: in a postcode of thousands the
+  candidates are neighbours who agree on where they live, and some of that agreement was
+  taken for matches.)
 
 `check` then refuses a fit that is not plausible; the caller never makes such a model current.
 """
@@ -43,6 +54,7 @@ TOLERANCE = 1e-9  # change of mean log-likelihood per pair that counts as conver
 MIN_SESSION_PAIRS = 30  # a blocking pass with fewer candidate pairs says too little about m
 PROBABILITY_FLOOR = 1e-12
 PRIOR_CEILING = 0.5
+HALF_PAIR = 0.5  # rule pairs counted when the rules found none: the prior is small, never zero
 
 
 @dataclass(frozen=True)
@@ -71,12 +83,33 @@ class Session:
 
 
 @dataclass(frozen=True)
+class PriorEvidence:
+    """What the prior was estimated from (prior_from_rules), kept with the model to explain it."""
+
+    rule_pairs: int  # candidate pairs of the sampled records that a deterministic rule calls matches
+    recall: float  # the share of all matches the rules find
+    recall_from: str  # "known matches" (measured on them) or "configured" (too few known matches)
+    covered_pairs: float  # pairs with at least one sampled record
+
+    @property
+    def matching_pairs(self) -> float:
+        """Matching pairs expected among the covered pairs."""
+        return max(self.rule_pairs, HALF_PAIR) / self.recall
+
+    @property
+    def prior(self) -> float:
+        if self.covered_pairs <= 0:
+            return PROBABILITY_FLOOR
+        return min(max(self.matching_pairs / self.covered_pairs, PROBABILITY_FLOOR), PRIOR_CEILING)
+
+
+@dataclass(frozen=True)
 class Estimate:
     """Fitted parameters: m and u per field over all levels (missing neutral), and the prior."""
 
     m: tuple[tuple[float, ...], ...]
     u: tuple[tuple[float, ...], ...]
-    prior: float
+    prior: PriorEvidence
     sessions: tuple[Session, ...]
 
     @property
@@ -164,9 +197,8 @@ def estimate(sample: FitSample, rules: LinkageRules) -> Estimate:
     sessions = tuple(s for p, name in enumerate(rules.blocking)
                      if (s := _session(sample, rules, p, name, u, alpha, labelled, sizes)) is not None)
     m = [_combined_m(f, sessions, labelled[f] + alpha[f]) for f in range(len(sizes))]
-    prior = _prior(sample, m, u, implied_columns(rules.field_names, rules.implied))
     return Estimate(m=tuple(_with_missing(p) for p in m), u=tuple(_with_missing(p) for p in u),
-                    prior=prior, sessions=sessions)
+                    prior=prior_from_rules(sample, rules), sessions=sessions)
 
 
 def _u_field(sample: FitSample, field: int, size: int) -> np.ndarray:
@@ -243,26 +275,46 @@ def _combined_m(field: int, sessions: Sequence[Session], fallback: np.ndarray) -
     return _normalised(sum(w * s.m[field] for w, s in zip(weights, usable)))
 
 
-def _prior(sample: FitSample, m: list[np.ndarray], u: list[np.ndarray], implied: Sequence[tuple[int, int]]) -> float:
-    """P(two random records match): expected matching pairs among the candidates over all pairs covered.
+def prior_from_rules(sample: FitSample, rules: LinkageRules) -> PriorEvidence:
+    """P(two random records match) = (rule pairs / the rules' recall) / pairs covered.
 
-    The share of matches among candidates is fitted by EM with m and u fixed (the posterior
-    of a candidate pair depends on that share, not on the prior over all pairs); the
-    candidates are those of `sampled` records against all `records`, and pairs outside
-    blocking are taken to be non-matches.
+    Rule pairs are the candidate pairs that agree exactly on every field of one of
+    `fitting.prior_rules`; the recall is the share of the known matches that agree so (with
+    half a pair of smoothing), or `fitting.prior_rules_recall` while fewer than
+    `fitting.min_labelled_pairs` known matches are there to measure it. The candidates are
+    those of `sampled` records against all `records`; a rule pair outside blocking is missed,
+    which the recall measured on known matches does not see, so blocking must pair records
+    that agree on a rule (every rule here shares a blocking pass's key).
     """
     covered = sample.sampled * (sample.records - 1) - sample.sampled * (sample.sampled - 1) / 2
-    if covered <= 0 or len(sample.candidates) == 0:
-        return PROBABILITY_FLOOR
-    bits = bayes_factor_bits(sample.candidates, m, u, implied)
-    share = 0.5
-    for _ in range(1000):
-        updated = float(np.mean(1.0 / (1.0 + np.exp2(-(np.log2(share / (1.0 - share)) + bits)))))
-        updated = min(max(updated, 1e-12), 1.0 - 1e-12)
-        if abs(updated - share) <= 1e-9:
-            break
-        share = updated
-    return min(max(share * len(bits) / covered, PROBABILITY_FLOOR), PRIOR_CEILING)
+    columns = rule_columns(rules)
+    caught = _caught_by_rules(sample.labelled, columns, rules)
+    settings = rules.fitting
+    if len(sample.labelled) >= max(settings.min_labelled_pairs, 1):
+        recall, source = (caught.sum() + HALF_PAIR) / (len(sample.labelled) + 2 * HALF_PAIR), "known matches"
+    else:
+        recall, source = settings.prior_rules_recall, "configured"
+    pairs = int(_caught_by_rules(sample.candidates, columns, rules).sum())
+    return PriorEvidence(rule_pairs=pairs, recall=float(recall), recall_from=source, covered_pairs=float(covered))
+
+
+def rule_columns(rules: LinkageRules) -> tuple[tuple[int, ...], ...]:
+    """The prior rules as field columns; ValueError naming a field that is not compared."""
+    names = rules.field_names
+    unknown = sorted({f for rule in rules.fitting.prior_rules for f in rule if f not in names})
+    if unknown:
+        raise ValueError(f"prior rules name {', '.join(unknown)}, not compared fields")
+    return tuple(tuple(names.index(f) for f in rule) for rule in rules.fitting.prior_rules)
+
+
+def _caught_by_rules(matrix: np.ndarray, columns: Sequence[tuple[int, ...]], rules: LinkageRules) -> np.ndarray:
+    """Per row, whether it agrees exactly on every field of at least one rule."""
+    if len(matrix) == 0:
+        return np.zeros(0, dtype=bool)
+    exact = np.array([len(names) - 1 for names in level_names(rules)])
+    agrees = np.asarray(matrix) == exact[None, :]
+    caught: np.ndarray = np.any([agrees[:, list(rule)].all(axis=1) for rule in columns], axis=0)
+    return caught
 
 
 def field_bits(matrix: np.ndarray, m: Sequence[Distribution], u: Sequence[Distribution],

@@ -52,6 +52,12 @@ class FitSettings:
     min_labelled_pairs: int = 20  # known matches needed before they check the fit
     min_labelled_agreement: float = 0.5  # share of known matches the fit must score as evidence for a match
     max_matches_per_record: float = 3.0  # a prior implying more matching pairs per record is implausible
+    # The prior's evidence (estimation.prior_from_rules): pairs that agree exactly on every field
+    # of one of these rules are counted as matches, and divided by the rules' recall (the share
+    # of known matches they catch; `prior_rules_recall` while too few known matches say).
+    prior_rules: tuple[tuple[str, ...], ...] = (("given_name", "surname", "date_of_birth"),
+                                                ("given_name", "surname", "street_number", "address_1", "postcode"))
+    prior_rules_recall: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,12 +114,12 @@ def parse_linkage_rules(data: Mapping[str, Any], source: str = "linkage rules") 
         upper=upper,
         lower=lower,
         min_fields=min_fields,
-        fitting=_fitting(data.get("fitting", {}), source),
+        fitting=_fitting(data.get("fitting", {}), source, tuple(rule.name for rule in fields)),
         guards=_guards(data.get("guards", {}), source),
     )
 
 
-def _fitting(raw: Any, source: str) -> FitSettings:
+def _fitting(raw: Any, source: str, compared: tuple[str, ...]) -> FitSettings:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{source}: fitting must be a mapping of settings")
     defaults = FitSettings()
@@ -131,7 +137,27 @@ def _fitting(raw: Any, source: str) -> FitSettings:
     agreement = merged["min_labelled_agreement"]
     if not _is_number(agreement) or not 0.0 <= float(agreement) <= 1.0:
         raise ConfigurationError(f"{where}: min_labelled_agreement must be a share between 0 and 1")
+    recall = merged["prior_rules_recall"]
+    if not _is_number(recall) or not 0.0 < float(recall) <= 1.0:
+        raise ConfigurationError(f"{where}: prior_rules_recall must be a share above 0 and at most 1")
+    merged["prior_rules"] = _prior_rules(merged["prior_rules"], where, compared)
     return FitSettings(**merged)
+
+
+def _prior_rules(raw: Any, where: str, compared: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Deterministic rules for the prior: each a non-empty list of compared fields."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigurationError(f"{where}: prior_rules must list at least one rule (a list of compared fields)")
+    rules = []
+    for n, rule in enumerate(raw):
+        if not isinstance(rule, (list, tuple)) or not rule or not all(isinstance(f, str) for f in rule):
+            raise ConfigurationError(f"{where}: prior_rules[{n}] must be a non-empty list of field names")
+        unknown = [f for f in rule if f not in compared]
+        if unknown:
+            raise ConfigurationError(f"{where}: prior_rules[{n}] names {', '.join(unknown)}, not a compared field; "
+                                     f"expected some of {', '.join(compared)}")
+        rules.append(tuple(rule))
+    return tuple(rules)
 
 
 def _guards(raw: Any, source: str) -> DecisionGuards:

@@ -48,6 +48,11 @@ class LinkageModel:
     random_pairs: int = 0
     labelled_pairs: int = 0
     implied_by: tuple[tuple[str, str], ...] = ()  # (field, implying field): see estimation.field_bits
+    # The prior's evidence (estimation.prior_from_rules): candidate pairs a deterministic rule
+    # calls matches, and the rules' recall, measured on known matches or configured.
+    prior_rule_pairs: int = 0
+    prior_recall: float = 0.0
+    prior_recall_from: str = ""
     quality: dict[str, Any] = field(default_factory=dict, compare=False)  # quality.stored() of the fit's pairs
 
     def to_json(self) -> str:
@@ -75,6 +80,9 @@ class LinkageModel:
                 random_pairs=int(data.get("random_pairs", 0)),
                 labelled_pairs=int(data.get("labelled_pairs", 0)),
                 implied_by=_nested(data.get("implied_by", [])),
+                prior_rule_pairs=int(data.get("prior_rule_pairs", 0)),
+                prior_recall=float(data.get("prior_recall", 0.0)),
+                prior_recall_from=str(data.get("prior_recall_from", "")),
                 quality=dict(data.get("quality", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -148,7 +156,7 @@ def fit(sample: FitSample, rules: LinkageRules, version: str) -> LinkageModel:
         fields=rules.field_names,
         m=found.m,
         u=found.u,
-        prior=found.prior,
+        prior=found.prior.prior,
         upper=rules.upper,
         lower=rules.lower,
         fitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -160,6 +168,9 @@ def fit(sample: FitSample, rules: LinkageRules, version: str) -> LinkageModel:
         random_pairs=len(sample.random),
         labelled_pairs=len(sample.labelled),
         implied_by=rules.implied,
+        prior_rule_pairs=found.prior.rule_pairs,
+        prior_recall=found.prior.recall,
+        prior_recall_from=found.prior.recall_from,
     )
 
 
