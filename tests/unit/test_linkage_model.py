@@ -56,6 +56,12 @@ def test_a_stray_space_in_a_name_is_no_difference() -> None:
     assert compared(WILLIAM, dataclasses.replace(WILLIAM, surname="smi th"))["surname"] == "exact"
 
 
+def test_a_mistyped_nickname_is_similar_but_not_as_close_as_a_nickname() -> None:
+    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="bill"))["given_name"] == "close"
+    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="billl"))["given_name"] == "similar"
+    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="wik"))["given_name"] == "similar"
+
+
 def test_names_are_banded_by_similarity() -> None:
     assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="wiliam"))["given_name"] == "close"
     assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="kobe"))["given_name"] == "different"

@@ -223,6 +223,22 @@ def _formal_names(name: str) -> frozenset[str]:
     return frozenset(_nicknamer().canonicals_of(name))
 
 
+@lru_cache(maxsize=65536)
+def _related_names(name: str) -> frozenset[str]:
+    """The name, its nicknames and its formal names (jennifer: jenny, jen, ...)."""
+    namer = _nicknamer()
+    return frozenset({name, *namer.nicknames_of(name), *namer.canonicals_of(name)})
+
+
+@lru_cache(maxsize=262144)
+def nickname_similarity(first: str, second: str) -> float:
+    """The best Jaro-Winkler similarity of one name to the other's related names: a nickname
+    typed with a typo at a till ("jeeny" for jennifer's jenny, "mikw" for michael's mike) is
+    close to a nickname though far from the formal name."""
+    return max(max(jellyfish.jaro_winkler_similarity(first, other) for other in _related_names(second)),
+               max(jellyfish.jaro_winkler_similarity(other, second) for other in _related_names(first)))
+
+
 def squashed(value: str | None) -> str | None:
     """The value without spaces: 'ja yde' and 'jayde' are one name with a stray space."""
     return value.replace(" ", "") if value else None

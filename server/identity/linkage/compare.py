@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from recordlinkage.algorithms.string import damerau_levenshtein_similarity, jarowinkler_similarity
 
-from server.identity.linkage.attributes import PersonAttributes, are_nicknames, squashed
+from server.identity.linkage.attributes import PersonAttributes, are_nicknames, nickname_similarity, squashed
 from server.identity.linkage.linkage_config import FieldRule, LinkageRules
 
 LEVEL_MISSING = 0
@@ -127,15 +127,30 @@ def _grade_distinct(left: Values, right: Values, grade: Grader) -> dict[tuple[st
 
 
 def _similarity_grader(rule: FieldRule) -> Grader:
-    """Bands Jaro-Winkler similarity; for names a nickname counts as the closest band."""
+    """Bands Jaro-Winkler similarity; for names a nickname counts as the closest band, and a
+    name far from the other but near one of its nicknames ("jeeny" ~ jennifer's "jenny") is
+    banded by that similarity, below the closest band (a typo'd nickname says less than a
+    nickname)."""
     bands = np.asarray(rule.bands)
     top = len(rule.bands) + LEVEL_DIFFERENT
+
+    def band(similarity: float) -> int:
+        return LEVEL_DIFFERENT + int(np.searchsorted(bands, similarity, side="right"))
+
+    def graded_name(a: str, b: str, level: int) -> int:
+        if level == top:
+            return level
+        if are_nicknames(a, b):
+            return top
+        if level == LEVEL_DIFFERENT:
+            return min(band(nickname_similarity(a, b)), top - 1)
+        return level
 
     def grade(left: list[str], right: list[str]) -> list[int]:
         similarity = jarowinkler_similarity(pd.Series(left), pd.Series(right)).to_numpy()
         graded: list[int] = (LEVEL_DIFFERENT + np.searchsorted(bands, similarity, side="right")).tolist()
         if rule.comparator == "name":
-            graded = [g if g == top or not are_nicknames(a, b) else top for a, b, g in zip(left, right, graded)]
+            graded = [graded_name(a, b, g) for a, b, g in zip(left, right, graded)]
         return graded
 
     return grade

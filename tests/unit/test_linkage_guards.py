@@ -1,0 +1,52 @@
+"""Decision guards on the levels of real-looking pairs: households and namesakes stay apart,
+a till signup typed with a nickname and a typo still reaches its own CRM record."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from server.identity.linkage.attributes import PersonAttributes
+from server.identity.linkage.compare import levels
+from server.identity.linkage.guards import HOUSEHOLD, NAMESAKE, Guards
+from server.identity.linkage.linkage_config import load_linkage_rules
+
+RULES = load_linkage_rules()
+GUARDS = Guards(RULES)
+
+SANDRA = PersonAttributes(given_name="sandra", surname="gonzalez", street_number="684", address_1="hamilton pl",
+                          suburb="chester", postcode="27611", date_of_birth="20040108")
+
+
+def guard(left: PersonAttributes, right: PersonAttributes) -> str | None:
+    return GUARDS.reason(levels([left], [right], RULES)[0])
+
+
+def test_a_household_member_with_another_given_name_and_no_birth_date_is_guarded() -> None:
+    partner = dataclasses.replace(SANDRA, given_name="kevin", date_of_birth=None)
+    assert guard(partner, SANDRA) == HOUSEHOLD
+
+
+def test_a_household_member_with_a_similar_given_name_and_another_birth_date_is_guarded() -> None:
+    sister = dataclasses.replace(SANDRA, given_name="sarah", date_of_birth="20061023")
+    assert guard(sister, SANDRA) == HOUSEHOLD
+
+
+def test_a_signup_with_a_mistyped_nickname_and_no_birth_date_is_not_taken_for_a_household() -> None:
+    jennifer = dataclasses.replace(SANDRA, given_name="jennifer", surname="mendez")
+    at_the_till = dataclasses.replace(jennifer, given_name="jeeny", surname="mrndez", date_of_birth=None)
+    assert guard(at_the_till, jennifer) is None
+
+
+def test_the_same_person_typed_with_a_swapped_birth_date_is_not_guarded() -> None:
+    assert guard(dataclasses.replace(SANDRA, given_name="sandar", date_of_birth="20040801"), SANDRA) is None
+
+
+def test_a_namesake_elsewhere_born_another_year_is_guarded() -> None:
+    namesake = dataclasses.replace(SANDRA, street_number="12", address_1="oak st", suburb="aurora", postcode="18271",
+                                   date_of_birth="19710305")
+    assert guard(namesake, SANDRA) == NAMESAKE
+
+
+def test_one_national_id_overrules_the_guards() -> None:
+    partner = dataclasses.replace(SANDRA, given_name="kevin", date_of_birth=None, national_id="123456789")
+    assert guard(partner, dataclasses.replace(SANDRA, national_id="123456789")) is None
