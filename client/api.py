@@ -211,7 +211,8 @@ class IdentityClient:
         return iter(self._identity.RescoreLinks(request, timeout=24 * 3600))
 
     def linkage_status(self) -> pb.LinkageStatus:
-        """The current linkage model and the online linkage queue's length and oldest wait."""
+        """The current linkage model, the online linkage queue's length and oldest wait, and
+        whether probabilistic linkage is on (if not, why: probabilistic_linkage_on, why_off)."""
         answer: pb.LinkageStatus = self._identity.GetLinkageStatus(pb.GetLinkageStatusRequest(), timeout=self.timeout)
         return answer
 

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     refit.set_defaults(run=run_refit)
 
     status = commands.add_parser("linkage-status", help="print the linkage model, its quality, the last refused "
-                                                        "fit and the online linkage lag")
+                                                        "fit, the online linkage lag, and whether probabilistic "
+                                                        "linkage is on (if not, why, also on stderr)")
     status.set_defaults(run=run_linkage_status)
 
     rescore = commands.add_parser("rescore", help="re-score every probabilistic link under the current model "
@@ -355,6 +356,9 @@ def report_import(summary: pb.ImportSummary) -> int:
           f"pairs compared {summary.pairs_compared}, records with warnings {summary.records_with_warnings}")
     for reason in summary.model_refusals:
         print(f"linkage model refused, no probabilistic links made: {reason}", file=sys.stderr)
+    if summary.records_left_unlinked:
+        print(f"{summary.records_left_unlinked} records left without probabilistic linkage: {summary.why_unlinked}",
+              file=sys.stderr)
     if summary.model_version:
         print(describe_quality(summary.quality, summary.model_version))
     return EXIT_REJECTED if summary.rejected else EXIT_OK
@@ -543,7 +547,10 @@ def rejection_filters(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_linkage_status(args: argparse.Namespace) -> int:
     with connect(args) as identity:
-        print_json(identity.linkage_status())
+        status = identity.linkage_status()
+    print_json(status)
+    if not status.probabilistic_linkage_on:
+        print(f"probabilistic linkage is off: {status.why_off}", file=sys.stderr)
     return EXIT_OK
 
 

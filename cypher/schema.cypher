@@ -37,6 +37,10 @@ FOR (m:LinkPending) ON (m.pending_since);
 CREATE CONSTRAINT linkage_model_version IF NOT EXISTS
 FOR (m:LinkageModel) REQUIRE m.version IS UNIQUE;
 
+// The online worker's claim on fitting a model (linkage/claim_fit): one node, MERGEd by name.
+CREATE CONSTRAINT linkage_fitting_name IF NOT EXISTS
+FOR (f:LinkageFitting) REQUIRE f.name IS UNIQUE;
+
 // Segments: definitions by name, membership as (:Profile)-[:IN_SEGMENT]->(:Segment) edges,
 // profiles waiting for re-evaluation (SegmentsDirty, oldest first), and the change log
 // that WatchSegment reads by position.

@@ -30,6 +30,36 @@ SEGMENT_SETTLE_S = 0.25
 ONLINE_LINKAGE_BATCH = 200
 IDLE_WAIT_S = 0.05
 
+# A fit the checks refuse is tried once more on a sample this many times larger (at most every
+# Matchable record): a refusal is often too little evidence (few matches among the candidates of
+# a small sample in dense postcodes). Four times the records is about four times the fit's time.
+REFUSED_FIT_SAMPLE_GROWTH = 4
+
+# An import refits the linkage model when the graph holds this many times the records the current
+# model was fitted on (records.RecordImporter._outgrown): a model fitted on the first thousand
+# signups by the online worker has seen no CRM record, and one fitted on a first small import
+# little of the data; a refused refit keeps the current model.
+MODEL_OUTGROWN_BY = 2.0
+
+# When the online worker fits a model itself (no model is current, identifiers wait for one):
+# - the graph holds at least ONLINE_FIT_MIN_RECORDS Matchable records (fewer give a fit little
+#   to learn from; an import or RefitLinkageModel can still fit on fewer);
+# - the oldest waiting identifier has waited ONLINE_FIT_AFTER_S, so that an import in progress
+#   fits on all its records first rather than the worker on the first signups;
+# - a refused attempt is retried after ONLINE_FIT_RETRY_S, doubled per refusal in a row up to
+#   ONLINE_FIT_MAX_RETRY_S (a refit on unchanged records is refused again; new records may help);
+# - one server at a time, under a claim in the graph that expires after ONLINE_FIT_LEASE_S (a fit
+#   of 20,000 records takes minutes; a server that died fitting frees the claim by this);
+# - the conditions are checked every ONLINE_FIT_CHECK_S (each check is a few small reads), and
+#   while identifiers wait, a warning says so every ONLINE_WAIT_REPORT_S.
+ONLINE_FIT_MIN_RECORDS = 1000
+ONLINE_FIT_AFTER_S = 120.0
+ONLINE_FIT_RETRY_S = 600.0
+ONLINE_FIT_MAX_RETRY_S = 6 * 3600.0
+ONLINE_FIT_LEASE_S = 1800.0
+ONLINE_FIT_CHECK_S = 10.0
+ONLINE_WAIT_REPORT_S = 60.0
+
 # How long a server trusts what it read of rarely changing definitions (the segment
 # definitions, the current linkage model, its absence) before reading them again: another
 # server may change them. Changes this server makes itself are seen at once.

@@ -123,11 +123,12 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     pools = WorkPools.of_size(settings.max_workers)
     ingestor = Ingestor(graph, rules, settings.suppression_salt, OnlineQueue(linkage) if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
-    linker = Linker(graph, rules, linkage)
-    importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size)
+    metrics = ServerMetrics()
+    linker = Linker(graph, rules, linkage, on_refusal=metrics.fit_refused)
+    importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size,
+                              queue_unlinked=settings.online_linkage)
     replayer = Replayer(graph, ingestor, importer)
     audit = AuditTrail(graph)
-    metrics = ServerMetrics()
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
                                 linker, importer, replayer, pools, audit, metrics)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
@@ -156,7 +157,8 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     metrics.watch(StateSources(
         open_calls=lambda: dict(limits.open), neo4j_sessions_in_use=lambda: graph.sessions_in_use,
         neo4j_up=lambda: readiness.ready,
-        linkage_lag=lambda: _lag(linker.lag()), segment_lag=lambda: Lag(*membership.lag())))
+        linkage_lag=lambda: _lag(linker.lag()), segment_lag=lambda: Lag(*membership.lag()),
+        linkage_on=lambda: linker.model() is not None))
     for background in (worker, segment_worker, retention_worker):
         if background is not None:
             background.start()
@@ -164,7 +166,8 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     if settings.http_listen:
         try:
             running.http = OperatorHttp(settings.http_listen, OperatorEndpoints(
-                metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason), assets=browser.asset))
+                metrics=metrics.exposition, ready=lambda: (readiness.ready, readiness.reason),
+                notes=lambda: [note for note in (linker.known_state(),) if note], assets=browser.asset))
         except OSError:
             running.stop(0)  # everything above is started, so everything stops
             raise

@@ -17,7 +17,7 @@ from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import QualitySummary, from_stored, summarise
 from server.identity.linkage.linkage_config import LinkageRules
 from server.identity.explanations import LinkExplanation, PairScoreView
-from server.identity.linkage.linker import RefusedFitView
+from server.identity.linkage.linker import LinkageOff, LinkageStatusView, RefusedFitView
 from server.identity.rescoring import RescoreProgress, RescoreSummary
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor
@@ -241,6 +241,7 @@ def import_progress(step: ImportProgress | ImportSummary) -> pb.ImportProgress:
         rejected=step.rejected, pairs_compared=step.pairs_compared, model_version=step.model_version,
         rejections=[pb.RecordRejection(record_id=r, reason=why) for r, why in step.rejections],
         quality=linkage_quality(summarise(step.quality, step.upper)), model_refusals=step.model_refusals,
+        records_left_unlinked=step.records_left_unlinked, why_unlinked=step.why_unlinked,
         records_with_warnings=step.records_with_warnings,
         warnings=[pb.RecordWarning(record_id=r, warning=value_warning(w)) for r, w in step.warnings]))
 
@@ -277,6 +278,29 @@ def refused_fit(refused: RefusedFitView, rules: LinkageRules) -> pb.RefusedFit:
     return pb.RefusedFit(version=refused.model.version,
                          fitted_at=to_timestamp(datetime.fromisoformat(refused.model.fitted_at)),
                          reasons=refused.reasons, model=linkage_model(refused.model, rules))
+
+
+LINKAGE_OFF_REASONS = {
+    LinkageOff.NO_MODEL: pb.LINKAGE_OFF_REASON_NO_MODEL,
+    LinkageOff.FIT_REFUSED: pb.LINKAGE_OFF_REASON_FIT_REFUSED,
+    LinkageOff.MODEL_INCOMPATIBLE: pb.LINKAGE_OFF_REASON_MODEL_INCOMPATIBLE,
+}
+
+
+def linkage_status(view: LinkageStatusView, rules: LinkageRules) -> pb.LinkageStatus:
+    status = pb.LinkageStatus(pending=view.lag.pending, oldest_wait_seconds=view.lag.oldest_wait_s,
+                              probabilistic_linkage_on=view.off is None, why_off=view.why_off,
+                              matchable_records=view.matchable,
+                              next_fit_attempt=to_timestamp(view.next_fit_attempt))
+    if view.off is not None:
+        status.off_reason = LINKAGE_OFF_REASONS[view.off]
+    if view.model is not None:
+        status.model.CopyFrom(linkage_model(view.model, rules))
+    if view.current_links is not None:
+        status.current_links.CopyFrom(linkage_quality(view.current_links))
+    if view.refused is not None:
+        status.last_refused_fit.CopyFrom(refused_fit(view.refused, rules))
+    return status
 
 
 def rescore_progress(step: RescoreProgress | RescoreSummary) -> pb.RescoreProgress:

@@ -167,19 +167,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     @unary
     async def GetLinkageStatus(self, request: pb.GetLinkageStatusRequest, context: Context) -> pb.LinkageStatus:
-        return await self.pools.read.run(self._linkage_status)
-
-    def _linkage_status(self) -> pb.LinkageStatus:
-        lag = self.linker.lag()
-        model = self.linker.model(max_age=0)
-        status = pb.LinkageStatus(pending=lag.pending, oldest_wait_seconds=lag.oldest_wait_s)
-        if model is not None:
-            status.model.CopyFrom(convert.linkage_model(model, self.linker.linkage))
-            status.current_links.CopyFrom(convert.linkage_quality(self.linker.links_of(model)))
-        refused = self.linker.last_refused_fit()
-        if refused is not None:
-            status.last_refused_fit.CopyFrom(convert.refused_fit(refused, self.linker.linkage))
-        return status
+        return convert.linkage_status(await self.pools.read.run(self.linker.status), self.linker.linkage)
 
     @streaming
     async def RescoreLinks(self, request: pb.RescoreLinksRequest,

@@ -2,10 +2,11 @@
 
 A registry per server (not prometheus_client's global one) lets tests and `--processes N`
 run several servers in one interpreter or one host. What is counted as it happens (acks,
-batches, latencies) is pushed by the servicers; what describes the graph's queues (linkage
-and segment lag) and the server's state (open calls, Neo4j sessions, readiness) is read when
-Prometheus scrapes, by a collector, the queue lengths at most every LAG_MAX_AGE_S (each is a
-Neo4j query).
+batches, latencies) is pushed by the servicers, and refused linkage fits by the linker (the
+import's, RefitLinkageModel's and the online worker's); what describes the graph's queues
+(linkage and segment lag), whether probabilistic linkage is on, and the server's state (open
+calls, Neo4j sessions, readiness) is read when Prometheus scrapes, by a collector, the queue
+lengths at most every LAG_MAX_AGE_S (each is a Neo4j query).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from server.identity.linkage.linker import FIT_TRIGGERS
 
 LAG_MAX_AGE_S = 5.0
 # Seconds; a commit of a 500-event batch takes tens to hundreds of ms, a lookup a few ms.
@@ -43,6 +46,7 @@ class StateSources:
     neo4j_up: Callable[[], bool]
     linkage_lag: Callable[[], Lag]
     segment_lag: Callable[[], Lag]
+    linkage_on: Callable[[], bool]  # a current model links probabilistically (read at most every few seconds)
 
 
 class ServerMetrics:
@@ -60,6 +64,15 @@ class ServerMetrics:
                                         registry=self.registry)
         self.lookups = Counter("identity_lookups", "Lookups answered, by result (profile, not_found)", ["result"],
                                registry=self.registry)
+        self.fit_refusals = Counter("identity_linkage_fit_refusals",
+                                    "Linkage fits refused by their checks (after the retry on a larger sample), "
+                                    "by what asked for the fit (import, refit, online)", ["trigger"],
+                                    registry=self.registry)
+        for trigger in FIT_TRIGGERS:  # present at 0 from the start, so that increase() sees the first
+            self.fit_refusals.labels(trigger)
+
+    def fit_refused(self, trigger: str) -> None:
+        self.fit_refusals.labels(trigger).inc()
 
     def watch(self, sources: StateSources) -> None:
         """Adds the scrape-time gauges; called once the server's parts exist."""
@@ -96,6 +109,12 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily(f"identity_{name}_queue", f"The {what}", value=lag.waiting)
             yield GaugeMetricFamily(f"identity_{name}_oldest_wait_seconds", f"How long the oldest of the {what} "
                                     "has waited", value=lag.oldest_wait_s)
+        try:
+            on = self.sources.linkage_on()
+        except Exception:  # as above
+            return
+        yield GaugeMetricFamily("identity_linkage_probabilistic_on", "1 while a current linkage model links "
+                                "probabilistically; 0 while none is (GetLinkageStatus says why)", value=int(on))
 
 
 class _Cached:

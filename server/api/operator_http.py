@@ -3,6 +3,10 @@ Prometheus, `/healthz` (the process answers), `/readyz` (Neo4j answers: 503 with
 while it does not), and the Neo4j Browser style and guide, with CORS so that Browser, on
 another origin, may fetch them.
 
+`/readyz`'s body adds notes for a person reading it (whether probabilistic linkage is on, as
+last read); they never change its status: a server without a linkage model still ingests and
+stitches, and a probe must not take it out of service for that.
+
 A plain threading HTTP server on a thread of its own: scrapes and probes are rare and small,
 and must answer even while the gRPC event loop is busy.
 """
@@ -26,6 +30,7 @@ Asset = tuple[str, bytes]  # content type, body
 class OperatorEndpoints:
     metrics: Callable[[], bytes]
     ready: Callable[[], tuple[bool, str]]  # ready, and why not
+    notes: Callable[[], list[str]]  # lines for /readyz's body that do not change its status; no Neo4j query
     assets: Callable[[str], Asset | None]  # a path's static content (the Browser style and guide)
 
 
@@ -63,8 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/plain; charset=utf-8", b"ok\n")
         elif path == "/readyz":
             ready, reason = self.endpoints.ready()
-            self._send(200 if ready else 503, "text/plain; charset=utf-8",
-                       b"ready\n" if ready else f"not ready: {reason}\n".encode())
+            lines = ["ready" if ready else f"not ready: {reason}", *self.endpoints.notes()]
+            self._send(200 if ready else 503, "text/plain; charset=utf-8", "".join(f"{line}\n" for line in lines).encode())
         elif (asset := self.endpoints.assets(path)) is not None:
             self._send(200, *asset)
         else:

@@ -13,6 +13,13 @@ which includes the records of this import written before: that is the deduplicat
 the file. The summary classifies each record once, in this order: linked probabilistically,
 linked deterministically (its profile holds identifiers beyond its own), left for review (a
 possible match), or new.
+
+Without a current model the import fits one (Linker.refit), and so it does when the graph
+has outgrown the current model (twice the records it was fitted on); a refused refit leaves
+the current model, which the import then uses. When that is refused, or there
+are too few records to fit on, the summary says how many Matchable records were left
+unlinked and why, and (with online linkage on) they are queued for the online worker, which
+links them once a model is current.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from server.identity.linkage.candidates import Subject, describe_rows
 from server.identity.linkage.linker import LinkOutcome, Linker
 from server.identity.values import Ack, AckStatus, EventInput, Identifier, ValueWarning
 from server.identity.normalize import CONTROL_IN_ID
-from server.tuning import READ_PAGE, WRITE_PAGE
+from server.tuning import MODEL_OUTGROWN_BY, READ_PAGE, WRITE_PAGE
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,8 @@ class ImportSummary:
     quality: LinkageQuality = field(default_factory=LinkageQuality)
     upper: float = 1.0  # the model's threshold, for the quality's probability bands
     model_refusals: list[str] = field(default_factory=list)
+    records_left_unlinked: int = 0  # Matchable records no model scored: none was current, none could be fitted
+    why_unlinked: str = ""
     records_with_warnings: int = 0
     warnings: list[tuple[str, ValueWarning]] = field(default_factory=list)
     # ids of the quarantine items of the records rejected (all of them, for a replay)
@@ -147,13 +156,18 @@ def record_rejection(record: SourceRecord, code: str, reason: str, received_at: 
 
 
 class RecordImporter:
-    """Runs one import: write, fit a model if there is none yet, link, summarise."""
+    """Runs one import: write, fit a model if there is none yet, link, summarise.
 
-    def __init__(self, graph: Graph, ingestor: Ingestor, linker: Linker, batch_size: int = WRITE_PAGE) -> None:
+    With queue_unlinked (online linkage runs), records left unlinked for want of a model wait
+    in the online linkage queue; without, a later import of the same records links them."""
+
+    def __init__(self, graph: Graph, ingestor: Ingestor, linker: Linker, batch_size: int = WRITE_PAGE,
+                 queue_unlinked: bool = False) -> None:
         self.graph = graph
         self.ingestor = ingestor
         self.linker = linker
         self.batch_size = batch_size
+        self.queue_unlinked = queue_unlinked
 
     def run(self, records: Iterable[SourceRecord]) -> Iterator[ImportProgress | ImportSummary]:
         summary = ImportSummary()
@@ -167,32 +181,59 @@ class RecordImporter:
         model = None
         if matchable:
             model = self.linker.model(max_age=0)  # another server may have refitted meanwhile
-            if model is None:
+            if model is None or self._outgrown(model):
                 yield ImportProgress("fitting", summary.records, summary.records)
-                model = self._fit(summary)
+                model = self._fit(summary, model)
         if model is not None:
             summary.model_version = model.version
             summary.upper = model.upper
             for start in range(0, len(matchable), self.batch_size):
                 outcome.add(self.linker.link(matchable[start:start + self.batch_size], model))
                 yield ImportProgress("linking", summary.records, min(start + self.batch_size, len(matchable)))
+        elif matchable:
+            self._leave_unlinked(matchable, summary)
         summary.pairs_compared = outcome.pairs_compared
         summary.quality = outcome.quality
         self._classify(written, outcome, summary)
         yield summary
 
-    def _fit(self, summary: ImportSummary) -> LinkageModel | None:
-        """A first model, fitted on the graph's records; None while they are too few to fit
-        one, or when the fit failed its checks (the summary says why): the records stay
-        Matchable, and a later import or refit links them."""
+    def _outgrown(self, model: LinkageModel) -> bool:
+        """Whether the graph holds MODEL_OUTGROWN_BY times the records the model was fitted on: a
+        model fitted early (by the online worker on the first signups, or on a small first
+        import) knew little of the data that is there now."""
+        return self.linker.matchable() > MODEL_OUTGROWN_BY * max(model.records, 1)
+
+    def _fit(self, summary: ImportSummary, current: LinkageModel | None) -> LinkageModel | None:
+        """A model fitted on the graph's records (tried twice when refused, see Linker.refit);
+        when that fails, the current model, or None while there is none: the summary says why."""
         try:
-            return self.linker.refit()
+            return self.linker.refit(trigger="import")
         except ModelRefused as exc:
             summary.model_refusals = list(exc.reasons)
-            return None
+            if current is None:
+                summary.why_unlinked = f"no linkage model is current, and the one fitted ({exc.version}) was refused"
         except FailedPrecondition as exc:
-            log.warning("no probabilistic linkage in this import: %s", exc)
-            return None
+            if current is None:
+                summary.why_unlinked = f"no linkage model is current, and none could be fitted: {exc}"
+        return current
+
+    def _leave_unlinked(self, matchable: list[Identifier], summary: ImportSummary) -> None:
+        """Says what no model scored, and queues it for the online worker, which links it once a
+        model is current (it fits one itself, later, on more records)."""
+        unlinked = sorted(set(matchable))
+        summary.records_left_unlinked = len(unlinked)
+        if not summary.why_unlinked:
+            summary.why_unlinked = "no linkage model is current"
+        if self.queue_unlinked:
+            now = datetime.now(UTC)
+            for start in range(0, len(unlinked), WRITE_PAGE):
+                keys = [{"type": i.type, "value": i.value} for i in unlinked[start:start + WRITE_PAGE]]
+                self.graph.transaction("queue unlinked records", lambda tx: tx.run("linkage/queue", keys=keys, now=now))
+            summary.why_unlinked += "; they wait in the online linkage queue for a model"
+        else:
+            summary.why_unlinked += "; import them again once a model is current"
+        log.warning("import: %d records with person attributes left without probabilistic linkage: %s",
+                    len(unlinked), summary.why_unlinked)
 
     def _write(self, batch: list[SourceRecord], summary: ImportSummary, written: list[Identifier],
                matchable: list[Identifier]) -> None:

@@ -36,23 +36,32 @@ WORLDS = {"sparse": (600, 100), "dense": (1000, 500)}
 def cdp(request: pytest.FixtureRequest, identity, driver: Driver) -> Iterator[dict[str, Any]]:
     """One world sent once: events, then the CRM export, then online linkage drained.
 
-    Every record already in the graph (earlier runs of this module sent the same people, with
-    another prefix, and other modules their own) stops taking part in linkage first (data
-    kept, labels removed), and this run's people stop at the end, so that later modules meet
-    none of them. The import fits a model of its own on this world alone, as a first import
-    on a fresh graph does.
+    Earlier runs of this module sent the same people (same seed, another prefix); they would
+    match these, so they stop taking part in linkage first (data kept, labels removed), and
+    this run's people stop at the end, so that later modules meet none of them. Other modules'
+    records are held out meanwhile and the model current before is current again afterwards:
+    the import fits a model of its own on this world alone, as a first import on a fresh graph
+    does, and later modules fit and match on the graph as they left it.
     """
     people, per_postcode = WORLDS[request.param]
-    retire(driver, "")
-    driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
+    retire(driver, PREFIX)
+    (held,) = driver.execute_query("MATCH (m:Matchable) REMOVE m:Matchable RETURN collect(elementId(m)) AS ids").records
+    (current,) = driver.execute_query("OPTIONAL MATCH (m:LinkageModel {current: true}) SET m.current = false "
+                                      "RETURN collect(m.version) AS versions").records
     world = generate(people, seed=5, prefix=f"{PREFIX}{uuid.uuid4().hex[:8]}", per_postcode=per_postcode)
-    acks, rejected = send_events(identity, world.events)
-    summary = import_records(identity, world.records)
-    drain = wait_for_linkage(identity, deadline_s=300, stall_s=120, report=print)
-    predicted = lookup_profiles(identity, list(world.truth.person_of))
-    yield {"world": world, "acks": acks, "rejected": rejected, "summary": summary, "drain": drain,
-           "predicted": predicted}
-    retire(driver, world.prefix)
+    try:
+        acks, rejected = send_events(identity, world.events)
+        summary = import_records(identity, world.records)
+        drain = wait_for_linkage(identity, deadline_s=300, stall_s=120, report=print)
+        predicted = lookup_profiles(identity, list(world.truth.person_of))
+        yield {"world": world, "acks": acks, "rejected": rejected, "summary": summary, "drain": drain,
+               "predicted": predicted}
+    finally:
+        retire(driver, world.prefix)
+        driver.execute_query("UNWIND $ids AS id MATCH (m) WHERE elementId(m) = id SET m:Matchable", ids=held["ids"])
+        driver.execute_query("MATCH (m:LinkageModel {current: true}) SET m.current = false")
+        driver.execute_query("MATCH (m:LinkageModel) WHERE m.version IN $versions SET m.current = true",
+                             versions=current["versions"])
 
 
 def retire(driver: Driver, prefix: str) -> None:

@@ -178,6 +178,7 @@ def test_an_import_whose_fit_is_refused_reports_why_and_links_nothing_probabilis
     assert isinstance(summary, ImportSummary)
     assert any("weighs" in reason for reason in summary.model_refusals), summary.model_refusals
     assert summary.linked_probabilistic == 0 and summary.model_version == ""
+    assert summary.records_left_unlinked == len(records) and "was refused" in summary.why_unlinked
     assert not driver.execute_query("MATCH (m:LinkageModel {current: true}) RETURN m").records
 
 

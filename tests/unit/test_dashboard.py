@@ -17,7 +17,8 @@ def exported() -> set[str]:
     """Every sample name the server's and the runner's registries produce."""
     server = ServerMetrics()
     server.watch(StateSources(open_calls=lambda: {"/x/Y": 1}, neo4j_sessions_in_use=lambda: 0, neo4j_up=lambda: True,
-                              linkage_lag=lambda: Lag(0, 0.0), segment_lag=lambda: Lag(0, 0.0)))
+                              linkage_lag=lambda: Lag(0, 0.0), segment_lag=lambda: Lag(0, 0.0),
+                              linkage_on=lambda: True))
     server.events.labels("ACCEPTED", "").inc()
     server.lookups.labels("profile").inc()
     runner = DeliveryMetrics()

@@ -13,7 +13,9 @@ key), compares every pair field by field, and scores it with the current model:
   for review;
 - below, nothing is stored.
 A model is only ever used after it passed its checks (estimation.check); a refused fit is
-kept with its reasons, and the model that was current stays current.
+kept with its reasons, and the model that was current stays current. A refusal is loud: it
+is counted (on_refusal), logged, and while no model is current, `status()` says that
+probabilistic linkage is off and why.
 Pairs already in one profile are skipped: linking them adds nothing.
 """
 
@@ -25,7 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 from server.errors import ConfigurationError, FailedPrecondition, ModelRefused
 from server.graph import Graph, Tx, epoch_millis
@@ -42,7 +45,7 @@ from server.identity.linkage.model import LinkageModel, fit
 from server.identity.linkage.quality import BAND_EDGES, LinkageQuality, QualitySummary, from_stored, stored
 from server.identity.stitching import LinkDecision, ProposedLink
 from server.identity.values import Identifier
-from server.tuning import FIT_CANDIDATE_CHUNK
+from server.tuning import FIT_CANDIDATE_CHUNK, ONLINE_FIT_MIN_RECORDS, REFUSED_FIT_SAMPLE_GROWTH
 
 # A subject of linkage: its identifier, profile id, attributes, and its candidates with theirs.
 SubjectCandidates = tuple[Identifier, str | None, PersonAttributes, list[tuple[Identifier, PersonAttributes]]]
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MIN_FIT_PAIRS = 200  # EM on fewer candidate pairs gives parameters that mean little
 KNOWN_MATCHES_READ = 20_000  # known matches read for a fit at most
+# Who asks for a fit: an import without a model, RefitLinkageModel, the online worker.
+FIT_TRIGGERS = ("import", "refit", "online")
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,48 @@ class LinkageLag:
     oldest_wait_s: float
 
 
+class LinkageOff(Enum):
+    """Why probabilistic linkage is off: no current model can score pairs."""
+
+    NO_MODEL = "no model"  # none fitted yet (too few records, or nobody asked)
+    FIT_REFUSED = "fit refused"  # the last fit failed its checks, and no earlier model is current
+    MODEL_INCOMPATIBLE = "model incompatible"  # the stored model was fitted under another config
+
+
+@dataclass(frozen=True)
+class FitSchedule:
+    """The online worker's fit attempts, as the graph keeps them (linkage/claim_fit)."""
+
+    attempts: int  # refused (or not fitted) in a row
+    attempted_at: datetime | None
+    not_before: datetime | None  # the next attempt waits for this
+    outcome: str  # what the last attempt did, in words
+    claimed_until: datetime | None  # a server is fitting now, under a claim that runs until then
+
+
+@dataclass(frozen=True)
+class LinkageStatusView:
+    """Everything GetLinkageStatus shows: the model, the queue, and whether linkage is on."""
+
+    lag: LinkageLag
+    model: LinkageModel | None
+    current_links: QualitySummary | None  # the links the current model holds in the graph, by band
+    refused: RefusedFitView | None
+    off: LinkageOff | None  # None: probabilistic linkage is on
+    why_off: str
+    matchable: int
+    next_fit_attempt: datetime | None
+
+
 class Linker:
     """Links Matchable identifiers with the current model; stateless apart from a model cache."""
 
     def __init__(self, graph: Graph, rules: IdentityRules, linkage: LinkageRules,
-                 fitter: Callable[[FitSample, LinkageRules, str], LinkageModel] = fit) -> None:
+                 fitter: Callable[[FitSample, LinkageRules, str], LinkageModel] = fit,
+                 on_refusal: Callable[[str], None] = lambda trigger: None) -> None:
         self.graph = graph
         self.fitter = fitter  # the estimation; every model it returns still passes adopt()'s checks
+        self.on_refusal = on_refusal  # told the trigger (FIT_TRIGGERS) of each refit that ended refused
         self.rules = rules
         self.linkage = linkage
         if len(linkage.blocking) > BLOCK_SLOTS:
@@ -110,6 +150,8 @@ class Linker:
         self.guards = Guards(linkage)
         self._model: LinkageModel | None = None
         self._model_checked: float | None = None  # when the store was last asked, found or not
+        self._incompatible: str | None = None  # the stored current model's version, when it cannot be used
+        self._last_refusal = ""  # the last refit this process saw refused, until a model is current
         self._lock = threading.Lock()
 
     # -- the model ---------------------------------------------------------------------------
@@ -121,26 +163,62 @@ class Linker:
             if self._model_checked is None or time.monotonic() - self._model_checked > max_age:
                 records = self.graph.read("linkage/current_model")
                 if not records:
-                    self._model = None
+                    self._model, self._incompatible = None, None
                 elif self._model is None or self._model.version != records[0]["version"]:
                     self._model = self._usable(LinkageModel.from_json(records[0]["params"]))
+                if self._model is not None:
+                    self._last_refusal = ""
                 self._model_checked = time.monotonic()
             return self._model
 
     def _usable(self, model: LinkageModel) -> LinkageModel | None:
         """A stored model fitted under other fields or levels than configured now cannot score
-        today's comparisons; it is ignored, and the next import or RefitLinkageModel fits anew."""
+        today's comparisons; it is ignored, and the next import, RefitLinkageModel or the online
+        worker fits anew."""
         if model.compatible_with(self.linkage):
+            self._incompatible = None
             return model
-        log.warning("linkage model %s does not fit config/linkage.yaml any more; a new one will be fitted",
-                    model.version)
+        if self._incompatible != model.version:  # said once, not at every re-read
+            log.warning("linkage model %s does not fit config/linkage.yaml any more: probabilistic linkage is off "
+                        "until a new one is fitted (import records or call RefitLinkageModel)", model.version)
+        self._incompatible = model.version
         return None
 
-    def refit(self, sample_records: int = 0) -> LinkageModel:
+    def refit(self, sample_records: int = 0, trigger: str = "refit") -> LinkageModel:
         """Fits a model on a random sample of the graph's Matchable identifiers, checks it, and
-        makes it current; ModelRefused (stored with its reasons) when it fails a check."""
-        sample = self.fit_sample(sample_records or self.linkage.fitting.sample_records)
+        makes it current. A fit the checks refuse is fitted once more on a sample
+        REFUSED_FIT_SAMPLE_GROWTH times larger (at most every Matchable record): a refusal is
+        often too little evidence. When that is refused too, ModelRefused with its reasons (both
+        fits are stored as refused). `trigger` (FIT_TRIGGERS) says who asked, for on_refusal.
+        Every fit, by an import, RefitLinkageModel or the online worker, comes through here."""
+        size = sample_records or self.linkage.fitting.sample_records
+        sample = self.fit_sample(size)
+        try:
+            return self._fit_and_adopt(sample)
+        except ModelRefused as refused:
+            first = refused
+        larger = min(REFUSED_FIT_SAMPLE_GROWTH * size, sample.records)
+        if larger <= sample.sampled:  # the sample held every record: another fit would see the same
+            self._refused(trigger, first)
+            raise first
+        log.warning("linkage model %s refused on a sample of %d of %d records; fitting once more on %d",
+                    first.version, sample.sampled, sample.records, larger)
+        try:
+            return self._fit_and_adopt(self.fit_sample(larger))
+        except ModelRefused as second:
+            self._refused(trigger, second)
+            raise
+        except FailedPrecondition:  # a larger sample with fewer candidate pairs: the first refusal stands
+            self._refused(trigger, first)
+            raise first from None
+
+    def _fit_and_adopt(self, sample: FitSample) -> LinkageModel:
         return self.adopt(self.fitter(sample, self.linkage, datetime.now(UTC).strftime("v%Y%m%d%H%M%S%f")), sample)
+
+    def _refused(self, trigger: str, refused: ModelRefused) -> None:
+        with self._lock:
+            self._last_refusal = f"the last fit ({refused.version}) was refused: {'; '.join(refused.reasons)}"
+        self.on_refusal(trigger)
 
     def fit_sample(self, sample_records: int) -> FitSample:
         """What a fit reads from the graph: sampled records, their candidate pairs (linked ones
@@ -191,6 +269,7 @@ class Linker:
         self.graph.transaction("save linkage model", lambda tx: tx.run("linkage/save_model", **params))
         with self._lock:
             self._model, self._model_checked = model, time.monotonic()
+            self._incompatible, self._last_refusal = None, ""
         log.info("linkage model %s fitted on %d candidate pairs, %d random pairs and %d known matches of %d records; "
                  "prior %.3g (%.0f matching pairs expected), expected precision of its links %.4f",
                  model.version, model.pairs, model.random_pairs, model.labelled_pairs, model.records, model.prior,
@@ -203,6 +282,73 @@ class Linker:
         if not records:
             return None
         return RefusedFitView(LinkageModel.from_json(records[0]["params"]), tuple(records[0]["reasons"]))
+
+    def matchable(self) -> int:
+        """How many identifiers carry person attributes: the population a fit samples."""
+        (record,) = self.graph.read("linkage/count_matchable")
+        return int(record["matchable"])
+
+    def status(self) -> LinkageStatusView:
+        """The current model and its links, the online queue, the last refused fit, and whether
+        probabilistic linkage is on: if not, why, and what happens next."""
+        lag = self.lag()
+        model = self.model(max_age=0)
+        refused = self.last_refused_fit()
+        schedule = self.fit_schedule()
+        matchable = self.matchable()
+        now = datetime.now(UTC)
+        off, why = why_off(model, refused, self._incompatible, matchable, lag, schedule, now)
+        next_attempt = schedule.not_before if off is not None and schedule is not None else None
+        return LinkageStatusView(lag=lag, model=model, current_links=self.links_of(model) if model else None,
+                                 refused=refused, off=off, why_off=why, matchable=matchable,
+                                 next_fit_attempt=next_attempt if next_attempt and next_attempt > now else None)
+
+    def known_state(self) -> str:
+        """Whether probabilistic linkage is on, as this process last read it, for /readyz: no
+        query and no lock (model() holds the lock while it reads Neo4j, and /readyz must answer
+        whatever Neo4j does); "" before the first read."""
+        checked, model, refusal, incompatible = (self._model_checked, self._model, self._last_refusal,
+                                                 self._incompatible)
+        if checked is None:
+            return ""
+        if model is not None:
+            return f"probabilistic linkage: on (model {model.version})"
+        if refusal:
+            why = refusal
+        elif incompatible is not None:
+            why = f"the stored model {incompatible} does not fit config/linkage.yaml"
+        else:
+            why = "no linkage model is current"
+        return f"probabilistic linkage: off: {why} (GetLinkageStatus says more)"
+
+    # -- the online worker's fit attempts ----------------------------------------------------
+
+    def claim_fit(self, owner: str, lease_s: float) -> int | None:
+        """Claims the online fit for this server (one server at a time, not before a refused
+        attempt's back-off has passed); the refused attempts in a row so far, or None when
+        another server holds the claim or the back-off runs."""
+        now = epoch_millis(datetime.now(UTC))
+        records = self.graph.transaction("claim linkage fit", lambda tx: tx.run(
+            "linkage/claim_fit", owner=owner, now=now, lease_ms=int(lease_s * 1000)))
+        return int(records[0]["attempts"]) if records and records[0]["claimed"] else None
+
+    def release_fit(self, owner: str, attempts: int, retry_after_s: float | None, outcome: str) -> None:
+        """Ends the claim with the attempt's outcome and when the next may start (None: when due)."""
+        now = datetime.now(UTC)
+        not_before = epoch_millis(now + timedelta(seconds=retry_after_s)) if retry_after_s is not None else None
+        self.graph.transaction("release linkage fit", lambda tx: tx.run(
+            "linkage/release_fit", owner=owner, now=epoch_millis(now), not_before=not_before, attempts=attempts,
+            outcome=outcome))
+
+    def fit_schedule(self) -> FitSchedule | None:
+        """The online worker's attempts so far; None before the first."""
+        records = self.graph.read("linkage/fit_schedule")
+        if not records:
+            return None
+        r = records[0]
+        return FitSchedule(attempts=int(r["attempts"]), attempted_at=_moment(r["attempted_at"]),
+                           not_before=_moment(r["not_before"]), outcome=str(r["outcome"]),
+                           claimed_until=_moment(r["claimed_until"]))
 
     def links_of(self, model: LinkageModel) -> QualitySummary:
         """The probabilistic links the model made that the graph holds now, by band."""
@@ -304,6 +450,43 @@ class Linker:
                 {**pair_row(p.a, p.b), "probability": p.probability, "model_version": model.version, "fields": p.fields,
                  "guard": p.guard} for p in possible])
         return decisions
+
+
+def why_off(model: LinkageModel | None, refused: RefusedFitView | None, incompatible: str | None, matchable: int,
+            lag: LinkageLag, schedule: FitSchedule | None, now: datetime,
+            min_records: int = ONLINE_FIT_MIN_RECORDS) -> tuple[LinkageOff | None, str]:
+    """Whether probabilistic linkage is off (None: on, with a current model) and why, in words
+    an operator can act on: the cause, who waits, and what happens next (min_records: what the
+    online worker waits for before it fits a model itself)."""
+    if model is not None:
+        return None, ""
+    if refused is not None:
+        off = LinkageOff.FIT_REFUSED
+        why = (f"the last fit ({refused.model.version}, {refused.model.fitted_at}) was refused: "
+               f"{'; '.join(refused.reasons)}")
+    elif incompatible is not None:
+        off = LinkageOff.MODEL_INCOMPATIBLE
+        why = f"the stored model {incompatible} was fitted under other fields or levels than config/linkage.yaml has"
+    else:
+        off = LinkageOff.NO_MODEL
+        why = f"no linkage model has been fitted yet ({matchable:,} records with person attributes in the graph)"
+        if schedule is not None and schedule.outcome:
+            why += f"; the online worker's last attempt: {schedule.outcome}"
+        elif matchable < min_records:
+            why += f"; the online worker fits one once there are {min_records:,}"
+    if lag.pending:
+        why += (f"; {lag.pending:,} identifiers wait for a model, the oldest for "
+                f"{timedelta(seconds=round(lag.oldest_wait_s))}")
+    if schedule is not None and schedule.claimed_until is not None and schedule.claimed_until > now:
+        why += "; a server is fitting a model now"
+    elif schedule is not None and schedule.not_before is not None and schedule.not_before > now:
+        why += (f"; the online worker tries again after {schedule.not_before:%Y-%m-%d %H:%M:%S} UTC "
+                f"({schedule.attempts} attempts refused in a row)")
+    return off, why + "; import records or call RefitLinkageModel (identity refit) to fit one now"
+
+
+def _moment(epoch_ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms is not None else None
 
 
 def evidence_fields(model: LinkageModel, row: Sequence[int]) -> str:
