@@ -346,6 +346,12 @@ def run_import(args: argparse.Namespace) -> int:
     return report_import(summary)
 
 
+def pairs_per_record(summary: pb.ImportSummary) -> float:
+    """Candidate pairs scored per record accepted: what blocking costs, however dense the data."""
+    accepted = summary.records - summary.rejected
+    return summary.pairs_compared / accepted if accepted > 0 else 0.0
+
+
 def report_import(summary: pb.ImportSummary) -> int:
     for rejection in summary.rejections:
         print(f"rejected {rejection.record_id}: {rejection.reason}", file=sys.stderr)
@@ -353,7 +359,8 @@ def report_import(summary: pb.ImportSummary) -> int:
     print(f"records {summary.records}, new profiles {summary.new_profiles}, "
           f"linked deterministic {summary.linked_deterministic}, linked probabilistic {summary.linked_probabilistic}, "
           f"possible matches {summary.possible_matches}, rejected {summary.rejected}, "
-          f"pairs compared {summary.pairs_compared}, records with warnings {summary.records_with_warnings}")
+          f"pairs compared {summary.pairs_compared} ({pairs_per_record(summary):.1f} per record), "
+          f"records with warnings {summary.records_with_warnings}")
     for reason in summary.model_refusals:
         print(f"linkage model refused, no probabilistic links made: {reason}", file=sys.stderr)
     if summary.records_left_unlinked:

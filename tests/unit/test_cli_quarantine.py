@@ -245,13 +245,15 @@ def test_ingest_names_the_code_of_a_rejection_and_exits_1(address: str, quaranti
 
 def test_import_lists_record_warnings_and_says_how_many_records_it_left_out(
         address: str, quarantine: Quarantine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quarantine.import_summary = pb.ImportSummary(records=1500, records_with_warnings=3, warnings=[
+    quarantine.import_summary = pb.ImportSummary(records=1500, pairs_compared=9000,
+                                                 records_with_warnings=3, warnings=[
         pb.RecordWarning(record_id="r1", warning=warning("traits.date_of_birth", "31/02/1990", "not a date")),
         pb.RecordWarning(record_id="r1", warning=warning("identifiers.email", "x", "not an e-mail address"))])
     path = write_lines(tmp_path / "crm.jsonl", {"record_id": "r1"})
     assert cli.main(["--address", address, "import", path, "--source", "crm"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("records 1500, ") and out.endswith(", records with warnings 3\n")
+    assert "pairs compared 9000 (6.0 per record)" in out
     assert ("warning r1: traits.date_of_birth '31/02/1990': not a date\n"
             "warning r1: identifiers.email 'x': not an e-mail address\n"
             "warnings of 2 more records not listed\n") in err

@@ -42,5 +42,6 @@ def test_the_dashboard_charts_what_the_issue_names() -> None:
     charted = DASHBOARD.read_text()
     for wanted in ("identity_ingest_events_total", "identity_ingest_commit_seconds_bucket", "identity_lookup_seconds",
                    "identity_open_calls", "identity_linkage_queue", "identity_segment_oldest_wait_seconds",
-                   "identity_delivery_dead_letters_total", "identity_neo4j_sessions_in_use"):
+                   "identity_delivery_dead_letters_total", "identity_neo4j_sessions_in_use",
+                   "identity_linkage_probabilistic_on", "identity_linkage_fit_refusals_total"):
         assert wanted in charted, wanted
