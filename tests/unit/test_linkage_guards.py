@@ -26,15 +26,10 @@ def test_a_household_member_with_another_given_name_and_no_birth_date_is_guarded
     assert guard(partner, SANDRA) == HOUSEHOLD
 
 
-def test_a_household_member_with_a_similar_given_name_and_another_birth_date_is_guarded() -> None:
-    sister = dataclasses.replace(SANDRA, given_name="sarah", date_of_birth="20061023")
-    assert guard(sister, SANDRA) == HOUSEHOLD
-
-
 def test_a_signup_with_a_mistyped_nickname_and_no_birth_date_is_not_taken_for_a_household() -> None:
-    jennifer = dataclasses.replace(SANDRA, given_name="jennifer", surname="mendez")
-    at_the_till = dataclasses.replace(jennifer, given_name="jeeny", surname="mrndez", date_of_birth=None)
-    assert guard(at_the_till, jennifer) is None
+    michael = dataclasses.replace(SANDRA, given_name="michael", surname="torres")
+    at_the_till = dataclasses.replace(michael, given_name="miek", surname="torres", date_of_birth=None)
+    assert guard(at_the_till, michael) is None
 
 
 def test_the_same_person_typed_with_a_swapped_birth_date_is_not_guarded() -> None:

@@ -50,14 +50,11 @@ class Guards:
 
     def _household(self, row: Sequence[int]) -> bool:
         """Two people of one home: what they share says nothing about being one person, and
-        another given name without a matching birth date says they are not; so does a given
-        name that is only similar (sarah ~ sandra) beside a birth date that disagrees."""
+        another given name without a matching birth date says they are not."""
         same_address = self._agrees(row, "address_1") and not self._differs(row, "street_number")
-        birth = self._level(row, "date_of_birth")
-        other_given = self._differs(row, "given_name") or (
-            not self._close(row, "given_name") and birth in ("different", "one_part_different"))
+        other_given = self._differs(row, "given_name")
         return (self._agrees(row, "surname") and same_address and other_given
-                and birth not in ("exact", "day_month_swapped"))
+                and self._level(row, "date_of_birth") not in ("exact", "day_month_swapped"))
 
     def _namesake(self, row: Sequence[int]) -> bool:
         other_address = self._differs(row, "address_1") and self._differs(row, "postcode")
