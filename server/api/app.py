@@ -34,7 +34,8 @@ from server.config import Settings, TlsFiles
 from server.graph import Graph
 from server.identity.ingest import Ingestor
 from server.identity.linkage.candidates import OnlineQueue
-from server.identity.linkage.linker import LinkageLag, Linker
+from server.identity.linkage.linkage_status import LinkageLag
+from server.identity.linkage.linker import Linker
 from server.identity.linkage.online import LinkageWorker
 from server.identity.profiles import Profiles
 from server.identity.records import RecordImporter

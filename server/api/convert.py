@@ -17,7 +17,7 @@ from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.quality import QualitySummary, from_stored, summarise
 from server.identity.linkage.linkage_config import LinkageRules
 from server.identity.explanations import LinkExplanation, PairScoreView
-from server.identity.linkage.linker import LinkageOff, LinkageStatusView, RefusedFitView
+from server.identity.linkage.linkage_status import LinkageOff, LinkageStatusView, RefusedFitView
 from server.identity.rescoring import RescoreProgress, RescoreSummary
 from server.identity.records import ImportProgress, ImportSummary, SourceRecord
 from server.identity.journeys import decode_cursor

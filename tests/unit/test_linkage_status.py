@@ -18,8 +18,9 @@ from server.api.operator_http import OperatorEndpoints, OperatorHttp
 from server.errors import ModelRefused
 from server.identity.linkage.compare import level_names
 from server.identity.linkage.linkage_config import load_linkage_rules
-from server.identity.linkage.linker import (FIT_TRIGGERS, FitSchedule, LinkageLag, LinkageOff, LinkageStatusView,
-                                            RefusedFitView, why_off)
+from server.identity.linkage.linkage_status import (FitSchedule, LinkageLag, LinkageOff, LinkageStatusView,
+                                                    RefusedFitView, why_off)
+from server.identity.linkage.linker import FIT_TRIGGERS
 from server.identity.linkage.model import LinkageModel
 from server.identity.linkage.online import FitAttempt, LinkageWorker, OnlineFitting
 
