@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 GEN    := identity/v1/.generated
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install proto neo4j neo4j-stop run typecheck chromium test test-unit bench clean
+.PHONY: install proto neo4j neo4j-stop run typecheck chromium node-sdks test test-unit bench clean
 
 install: $(INSTALLED) $(GEN)
 
@@ -48,7 +48,15 @@ typecheck: install
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-test: neo4j typecheck chromium
+# The stock Segment Node SDK for the collector's tests (tests/integration/node), from its lock file.
+NODE_SDKS := tests/integration/node/node_modules/.installed
+node-sdks: $(NODE_SDKS)
+
+$(NODE_SDKS): tests/integration/node/package-lock.json
+	npm ci --prefix tests/integration/node --silent --no-audit --no-fund
+	touch $@
+
+test: neo4j typecheck chromium node-sdks
 	$(PY) -m pytest
 
 test-unit: install

@@ -129,7 +129,7 @@ def bench_server(neo4j: LocalNeo4j, processes: int = 1, server_args: Sequence[st
     """The server on a free port against this Neo4j; server_args are passed on (e.g. --max-workers 64);
     credentials are the clients' TLS, for a server given --tls-cert."""
     port = free_port()
-    env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
+    env = {"IDENTITY_COLLECT_LISTEN": "off", **os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     process = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", "--log-level",
                                 os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"), "--processes", str(processes),
                                 *([] if "--http-listen" in server_args else ["--http-listen", "127.0.0.1:0"]),

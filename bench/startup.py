@@ -33,7 +33,7 @@ def timed(action) -> float:
 
 def server_to_serving(neo4j: LocalNeo4j) -> float:
     port = free_port()
-    env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
+    env = {"IDENTITY_COLLECT_LISTEN": "off", **os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_PASSWORD": neo4j.password}
     began = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

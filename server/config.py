@@ -20,6 +20,7 @@ from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
 from server.identity.identity_config import DEFAULT_RULES_FILE, IdentityRules, load_rules
 from server.identity.linkage.linkage_config import DEFAULT_LINKAGE_FILE, LinkageRules, load_linkage_rules
+from server.identity.tracking_config import DEFAULT_COLLECTOR_FILE, CollectorConfig, load_collector_config
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
 DEFAULT_SALT = "identity-local-salt"  # for local runs only: set IDENTITY_SUPPRESSION_SALT in production
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -52,6 +53,8 @@ class Settings:
     reflection: bool = True
     insecure: bool = False
     http_listen: str = ""  # the operators' HTTP port (metrics, probes, Browser assets); "" none
+    collect_listen: str = ""  # the HTTP collector (Segment's tracking API); "" none
+    collector: CollectorConfig | None = None  # config/collector.yaml, read when collect_listen is set
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,11 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--http-listen", default=env.get("IDENTITY_HTTP_LISTEN", "127.0.0.1:9464"),
         help="host:port of the operators' HTTP port: /metrics, /healthz, /readyz, the Neo4j Browser style and "
              "guide ('off' for none; with --processes N, process k listens on port + k)")
+    add("--collect-listen", default=env.get("IDENTITY_COLLECT_LISTEN", "127.0.0.1:8088"),
+        help="host:port of the HTTP collector that web, app and server SDKs send to (Segment's tracking API; "
+             "'off' for none; with --processes N, the processes share the port)")
+    add("--collector", default=env.get("IDENTITY_COLLECTOR", str(DEFAULT_COLLECTOR_FILE)),
+        help="the collector's YAML file: how tracking-spec messages map onto events, its limits and CORS origins")
     add("--insecure", action="store_true", default=env.get("IDENTITY_INSECURE", "") in ("1", "true", "yes"),
         help="allow serving beyond loopback without TLS or without tokens")
     args = parser.parse_args(argv)
@@ -177,20 +185,24 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
 def _exposure(args: argparse.Namespace, tls: TlsFiles | None, tokens: TokenRegistry | None) -> None:
     """Beyond loopback the service holds everyone's PII for anyone who reaches the port:
     TLS and tokens are required there, unless --insecure says otherwise on purpose."""
-    if is_loopback(args.listen) or args.insecure:
+    if args.insecure:
         return
     missing = [what for what, present in (("TLS (--tls-cert, --tls-key)", tls), ("tokens (--auth-tokens)", tokens))
                if present is None]
-    if missing:
-        raise ConfigurationError(f"--listen {args.listen} is beyond loopback without {' and '.join(missing)}; "
-                                 "configure them, or pass --insecure to serve that way on purpose")
+    for flag, listen in (("--listen", args.listen), ("--collect-listen", args.collect_listen)):
+        if missing and listen.lower() != "off" and not is_loopback(listen):
+            raise ConfigurationError(f"{flag} {listen} is beyond loopback without {' and '.join(missing)}; "
+                                     "configure them, or pass --insecure to serve that way on purpose")
 
 
 def _validated(args: argparse.Namespace) -> Settings:
     if ":" not in args.listen:
         raise ConfigurationError(f"--listen {args.listen!r} must be host:port")
-    if args.http_listen.lower() != "off" and not re.fullmatch(r".*:\d+", args.http_listen):
-        raise ConfigurationError(f"--http-listen {args.http_listen!r} must be host:port, or off")
+    for flag, value in (("--http-listen", args.http_listen), ("--collect-listen", args.collect_listen)):
+        if value.lower() != "off" and not re.fullmatch(r".*:\d+", value):
+            raise ConfigurationError(f"{flag} {value!r} must be host:port, or off")
+    if args.processes > 1 and args.collect_listen.endswith(":0"):
+        raise ConfigurationError("--processes above 1 needs a fixed --collect-listen port (or off): processes share it")
     for name in ("max_workers", "max_concurrent_rpcs", "watch_buffer", "ingest_batch_size"):
         if getattr(args, name) < 1:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
@@ -210,6 +222,8 @@ def _validated(args: argparse.Namespace) -> Settings:
     tls = _tls(args)
     tokens = load_tokens(Path(args.auth_tokens)) if args.auth_tokens else None
     _exposure(args, tls, tokens)
+    rules = load_rules(Path(args.rules))
+    collect = "" if args.collect_listen.lower() == "off" else args.collect_listen
     return Settings(
         listen=args.listen,
         neo4j=Neo4jSettings(args.neo4j_uri, args.neo4j_user, args.neo4j_password, args.neo4j_database,
@@ -230,11 +244,13 @@ def _validated(args: argparse.Namespace) -> Settings:
         segment_retention_days=args.segment_retention_days,
         quarantine_retention_days=args.quarantine_retention_days,
         segment_lag_report=args.segment_lag_report,
-        rules=load_rules(Path(args.rules)),
+        rules=rules,
         linkage=load_linkage_rules(Path(args.linkage)),
         tls=tls,
         tokens=tokens,
         reflection=args.reflection == "on" if args.reflection else tokens is None,
         insecure=args.insecure,
         http_listen="" if args.http_listen.lower() == "off" else args.http_listen,
+        collect_listen=collect,
+        collector=load_collector_config(Path(args.collector), frozenset(rules.identifier_types)) if collect else None,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from identity.v1 import identity_service_pb2, identity_service_pb2_grpc, segment
 
 from server.access.audit import AuditTrail
 from server.api.auth import Authorization
+from server.api.collector_http import Collector, CollectorDeps, CollectorSite, start_collector, stop_collector
 from server.api.identity_servicer import IdentityServicer
 from server.api.limits import CallLimits
 from server.api.metrics import Lag, ServerMetrics, StateSources
@@ -44,6 +46,7 @@ from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.membership import Membership
 from server.identity.segments.worker import SegmentWorker
+from server.identity.values import Ack, EventInput
 from server.operators import browser
 
 SERVICE_NAMES = (
@@ -89,6 +92,12 @@ class RunningServer:
     segment_worker: SegmentWorker | None = None
     retention_worker: RetentionWorker | None = None
     http: OperatorHttp | None = None
+    collector: CollectorSite | None = None
+
+    @property
+    def collect_port(self) -> int:
+        """The HTTP collector's bound port (0: no collector)."""
+        return self.collector.port if self.collector is not None else 0
 
     def set_serving(self, serving: bool) -> None:
         self.serving_loop.call(self._set_serving(serving))
@@ -102,6 +111,8 @@ class RunningServer:
         """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
         self.readiness.stop()  # first: a probe must not report SERVING again while stopping
         self.set_serving(False)
+        if self.collector is not None:  # its requests in flight finish and are acked first
+            self.serving_loop.call(stop_collector(self.collector))
         self.serving_loop.call(self._stop(grace))
         self.identity.lookups.close()
         self.pools.shutdown()
@@ -172,8 +183,34 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
         except OSError:
             running.stop(0)  # everything above is started, so everything stops
             raise
+    if settings.collect_listen and settings.collector is not None:
+        try:
+            running.collector = serving_loop.call(start_collector(
+                Collector(_collector_deps(settings, ingestor, pools, readiness, metrics)), settings.collect_listen,
+                settings.tls, reuse_port=settings.processes > 1, grace=settings.shutdown_grace))
+        except OSError:
+            running.stop(0)
+            raise
     running.set_serving(True)
     return running
+
+
+def _collector_deps(settings: Settings, ingestor: Ingestor, pools: WorkPools, readiness: Readiness,
+                    metrics: ServerMetrics) -> CollectorDeps:
+    """The collector ingests like Ingest: on the ingest pool, with the same metrics."""
+    assert settings.collector is not None
+
+    def commit(events: list[EventInput], sources: frozenset[str] | None) -> list[Ack]:
+        began = time.perf_counter()
+        acks = ingestor.ingest(events, sources=sources)
+        metrics.ingested(acks, time.perf_counter() - began)
+        return acks
+
+    async def ingest(events: list[EventInput], sources: frozenset[str] | None) -> list[Ack]:
+        return await pools.ingest.run(commit, events, sources)
+
+    return CollectorDeps(settings.collector.tracking, settings.collector.limits, settings.tokens, ingest,
+                         lambda: (readiness.ready, readiness.reason), metrics, settings.ingest_batch_size)
 
 
 def _lag(lag: LinkageLag) -> Lag:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc as pb_grpc
@@ -73,10 +72,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         """One batch, converted and committed on an ingest thread: the event loop only moves messages."""
         began = time.perf_counter()
         acks = self.ingestor.ingest([convert.event_input(event) for event in events], sources=sources)
-        self.metrics.commit_seconds.observe(time.perf_counter() - began)
-        self.metrics.batch_size.observe(len(events))
-        for (status, reason), count in Counter((ack.status.name, ack.code) for ack in acks).items():
-            self.metrics.events.labels(status, reason).inc(count)
+        self.metrics.ingested(acks, time.perf_counter() - began)
         return [convert.ingest_ack(ack) for ack in acks]
 
     @streaming

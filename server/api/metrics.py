@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter as CountOf
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -21,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from server.identity.linkage.linker import FIT_TRIGGERS
+from server.identity.values import Ack
 
 LAG_MAX_AGE_S = 5.0
 # Seconds; a commit of a 500-event batch takes tens to hundreds of ms, a lookup a few ms.
@@ -70,6 +72,18 @@ class ServerMetrics:
                                     registry=self.registry)
         for trigger in FIT_TRIGGERS:  # present at 0 from the start, so that increase() sees the first
             self.fit_refusals.labels(trigger)
+        self.collector_requests = Counter("identity_collector_requests", "HTTP collector requests answered, by "
+                                          "HTTP status", ["status"], registry=self.registry)
+        self.collector_messages = Counter("identity_collector_messages", "HTTP collector messages, by call type "
+                                          "and outcome (accepted, duplicate, rejected)", ["type", "outcome"],
+                                          registry=self.registry)
+
+    def ingested(self, acks: Sequence[Ack], seconds: float) -> None:
+        """One committed ingest batch (gRPC's or the collector's): its size, time and acks."""
+        self.commit_seconds.observe(seconds)
+        self.batch_size.observe(len(acks))
+        for (status, reason), count in CountOf((ack.status.name, ack.code) for ack in acks).items():
+            self.events.labels(status, reason).inc(count)
 
     def fit_refused(self, trigger: str) -> None:
         self.fit_refusals.labels(trigger).inc()

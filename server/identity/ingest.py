@@ -84,7 +84,7 @@ def validate_event(rules: IdentityRules, event: EventInput, received_at: datetim
     reject those), is kept on the touchpoint as an invalid value and named in a warning.
     """
     if event.problem:
-        raise EventRefused(quarantine.BAD_TIMESTAMP, event.problem)
+        raise EventRefused(event.problem_code or quarantine.BAD_TIMESTAMP, event.problem)
     event_id = _event_id(event.event_id)
     _check_size(rules, event)
     occurred_at = event.occurred_at or event.received_at or received_at

@@ -44,8 +44,9 @@ TOO_LARGE = "too_large"
 BAD_RECORD = "bad_record"
 SUPPRESSED = "suppressed"  # refused, never kept: the person was forgotten
 SOURCE_NOT_ALLOWED = "source_not_allowed"  # refused, never kept: the caller's token may not write as that source
+NO_USER_OR_ANONYMOUS_ID = "no_user_or_anonymous_id"  # a tracking-spec message (HTTP collector) without either
 CODES = (NO_VALID_IDENTIFIER, UNKNOWN_IDENTIFIER_TYPE, TOO_MANY_IDENTIFIERS, BAD_TIMESTAMP, NO_TYPE, BAD_EVENT_ID,
-         BAD_CHANNEL, TOO_LARGE, BAD_RECORD)
+         BAD_CHANNEL, TOO_LARGE, BAD_RECORD, NO_USER_OR_ANONYMOUS_ID)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def event_payload(event: EventInput, received_at: datetime) -> dict[str, Any]:
         "traits": dict(event.traits),
         "properties": dict(event.properties),
         "problem": event.problem,
+        "problem_code": event.problem_code,
     }
 
 
@@ -98,6 +100,7 @@ def event_from_payload(payload: Mapping[str, Any]) -> EventInput:
         traits=dict(payload["traits"]),
         properties=dict(payload["properties"]),
         problem=payload.get("problem", ""),
+        problem_code=payload.get("problem_code", ""),
         received_at=_time(payload.get("received_at")),
     )
 

@@ -39,6 +39,8 @@ class EventInput:
     properties: Mapping[str, str] = field(default_factory=dict)
     # What the transport could not even decode (e.g. an impossible timestamp), for the ack.
     problem: str = ""
+    # The rejection code of the problem (a quarantine code; empty: bad_timestamp).
+    problem_code: str = ""
     # When the service first received it (None: now). A replay from quarantine sets it, so
     # that an event without occurred_at keeps the time it first arrived.
     received_at: datetime | None = None

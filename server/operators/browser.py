@@ -61,6 +61,7 @@ IDENTIFIER_TYPES: tuple[IdentifierType, ...] = (
     IdentifierType("crm_id", True, "#569480", "#447666", "#FFFFFF"),
     IdentifierType("loyalty_id", True, "#C990C0", "#B261A5", "#FFFFFF"),
     IdentifierType("device_id", False, "#D9C8AE", "#C0A378", "#2A2C34"),
+    IdentifierType("advertising_id", False, "#DFD0C2", "#C9AC8E", "#2A2C34"),
     IdentifierType("cookie", False, "#ECB5C9", "#DA7298", "#2A2C34"),
     IdentifierType("anonymous_id", False, "#FFC454", "#D7A013", "#2A2C34"),
     IdentifierType("record", False, "#F79767", "#F36924", "#2A2C34"),

@@ -24,7 +24,8 @@ def neo4j_settings(neo4j_target: Neo4jTarget) -> Neo4jSettings:
 @pytest.fixture(scope="session")
 def settings(neo4j_settings: Neo4jSettings) -> Settings:
     # time-window segments re-evaluated every 2 s, so that tests see members age out
-    return replace(parse_settings(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--segment-schedule", "2"],
+    return replace(parse_settings(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--collect-listen",
+                                   "127.0.0.1:0", "--segment-schedule", "2"],
                                   env={}), neo4j=neo4j_settings)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 import trustme
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -299,3 +300,34 @@ def test_the_cli_reads_the_audit_over_tls_with_an_admin_token_only(
     assert any(uid in line["target"] and line["caller"] == "operator" and line["outcome"] == "OK" for line in lines)
     assert cli.main([*connection, "--token", tokens.read, "audit"]) != 0
     assert "needs the scope 'admin'" in capsys.readouterr().err
+
+
+def test_the_collector_serves_https_with_the_grpc_ports_certificate_and_takes_the_ingest_token(
+        tls_server: RunningServer, pki: Pki, tokens: Tokens, tmp_path: Path, uid: str) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca)
+    address = f"https://127.0.0.1:{tls_server.collect_port}/v1/track"
+    message = {"userId": f"{uid}-u", "event": "x", "messageId": f"{uid}-m"}
+    answer = requests.post(address, json=message, auth=(tokens.ingest, ""), verify=str(ca), timeout=10)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    assert requests.post(address, json=message, auth=(tokens.read, ""), verify=str(ca), timeout=10).status_code == 403
+    with pytest.raises(requests.exceptions.ConnectionError):  # plaintext HTTP gets no answer from a TLS port
+        requests.post(address.replace("https", "http"), json=message, timeout=10)
+
+
+def test_with_a_client_ca_the_collector_requires_a_client_certificate(settings: Settings, graph: Graph, pki: Pki,
+                                                                      tmp_path: Path, uid: str) -> None:
+    running = serve(settings, graph, tls=pki.files)
+    try:
+        ca, cert, key = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "client.key"
+        ca.write_bytes(pki.ca)
+        cert.write_bytes(pki.client_cert)
+        key.write_bytes(pki.client_key)
+        address = f"https://127.0.0.1:{running.collect_port}/v1/track"
+        message = {"userId": f"{uid}-u", "event": "x", "messageId": f"{uid}-m"}
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(address, json=message, verify=str(ca), timeout=10)
+        answer = requests.post(address, json=message, verify=str(ca), cert=(str(cert), str(key)), timeout=10)
+        assert answer.status_code == 200
+    finally:
+        running.stop(grace=2)

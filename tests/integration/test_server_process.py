@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def server_env(neo4j: Neo4jSettings, **overrides: str) -> dict[str, str]:
+    # no collector unless a test asks for one: servers of one test must not contend for its port
     env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_USER": neo4j.user, "NEO4J_PASSWORD": neo4j.password,
-           "NEO4J_DATABASE": neo4j.database}
+           "NEO4J_DATABASE": neo4j.database, "IDENTITY_COLLECT_LISTEN": "off"}
     return {**env, **overrides}
 
 

@@ -35,9 +35,9 @@ def test_only_the_graph_layer_imports_the_neo4j_driver() -> None:
     assert offenders == []
 
 
-def test_only_the_api_imports_grpc_and_generated_code() -> None:
+def test_only_the_api_imports_grpc_generated_code_and_the_http_library() -> None:
     def transport(module: str) -> bool:
-        return module.split(".")[0] in {"grpc", "grpc_health", "grpc_reflection", "identity", "google"}
+        return module.split(".")[0] in {"grpc", "grpc_health", "grpc_reflection", "identity", "google", "aiohttp"}
 
     offenders = [p.relative_to(SERVER) for p in python_files(SERVER)
                  if "api" not in p.relative_to(SERVER).parts and any(transport(m) for m in imported_modules(p))]
