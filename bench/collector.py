@@ -155,9 +155,12 @@ def main() -> None:
                 bench_server(neo4j, server_args=["--collect-listen", f"127.0.0.1:{collect_port}"]) as server:
             neo4j_pid = neo4j.pid() or 0
             # warm-up, not measured: Neo4j's JIT and page cache, the server's pools and connections
-            warm = world(2000, "warm", args.seed)
-            ingest_windowed(server.channel, [[GrpcEvent(as_proto(m)) for m in part] for part in split(warm[:200], 2)], 500)
-            send_http(f"http://127.0.0.1:{collect_port}/v1/batch", split(warm[200:], 2))
+            # (a tenth of the events on each path: a cold first round ran at half the speed)
+            warm = world(max(2000, args.events // 10), "warm", args.seed)
+            half = len(warm) // 2
+            ingest_windowed(server.channel, [[GrpcEvent(as_proto(m)) for m in part] for part in split(warm[:half], 2)],
+                            args.window)
+            send_http(f"http://127.0.0.1:{collect_port}/v1/batch", split(warm[half:], 2))
             for round_ in range(args.rounds):
                 for path in ("grpc", "http"):
                     people = world(args.events, f"c{round_}{path}", args.seed + round_)

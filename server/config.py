@@ -189,6 +189,8 @@ def _exposure(args: argparse.Namespace, tls: TlsFiles | None, tokens: TokenRegis
         return
     missing = [what for what, present in (("TLS (--tls-cert, --tls-key)", tls), ("tokens (--auth-tokens)", tokens))
                if present is None]
+    if args.suppression_salt == DEFAULT_SALT:  # public: forgotten e-mails' hashes would reverse by dictionary
+        missing.append("a secret suppression salt (IDENTITY_SUPPRESSION_SALT; the default is in the source)")
     for flag, listen in (("--listen", args.listen), ("--collect-listen", args.collect_listen)):
         if missing and listen.lower() != "off" and not is_loopback(listen):
             raise ConfigurationError(f"{flag} {listen} is beyond loopback without {' and '.join(missing)}; "

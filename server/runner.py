@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
-import threading
+import time
 from dataclasses import replace
 
 from server.api.app import create_server
@@ -26,7 +27,7 @@ def prepare(settings: Settings) -> None:
     log.info("Neo4j at %s is up; %d schema statements applied", settings.neo4j.uri, applied)
 
 
-def serve(settings: Settings, stop: threading.Event) -> None:
+def serve(settings: Settings, stop: StopSignal) -> None:
     """Runs until stop is set, then drains in-flight streams and closes the driver."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with Graph(settings.neo4j) as graph:
@@ -39,14 +40,51 @@ def serve(settings: Settings, stop: threading.Event) -> None:
     log.info("stopped")
 
 
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+class StopSignal:
+    """A stop request that a signal handler can make however many signals arrive, and whenever.
+
+    A threading.Event will not do: the handler runs on the main thread, between any two
+    bytecodes, also while that thread is inside Event.set or Event.wait holding the Event's
+    lock, and then blocks on that lock forever (a server that got SIGTERM during a drain kept
+    serving for an hour). Here the handler only sets a flag and writes a byte to a
+    non-blocking pipe; the waiter sleeps in select() on the pipe, which takes no lock.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._stopped = False
+
+    def set(self, *_: object) -> None:
+        """Safe in a signal handler: no lock, and a full pipe is as good as a written one."""
+        self._stopped = True
+        try:
+            os.write(self._write, b"s")
+        except BlockingIOError:
+            pass
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False when timeout seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            select.select([self._read], [], [], left)  # a signal interrupts it too (PEP 475 retries)
+        return True
+
+
+def stop_on_signals() -> StopSignal:
+    stop = StopSignal()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop.set)
     return stop
 
 
-def serve_processes(settings: Settings, stop: threading.Event) -> None:
+def serve_processes(settings: Settings, stop: StopSignal) -> None:
     """Runs settings.processes servers on one port; SIGTERM drains them all.
 
     The server keeps no state of its own, so processes need nothing from each other; the

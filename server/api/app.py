@@ -222,7 +222,9 @@ async def _start(settings: Settings, interceptors: list[grpc.aio.ServerIntercept
                  segments: SegmentServicer) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=interceptors,
-        options=[("grpc.so_reuseport", 1)],  # several server processes may share the port
+        # only --processes N share a port on purpose: without it, a second server started by
+        # mistake on a taken port must fail, not quietly take half the calls
+        options=[("grpc.so_reuseport", int(settings.processes > 1))],
     )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
     segment_service_pb2_grpc.add_SegmentServiceServicer_to_server(segments, server)
@@ -230,12 +232,15 @@ async def _start(settings: Settings, interceptors: list[grpc.aio.ServerIntercept
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
         reflection.enable_server_reflection((*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
-    if settings.tls is None:
-        port = server.add_insecure_port(settings.listen)
-    else:
-        port = server.add_secure_port(settings.listen, _credentials(settings.tls))
+    try:
+        if settings.tls is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, _credentials(settings.tls))
+    except RuntimeError:  # grpcio's way of saying the bind failed
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}: the address is taken or invalid")
+        raise OSError(f"cannot listen on {settings.listen} (--listen): the address is taken or invalid")
     await server.start()
     return server, port, health_servicer
 

@@ -9,8 +9,10 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from identity.v1 import identity_service_pb2 as pb
 from support import by_identifier, event, ingest, lookup
@@ -161,3 +163,15 @@ def test_a_taken_http_port_stops_the_start_with_its_flag_named(settings: Setting
             assert f"cannot listen on 127.0.0.1:{port} for HTTP (--http-listen)" in str(exc)
         else:
             raise AssertionError("the server started on a taken HTTP port")
+
+
+@pytest.mark.parametrize(("port_of", "message"), [
+    (lambda running: {"listen": f"127.0.0.1:{running.port}"}, "cannot listen on"),
+    (lambda running: {"collect_listen": f"127.0.0.1:{running.collect_port}"}, r"for the collector \(--collect-listen\)"),
+], ids=["grpc", "collector"])
+def test_a_second_server_on_a_taken_port_stops_instead_of_sharing_it(
+        grpc_server: RunningServer, settings: Settings, graph: Graph, port_of: Any, message: str) -> None:
+    """SO_REUSEPORT is for --processes only: a server started by mistake on a taken port must
+    not quietly take half of another's calls."""
+    with pytest.raises(OSError, match=message):
+        create_server(replace(settings, **port_of(grpc_server)), graph)

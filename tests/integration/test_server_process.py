@@ -134,6 +134,30 @@ def test_sigterm_drains_an_open_ingest_stream_then_exits(neo4j_settings: Neo4jSe
             proc.wait()
 
 
+def test_a_burst_of_sigterm_and_sigint_during_a_drain_still_stops_the_server(neo4j_settings: Neo4jSettings,
+                                                                             uid: str) -> None:
+    """However many signals arrive, and whenever (also inside the handling of an earlier one),
+    the server drains and exits: a handler that takes a lock can deadlock on its own thread."""
+    port = free_port()
+    proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "60")
+    try:
+        channel = wait_serving(port)
+        feed = Feed()
+        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
+        feed.send(cookie_event(uid, 0))
+        assert next(acks).status == pb.ACK_STATUS_ACCEPTED
+        for n in range(2000):  # as fast as they go: many land while an earlier one is handled
+            proc.send_signal(signal.SIGTERM if n % 2 else signal.SIGINT)
+        feed.send(cookie_event(uid, 1))  # the drain still serves the open stream
+        feed.close()
+        assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings, uid: str) -> None:
     """While an ingest stream is kept open, health says NOT_SERVING to a watcher, and a new
     caller is told NOT_SERVING or refused: a balancer sends no more work."""

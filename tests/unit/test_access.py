@@ -108,3 +108,20 @@ def test_the_neo4j_password_is_not_in_the_settings_repr() -> None:
     """A settings object that ends up in a log line or a traceback must not carry the password."""
     settings = parse_settings([], env={"NEO4J_PASSWORD": "s3cret-in-env"})
     assert settings.neo4j.password == "s3cret-in-env" and "s3cret-in-env" not in repr(settings)
+
+
+def test_beyond_loopback_the_public_default_salt_is_refused_too(tmp_path: Path) -> None:
+    """The default salt is in the source: with it, the suppression list's hashes of forgotten
+    e-mails and phones would reverse by dictionary."""
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.write_text("pem")
+    key.write_text("pem")
+    tokens = tokens_file(tmp_path, f"tokens:\n  - {{name: ops, sha256: {token_hash('t')}, scopes: [admin]}}\n")
+    secured = ["--listen", "0.0.0.0:50051", "--tls-cert", str(cert), "--tls-key", str(key), "--auth-tokens", str(tokens)]
+    with pytest.raises(ConfigurationError, match="secret suppression salt .*IDENTITY_SUPPRESSION_SALT"):
+        parse_settings(secured, env={})
+    with pytest.raises(ConfigurationError, match="--collect-listen 0.0.0.0:8088 .*suppression salt"):
+        parse_settings([*secured[:2], "--listen", "127.0.0.1:50051", "--collect-listen", "0.0.0.0:8088",
+                        *secured[2:]], env={})
+    assert parse_settings(secured, env={"IDENTITY_SUPPRESSION_SALT": secrets.token_hex(16)}).tls is not None
+    assert parse_settings(["--listen", "127.0.0.1:50051"], env={}).suppression_salt  # loopback: the default will do
