@@ -79,3 +79,7 @@ FOR (t:HasInvalid) ON (t.event_id);
 // The audit trail, read newest first and by time range.
 CREATE INDEX audit_entry_at IF NOT EXISTS
 FOR (a:AuditEntry) ON (a.at);
+
+// Refused calls are counted per minute, caller, method and outcome (audit/count_refusals).
+CREATE INDEX audit_entry_refusal_key IF NOT EXISTS
+FOR (a:AuditEntry) ON (a.refusal_key);

@@ -45,6 +45,7 @@ class Settings:
     segment_schedule: float
     segment_retention_days: float
     quarantine_retention_days: float
+    audit_retention_days: float
     segment_lag_report: float
     rules: IdentityRules
     linkage: LinkageRules
@@ -110,6 +111,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="days the segment change log keeps a change for WatchSegment consumers to resume from")
     add("--quarantine-retention-days", type=float, default=float(env.get("IDENTITY_QUARANTINE_RETENTION_DAYS", "30")),
         help="days a rejected event or record stays in quarantine (for ListRejected and ReplayRejected)")
+    add("--audit-retention-days", type=float, default=float(env.get("IDENTITY_AUDIT_RETENTION_DAYS", "365")),
+        help="days the audit trail keeps an entry (admin calls, counted refusals)")
     add("--segment-lag-report", type=float, default=float(env.get("IDENTITY_SEGMENT_LAG_REPORT", "30")),
         help="seconds between the segment worker's reports of how far behind it is, while busy")
     add("--log-level", default=env.get("IDENTITY_LOG_LEVEL", "INFO").upper(), choices=LOG_LEVELS)
@@ -216,7 +219,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--neo4j-retry-seconds must not be negative")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
         raise ConfigurationError("--ingest-batch-wait and --shutdown-grace must not be negative")
-    for name in ("segment_schedule", "segment_retention_days", "quarantine_retention_days", "segment_lag_report"):
+    for name in ("segment_schedule", "segment_retention_days", "quarantine_retention_days", "audit_retention_days",
+                 "segment_lag_report"):
         if getattr(args, name) <= 0:
             raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
     if not args.neo4j_uri.split("://")[0] in {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}:
@@ -245,6 +249,7 @@ def _validated(args: argparse.Namespace) -> Settings:
         segment_schedule=args.segment_schedule,
         segment_retention_days=args.segment_retention_days,
         quarantine_retention_days=args.quarantine_retention_days,
+        audit_retention_days=args.audit_retention_days,
         segment_lag_report=args.segment_lag_report,
         rules=rules,
         linkage=load_linkage_rules(Path(args.linkage)),

@@ -7,6 +7,6 @@ WHERE ($since IS NULL OR a.at >= datetime({epochMillis: $since}))
   AND (coalesce($caller, '') = '' OR a.caller = $caller)
   AND (coalesce($method, '') = '' OR a.method = $method OR a.method ENDS WITH '/' + $method)
 RETURN a.at.epochMillis AS at, a.caller AS caller, a.method AS method, a.target AS target,
-       a.outcome AS outcome, a.detail AS detail, a.peer AS peer
+       a.outcome AS outcome, a.detail AS detail, a.peer AS peer, coalesce(a.count, 1) AS count
 ORDER BY a.at DESC
 LIMIT $limit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -45,7 +45,9 @@ from server.identity.replay import Replayer, RetentionWorker
 from server.identity.segments.catalog import SegmentCatalog
 from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.membership import Membership
+from server.identity.quarantine import stored_form
 from server.identity.segments.worker import SegmentWorker
+from server.identity.stitching import suppression_hash
 from server.identity.values import Ack, EventInput
 from server.operators import browser
 
@@ -140,7 +142,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size,
                               queue_unlinked=settings.online_linkage)
     replayer = Replayer(graph, ingestor, importer)
-    audit = AuditTrail(graph)
+    audit = AuditTrail(graph, timedelta(days=settings.audit_retention_days))
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
                                 linker, importer, replayer, pools, audit, metrics)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
@@ -149,7 +151,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     # authorization first: a refused call never takes a place under the limits
     no_token = frozenset({HEALTH_SERVICE, *([reflection.SERVICE_NAME] if settings.reflection else [])})
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        Authorization(settings.tokens, audit, no_token, settings.suppression_salt), limits]
+        Authorization(settings.tokens, audit, no_token, _audit_hash(settings)), limits]
     serving_loop = ServingLoop()
     try:
         server, port, health_servicer = serving_loop.call(_start(
@@ -211,6 +213,15 @@ def _collector_deps(settings: Settings, ingestor: Ingestor, pools: WorkPools, re
 
     return CollectorDeps(settings.collector.tracking, settings.collector.limits, settings.tokens, ingest,
                          lambda: (readiness.ready, readiness.reason), metrics, settings.ingest_batch_size)
+
+
+def _audit_hash(settings: Settings) -> Callable[[str, str], tuple[str, str]]:
+    """How the audit names an identifier: by the salted hash forgetting keeps (of its stored form)."""
+    def hash_of(type_name: str, value: str) -> tuple[str, str]:
+        stored = stored_form(settings.rules, type_name, value)
+        return stored.value, suppression_hash(settings.suppression_salt, stored)
+
+    return hash_of
 
 
 def _lag(lag: LinkageLag) -> Lag:

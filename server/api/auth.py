@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 from google.protobuf import text_format
 from google.protobuf.message import Message
+from identity.v1 import common_pb2
 
 from server.access.audit import AuditEntry, AuditTrail
 from server.access.tokens import ADMIN, INGEST, READ, Caller, TokenRegistry
 from server.api.limits import handler_kind, service_of
 from server.api.status import before_abort
-from server.identity.stitching import suppression_hash
-from server.identity.values import Identifier
 
 log = logging.getLogger(__name__)
 Behaviour = Callable[..., Any]
@@ -59,6 +59,7 @@ METHOD_SCOPES: Mapping[str, str] = {
     _SEGMENTS + "WatchSegment": READ,
 }
 TARGET_LIMIT = 500  # characters of a request kept as the audit entry's target
+IDENTIFIER = common_pb2.Identifier.DESCRIPTOR.full_name
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
@@ -77,11 +78,14 @@ class Authorization(grpc.aio.ServerInterceptor):
     """Checks each call's token and scope (with tokens None: lets every call through as
     AUTH_OFF), and audits admin calls and refusals."""
 
-    def __init__(self, tokens: TokenRegistry | None, audit: AuditTrail, exempt: frozenset[str], salt: str) -> None:
+    def __init__(self, tokens: TokenRegistry | None, audit: AuditTrail, exempt: frozenset[str],
+                 hash_of: Callable[[str, str], tuple[str, str]]) -> None:
         self.tokens = tokens
         self.audit = audit
         self.exempt = exempt  # services that need no token: health checking, reflection where on
-        self.salt = salt  # hashes a forgotten identifier in the audit, as in the suppression list
+        # (type, value as sent) -> (value as stored, the salted hash forgetting keeps): how the
+        # audit names identifiers
+        self.hash_of = hash_of
 
     async def intercept_service(
         self,
@@ -110,17 +114,46 @@ class Authorization(grpc.aio.ServerInterceptor):
                              f"{', '.join(sorted(caller.scopes))}")
         return _as_caller(handler, caller, method, self if scope == ADMIN else None)
 
-    def target(self, method: str, request: Any) -> str:
-        """What an admin call acted on, from its request; a forgotten identifier by its salted hash."""
+    def target(self, request: Any) -> AuditTarget:
+        """What an admin call acted on: its request, every identifier in it by its salted hash."""
         if not isinstance(request, Message):
-            return ""
-        if method.endswith("/ForgetProfile") and request.HasField("ref"):
-            ref = request.ref  # type: ignore[attr-defined]
-            if ref.HasField("identifier"):
-                hashed = suppression_hash(self.salt, Identifier(ref.identifier.type, ref.identifier.value))
-                return f"identifier {ref.identifier.type} (salted hash {hashed})"
-            return f"profile {ref.profile_id}"
-        return text_format.MessageToString(request, as_one_line=True)[:TARGET_LIMIT]
+            return AuditTarget("", ())
+        hashed = type(request)()
+        hashed.CopyFrom(request)
+        replacements: list[tuple[str, str]] = []
+        for identifier in _identifiers_in(hashed):
+            stored, digest = self.hash_of(identifier.type, identifier.value)
+            replacements += [(identifier.value, "#" + digest), (stored, "#" + digest)]
+            identifier.value = "#" + digest
+        text = text_format.MessageToString(hashed, as_one_line=True)[:TARGET_LIMIT]
+        return AuditTarget(text, tuple(sorted(set(replacements), key=lambda r: -len(r[0]))))
+
+
+@dataclass(frozen=True)
+class AuditTarget:
+    """An admin call's target, and the identifiers it named (in clear -> "#hash"), so that an
+    error message quoting one is kept with the hash instead."""
+
+    text: str
+    replacements: tuple[tuple[str, str], ...]
+
+    def scrubbed(self, detail: str) -> str:
+        for value, marker in self.replacements:
+            if value:
+                detail = detail.replace(value, marker)
+        return detail
+
+
+def _identifiers_in(message: Message) -> Iterator[Any]:
+    """The Identifier messages anywhere in the message (maps hold none)."""
+    for field, value in message.ListFields():
+        if field.message_type is None or field.message_type.GetOptions().map_entry:
+            continue
+        for item in (value if field.is_repeated else [value]):
+            if field.message_type.full_name == IDENTIFIER:
+                yield item
+            else:
+                yield from _identifiers_in(item)
 
 
 def _short(method: str) -> str:
@@ -158,10 +191,10 @@ def _as_caller(handler: Handler, caller: Caller, method: str, audited_by: Author
         _caller.set(caller)
         if audited_by is None:
             return _nothing
-        target, peer, name = audited_by.target(method, request), context.peer(), _short(method)
+        target, peer, name = audited_by.target(request), context.peer(), _short(method)
 
         async def write(outcome: str, detail: str) -> None:
-            entry = AuditEntry(caller.name, name, target, outcome, detail, peer)
+            entry = AuditEntry(caller.name, name, target.text, outcome, target.scrubbed(detail), peer)
             await asyncio.get_running_loop().run_in_executor(None, audited_by.audit.record, entry)
 
         try:
@@ -177,8 +210,6 @@ def _as_caller(handler: Handler, caller: Caller, method: str, audited_by: Author
             if done:
                 return
             done = True
-            if name.endswith("/ForgetProfile"):
-                detail = ""  # an error may name the identifier in clear; the target has its hash
             try:
                 await write(outcome, detail)
             except Exception:  # the call has acted; its answer must not turn into an audit error

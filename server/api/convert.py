@@ -377,4 +377,4 @@ def replay_progress(step: ReplayStatus | ReplaySummary) -> pb.ReplayProgress:
 
 def audit_entry(entry: AuditEntry) -> pb.AuditEntry:
     return pb.AuditEntry(at=to_timestamp(entry.at), caller=entry.caller, method=entry.method, target=entry.target,
-                         outcome=entry.outcome, detail=entry.detail, peer=entry.peer)
+                         outcome=entry.outcome, detail=entry.detail, peer=entry.peer, count=entry.count)

@@ -95,7 +95,8 @@ class Profiles:
         return IdentityGraphView(profile_id, identifiers, links, invalid)
 
     def forget(self, key: ProfileKey) -> Forgotten:
-        """Erases the person; later events with any of their identifiers are refused."""
+        """Erases the person everywhere (graph, quarantine, audit entries naming them in clear);
+        later events with any of their identifiers are refused."""
         profile_id = self.resolve(key)
 
         def work(tx: Tx) -> Forgotten:
@@ -104,6 +105,8 @@ class Profiles:
             records = tx.run("profiles/forget", profile_id=profile_id, hashes=hashes, now=datetime.now(UTC))
             if not records:
                 raise NotFound(f"profile {profile_id} is no longer active")
+            # every copy: audit entries that name one of them in clear keep only its hash
+            tx.run("audit/scrub", replacements=[{"value": i.value, "marker": f"#{h}"} for i, h in zip(held, hashes)])
             return Forgotten(profile_id, records[0]["identifiers"], records[0]["touchpoints"])
 
         return self.graph.transaction("forget", work)

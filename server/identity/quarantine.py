@@ -133,14 +133,21 @@ def rows(rules: IdentityRules, salt: str, rejections: list[Rejection], now: date
 def identifier_hashes(rules: IdentityRules, salt: str, identifiers: tuple[tuple[str, str], ...]) -> list[str]:
     """Salted hashes of the identifiers as ingest would store them (or as sent, for those it
     cannot use): what forgetting a person matches quarantined items by."""
-    hashes = set()
-    for type_name, value in identifiers:
-        try:
-            identifier = normalize_identifier(rules, type_name, value)
-        except InvalidIdentifier as exc:
-            identifier = Identifier(exc.kept.type, exc.kept.value)
-        hashes.add(suppression_hash(salt, identifier))
-    return sorted(hashes)
+    return sorted({identifier_hash(rules, salt, type_name, value) for type_name, value in identifiers})
+
+
+def identifier_hash(rules: IdentityRules, salt: str, type_name: str, value: str) -> str:
+    """The salted hash of an identifier as sent, normalised as ingest stores it: the hash
+    forgetting keeps, so quarantine and audit entries naming it can be found by it."""
+    return suppression_hash(salt, stored_form(rules, type_name, value))
+
+
+def stored_form(rules: IdentityRules, type_name: str, value: str) -> Identifier:
+    """The identifier as ingest stores it: normalised, or as kept when it cannot be used."""
+    try:
+        return normalize_identifier(rules, type_name, value)
+    except InvalidIdentifier as exc:
+        return Identifier(exc.kept.type, exc.kept.value)
 
 
 def keep(tx: Tx, rows: list[dict[str, Any]], now: datetime) -> None:

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,8 @@ def test_admin_calls_are_audited_with_who_what_and_outcome(channel_tls: grpc.Cha
     identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(cookie), reason=f"kiosk {uid}"),
                               metadata=bearer(tokens.admin), timeout=30)
     with pytest.raises(grpc.RpcError):  # an admin call that fails is audited with its status
-        identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(f"cookie:none-{uid}")),
+        identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(f"cookie:none-{uid}"),
+                                                             reason=f"kiosk {uid}"),
                                   metadata=bearer(tokens.admin), timeout=30)
     entries = [e for e in audit(identity, tokens.admin, "UnlinkIdentifier") if uid in e.target]
     # each call: STARTED before it acts, then its outcome before its answer
@@ -271,6 +273,88 @@ def test_forget_profile_is_audited_without_the_forgotten_identifier_in_clear(
     assert stored[0]["n"] == 0, "the forgotten e-mail is nowhere in the audit trail"
 
 
+def test_identifiers_in_admin_calls_are_audited_only_by_the_hash_forgetting_keeps(
+        channel_tls: grpc.Channel, tokens: Tokens, settings: Settings, driver: Driver, uid: str) -> None:
+    identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
+    email, cookie = f"Ann.{uid}@Example.com", f"k-{uid}"
+    list(identity.Ingest(iter([event(f"{uid}-1", f"cookie:{cookie}", f"email:{email}")]), metadata=bearer(tokens.ingest),
+                         timeout=30))
+    identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(f"cookie:{cookie}"), reason="kiosk"),
+                              metadata=bearer(tokens.admin), timeout=30)
+    with pytest.raises(grpc.RpcError) as refused:  # its error message quotes the e-mail as stored
+        identity.ReviewMatch(pb.ReviewMatchRequest(a=identifier(f"email:{email}"), b=identifier(f"cookie:none-{uid}"),
+                                                   confirm=True), metadata=bearer(tokens.admin),
+                             timeout=30)
+    stored_email = suppression_hash(settings.suppression_salt, Identifier("email", email.lower()))
+    entries = [e for e in audit(identity, tokens.admin) if stored_email in e.target or cookie in e.target
+               or suppression_hash(settings.suppression_salt, Identifier("cookie", cookie)) in e.target]
+    assert {(e.method.split("/")[-1], e.outcome) for e in entries} >= {
+        ("UnlinkIdentifier", "OK"), ("ReviewMatch", refused.value.code().name)}
+    in_clear, _, _ = driver.execute_query("MATCH (a:AuditEntry) WHERE a.target CONTAINS $uid OR a.detail CONTAINS $uid "
+                                          "RETURN a.target AS target, a.detail AS detail", uid=uid)
+    assert in_clear == [], "an identifier in clear in the audit trail"
+
+
+def test_forgetting_a_person_scrubs_older_audit_entries_that_name_them_in_clear(
+        channel_tls: grpc.Channel, tokens: Tokens, settings: Settings, driver: Driver, uid: str) -> None:
+    identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
+    email = f"{uid}@old.example.com"
+    list(identity.Ingest(iter([event(f"{uid}-1", f"email:{email}")]), metadata=bearer(tokens.ingest), timeout=30))
+    # an entry written before identifiers were hashed, and another person's, untouched
+    driver.execute_query("CREATE (:AuditEntry {id: $uid, at: datetime(), caller: 'ops', method: 'UnlinkIdentifier', "
+                         "target: $target, outcome: 'NOT_FOUND', detail: $detail, peer: ''}), "
+                         "(:AuditEntry {id: $uid + '-other', at: datetime(), caller: 'ops', method: 'UnlinkIdentifier', "
+                         "target: $other, outcome: 'OK', detail: '', peer: ''})", uid=uid,
+                         target=f'identifier {{ type: "email" value: "{email}" }}', detail=f"{email} is not linked",
+                         other=f'identifier {{ type: "email" value: "other-{uid}@example.com" }}')
+    identity.ForgetProfile(pb.ForgetProfileRequest(ref=by_identifier(f"email:{email}")),
+                           metadata=bearer(tokens.admin), timeout=30)
+    records, _, _ = driver.execute_query("MATCH (a:AuditEntry) WHERE a.id STARTS WITH $uid "
+                                         "RETURN a.id AS id, a.target AS target, a.detail AS detail", uid=uid)
+    hashed = "#" + suppression_hash(settings.suppression_salt, Identifier("email", email))
+    kept = {r["id"]: (r["target"], r["detail"]) for r in records}
+    assert kept[uid] == (f'identifier {{ type: "email" value: "{hashed}" }}', f"{hashed} is not linked")
+    assert f"other-{uid}@example.com" in kept[f"{uid}-other"][0]
+
+
+def test_a_flood_of_refused_calls_is_counted_not_itemised(channel_tls: grpc.Channel, tokens: Tokens,
+                                                          driver: Driver, uid: str) -> None:
+    identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
+    caller = f"refused-{uid}"
+    for _ in range(300):
+        with pytest.raises(grpc.RpcError):
+            identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=by_identifier(f"cookie:{uid}")),
+                                      metadata=bearer(caller), timeout=10)
+    method = "IdentityService/GetIdentityGraph"
+
+    def counted() -> list[Any]:
+        records, _, _ = driver.execute_query(
+            "MATCH (a:AuditEntry {caller: '(unknown token)', method: $method}) WHERE a.at > datetime() - duration('PT5M') "
+            "RETURN coalesce(a.count, 1) AS count", method=method)
+        return [r["count"] for r in records]
+
+    deadline = time.monotonic() + 10
+    while sum(counted()) < 300:
+        assert time.monotonic() < deadline, counted()
+        time.sleep(0.2)
+    assert len(counted()) <= 6, "one entry per minute, caller, method and outcome (other tests refuse too)"
+    listed = audit(identity, tokens.admin, "GetIdentityGraph", "(unknown token)")
+    assert sum(e.count for e in listed) >= 300
+
+
+def test_audit_entries_older_than_the_retention_are_deleted(tls_server: RunningServer, driver: Driver,
+                                                           uid: str) -> None:
+    driver.execute_query("UNWIND range(1, 3) AS n CREATE (:AuditEntry {id: $uid + n, caller: 'ops', "
+                         "at: datetime() - duration({days: 400}), method: 'ForgetProfile', target: '', "
+                         "outcome: 'OK', detail: '', peer: ''})", uid=uid)
+    driver.execute_query("CREATE (:AuditEntry {id: $uid + '-new', caller: 'ops', at: datetime() - duration({days: 30}), "
+                         "method: 'ForgetProfile', target: '', outcome: 'OK', detail: '', peer: ''})", uid=uid)
+    assert tls_server.audit.retention == timedelta(days=365)
+    assert tls_server.audit.expire() >= 3
+    left, _, _ = driver.execute_query("MATCH (a:AuditEntry) WHERE a.id STARTS WITH $uid RETURN a.id AS id", uid=uid)
+    assert [r["id"] for r in left] == [f"{uid}-new"]
+
+
 def test_refused_calls_are_audited(channel_tls: grpc.Channel, tokens: Tokens, uid: str) -> None:
     identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
     with pytest.raises(grpc.RpcError):
@@ -286,7 +370,7 @@ def test_refused_calls_are_audited(channel_tls: grpc.Channel, tokens: Tokens, ui
 
 def test_the_cli_reads_the_audit_over_tls_with_an_admin_token_only(
         channel_tls: grpc.Channel, tls_server: RunningServer, pki: Pki, tokens: Tokens,
-        capsys: pytest.CaptureFixture[str], uid: str) -> None:
+        settings: Settings, capsys: pytest.CaptureFixture[str], uid: str) -> None:
     from client import cli
 
     identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
@@ -297,7 +381,9 @@ def test_the_cli_reads_the_audit_over_tls_with_an_admin_token_only(
     connection = ["--address", f"127.0.0.1:{tls_server.port}", "--ca", str(pki.files.client_ca)]
     assert cli.main([*connection, "--token", tokens.admin, "audit", "--method", "UnlinkIdentifier"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert any(uid in line["target"] and line["caller"] == "operator" and line["outcome"] == "OK" for line in lines)
+    hashed = suppression_hash(settings.suppression_salt, Identifier("cookie", f"cli-{uid}"))
+    assert any(hashed in line.get("target", "") and line["caller"] == "operator" and line["outcome"] == "OK"
+               for line in lines)
     assert cli.main([*connection, "--token", tokens.read, "audit"]) != 0
     assert "needs the scope 'admin'" in capsys.readouterr().err
 
