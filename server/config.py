@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.access.tokens import TokenRegistry, load_tokens
@@ -20,6 +20,7 @@ from server.errors import ConfigurationError
 from server.graph import Neo4jSettings
 from server.identity.identity_config import DEFAULT_RULES_FILE, IdentityRules, load_rules
 from server.identity.linkage.linkage_config import DEFAULT_LINKAGE_FILE, LinkageRules, load_linkage_rules
+from server.yaml_config import FrozenMapping
 from server.identity.tracking_config import DEFAULT_COLLECTOR_FILE, CollectorConfig, load_collector_config
 DEFAULT_PASSWORD = "identity-local"  # the local Neo4j's documented default (see README)
 DEFAULT_SALT = "identity-local-salt"  # for local runs only: set IDENTITY_SUPPRESSION_SALT in production
@@ -56,6 +57,7 @@ class Settings:
     http_listen: str = ""  # the operators' HTTP port (metrics, probes, Browser assets); "" none
     collect_listen: str = ""  # the HTTP collector (Segment's tracking API); "" none
     collector: CollectorConfig | None = None  # config/collector.yaml, read when collect_listen is set
+    method_limits: Mapping[str, int] = field(default_factory=FrozenMapping)  # method name -> open calls
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         help="threads per work pool (ingest, read; admin gets a quarter) running Neo4j work; open streams hold none")
     add("--max-concurrent-rpcs", type=int, default=int(env.get("IDENTITY_MAX_CONCURRENT_RPCS", "10000")),
         help="open calls per method beyond which a call is refused with RESOURCE_EXHAUSTED")
+    add("--method-limit", action="append", default=_env_list(env.get("IDENTITY_METHOD_LIMITS")), metavar="METHOD=N",
+        help="open calls of one method beyond which a call is refused with RESOURCE_EXHAUSTED, e.g. "
+             "WatchSegment=2000 (repeatable; default --max-concurrent-rpcs, and for ImportRecords the import threads)")
     add("--watch-buffer", type=int, default=int(env.get("IDENTITY_WATCH_BUFFER", "10000")),
         help="segment changes buffered per WatchSegment stream; a consumer further behind is cut off")
     add("--ingest-batch-size", type=int, default=int(env.get("IDENTITY_INGEST_BATCH_SIZE", "500")))
@@ -137,6 +142,27 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     args = parser.parse_args(argv)
     args.neo4j_password = _neo4j_password(args, env)
     return _validated(args)
+
+
+def _env_list(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _method_limits(entries: Sequence[str]) -> dict[str, int]:
+    """--method-limit METHOD=N entries, checked against the services' methods."""
+    from server.api.auth import METHOD_SCOPES  # the table of every method (a test keeps it whole)
+
+    methods = {name.rsplit("/", 1)[-1] for name in METHOD_SCOPES}
+    limits: dict[str, int] = {}
+    for entry in entries:
+        method, _, count = entry.partition("=")
+        if method.strip() not in methods:
+            raise ConfigurationError(f"--method-limit {entry!r}: no method {method.strip()!r} (one of "
+                                     f"{', '.join(sorted(methods))})")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ConfigurationError(f"--method-limit {entry!r}: the limit must be a whole number of at least 1")
+        limits[method.strip()] = int(count)
+    return limits
 
 
 def _neo4j_password(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -259,5 +285,6 @@ def _validated(args: argparse.Namespace) -> Settings:
         insecure=args.insecure,
         http_listen="" if args.http_listen.lower() == "off" else args.http_listen,
         collect_listen=collect,
+        method_limits=FrozenMapping(_method_limits(args.method_limit)),
         collector=load_collector_config(Path(args.collector), frozenset(rules.identifier_types)) if collect else None,
     )

@@ -147,7 +147,11 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
                                 linker, importer, replayer, pools, audit, metrics)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
     feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer)
-    limits = CallLimits(settings.max_concurrent_rpcs, exempt=frozenset({HEALTH_SERVICE, reflection.SERVICE_NAME}))
+    # an import holds an import-pool thread while open: more open imports than threads would
+    # only queue unseen, so the limit says so (unless --method-limit sets another)
+    per_method = {"ImportRecords": pools.imports.threads, **settings.method_limits}
+    limits = CallLimits(settings.max_concurrent_rpcs, exempt=frozenset({HEALTH_SERVICE, reflection.SERVICE_NAME}),
+                        per_method=per_method)
     # authorization first: a refused call never takes a place under the limits
     no_token = frozenset({HEALTH_SERVICE, *([reflection.SERVICE_NAME] if settings.reflection else [])})
     interceptors: list[grpc.aio.ServerInterceptor] = [

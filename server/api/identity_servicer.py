@@ -34,6 +34,7 @@ from server.identity.replay import Replayer
 from server.identity.rescoring import Rescorer
 
 AUDIT_LIMIT = 1000  # entries ListAudit gives when the request names no limit
+AUDIT_MAX = 10_000  # at most, in one call: the entries are read at once, then streamed
 # Items a streamed read hands over per trip to the read pool.
 JOURNEY_CHUNK = 200
 LIST_CHUNK = 100
@@ -79,10 +80,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def ImportRecords(
         self, request_iterator: AsyncIterator[pb.SourceRecord], context: Context
     ) -> AsyncIterator[pb.ImportProgress]:
-        # an import reads its records as a blocking iterator, holding an admin thread for its length
+        # an import reads its records as a blocking iterator, holding an import thread for its length
         records = BlockingReader(request_iterator, asyncio.get_running_loop())
         sources = _sources_of(current_caller())
-        steps = self.pools.admin.iterate(lambda: self.importer.run(
+        steps = self.pools.imports.iterate(lambda: self.importer.run(
             _allowed(convert.source_record(r), sources) for r in records))
         async for step in steps:
             yield convert.import_progress(step)
@@ -184,16 +185,18 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     @streaming
     async def ListRejected(self, request: pb.ListRejectedRequest, context: Context) -> AsyncIterator[pb.RejectedItem]:
-        if request.limit < 0:
-            raise InvalidArgument("limit must not be negative")
+        if not 0 <= request.limit <= AUDIT_MAX:
+            raise InvalidArgument(f"limit must be 0 (meaning {AUDIT_LIMIT}) to {AUDIT_MAX}: page with `until` "
+                                  "set to the oldest entry's time")
         where = convert.rejection_filter(request.filter)
         async for view in self.pools.read.iterate(lambda: self.replayer.list(where, request.limit), chunk=LIST_CHUNK):
             yield convert.rejected_item(view)
 
     @streaming
     async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> AsyncIterator[pb.AuditEntry]:
-        if request.limit < 0:
-            raise InvalidArgument("limit must not be negative")
+        if not 0 <= request.limit <= AUDIT_MAX:
+            raise InvalidArgument(f"limit must be 0 (meaning {AUDIT_LIMIT}) to {AUDIT_MAX}: page with `until` "
+                                  "set to the oldest entry's time")
         query = AuditQuery(since=convert.from_timestamp(request, "since"), until=convert.from_timestamp(request, "until"),
                            caller=request.caller, method=request.method, limit=request.limit or AUDIT_LIMIT)
         for entry in await self.pools.read.run(self.audit.read, query):

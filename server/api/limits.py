@@ -10,7 +10,7 @@ go on being answered.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -22,12 +22,17 @@ if TYPE_CHECKING:  # generic in the type stubs only
 
 
 class CallLimits(grpc.aio.ServerInterceptor):
-    """Refuses a call when `limit` calls of its method are open already."""
+    """Refuses a call when its method's limit of open calls is reached: `limit`, unless
+    `per_method` (by method name, e.g. ImportRecords) sets another."""
 
-    def __init__(self, limit: int, exempt: frozenset[str]) -> None:
+    def __init__(self, limit: int, exempt: frozenset[str], per_method: Mapping[str, int] | None = None) -> None:
         self.limit = limit
         self.exempt = exempt  # services never limited: health checking, reflection
+        self.per_method = dict(per_method or {})
         self.open: Counter[str] = Counter()
+
+    def limit_of(self, method: str) -> int:
+        return self.per_method.get(method.rsplit("/", 1)[-1], self.limit)
 
     async def intercept_service(
         self,
@@ -41,10 +46,13 @@ class CallLimits(grpc.aio.ServerInterceptor):
         return _wrapped(handler, method, self)
 
     async def enter(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        if self.open[method] >= self.limit:
+        limit = self.limit_of(method)
+        if self.open[method] >= limit:
+            flag = (f"--method-limit {method.rsplit('/', 1)[-1]}={limit}" if method.rsplit("/", 1)[-1] in self.per_method
+                    else f"--max-concurrent-rpcs {limit}")
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"{method}: {self.open[method]} calls are open, the limit of this server per method "
-                                f"(--max-concurrent-rpcs {self.limit}); retry later or on another server")
+                                f"{method}: {self.open[method]} calls are open, the limit of this server for this "
+                                f"method ({flag}); retry later or on another server")
         self.open[method] += 1
 
     def leave(self, method: str) -> None:

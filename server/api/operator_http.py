@@ -8,7 +8,10 @@ last read); they never change its status: a server without a linkage model still
 stitches, and a probe must not take it out of service for that.
 
 A plain threading HTTP server on a thread of its own: scrapes and probes are rare and small,
-and must answer even while the gRPC event loop is busy.
+and must answer even while the gRPC event loop is busy. A connection that sends nothing for
+REQUEST_TIMEOUT_S is closed, so idle or slow clients cannot pile up threads. Only the Browser
+assets carry CORS headers: /metrics and the probes are for Prometheus and the orchestrator,
+never for a page in a browser.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
+REQUEST_TIMEOUT_S = 10.0
 
 Asset = tuple[str, bytes]  # content type, body
 
@@ -55,6 +59,7 @@ class OperatorHttp:
 
 class _Handler(BaseHTTPRequestHandler):
     endpoints: OperatorEndpoints
+    timeout = REQUEST_TIMEOUT_S  # the socket's: a request that stalls this long is dropped
 
     def do_HEAD(self) -> None:  # noqa: N802 (the standard library's name)
         self._head_only = True
@@ -71,13 +76,16 @@ class _Handler(BaseHTTPRequestHandler):
             lines = ["ready" if ready else f"not ready: {reason}", *self.endpoints.notes()]
             self._send(200 if ready else 503, "text/plain; charset=utf-8", "".join(f"{line}\n" for line in lines).encode())
         elif (asset := self.endpoints.assets(path)) is not None:
-            self._send(200, *asset)
+            self._send(200, *asset, cors=True)
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: /metrics, /healthz, /readyz\n")
 
     def do_OPTIONS(self) -> None:  # noqa: N802 (the standard library's name)
         """The CORS preflight Browser sends before it fetches a guide (with pragma and
-        cache-control headers, which are not CORS-safelisted): any origin may GET."""
+        cache-control headers, which are not CORS-safelisted): any origin may GET an asset."""
+        if self.endpoints.assets(self.path.split("?", 1)[0]) is None:
+            self._send(404, "text/plain; charset=utf-8", b"no CORS here: only the Browser style and guide\n")
+            return
         self.send_response(204)
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Access-Control-Allow-Methods", "GET, OPTIONS")
@@ -86,11 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, cors: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Access-Control-Allow-Origin", "*")  # Neo4j Browser fetches the style and guide
+        if cors:  # Neo4j Browser, on another origin, fetches the style and guide
+            self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if not getattr(self, "_head_only", False):

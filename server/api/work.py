@@ -82,18 +82,23 @@ class WorkPool:
 
 @dataclass(frozen=True)
 class WorkPools:
-    """The server's pools: ingest writes, reads, and admin jobs (refits, replays, erasures)."""
+    """The server's pools: ingest writes, reads, admin jobs (refits, replays, erasures), and
+    imports. An import holds its thread while it waits on its client's next record, so imports
+    have a pool of their own (and a limit of as many open calls, server/api/limits.py): slow
+    importers must never take the threads that ForgetProfile or UpsertSegment need."""
 
     ingest: WorkPool
     read: WorkPool
     admin: WorkPool
+    imports: WorkPool
 
     @staticmethod
     def of_size(threads: int) -> WorkPools:
-        return WorkPools(WorkPool("ingest", threads), WorkPool("read", threads), WorkPool("admin", max(2, threads // 4)))
+        return WorkPools(WorkPool("ingest", threads), WorkPool("read", threads), WorkPool("admin", max(2, threads // 4)),
+                         WorkPool("import", max(2, threads // 4)))
 
     def shutdown(self) -> None:
-        for pool in (self.ingest, self.read, self.admin):
+        for pool in (self.ingest, self.read, self.admin, self.imports):
             pool.shutdown()
 
 

@@ -175,3 +175,76 @@ def test_a_second_server_on_a_taken_port_stops_instead_of_sharing_it(
     not quietly take half of another's calls."""
     with pytest.raises(OSError, match=message):
         create_server(replace(settings, **port_of(grpc_server)), graph)
+
+
+def test_only_the_browser_assets_carry_cors_and_a_silent_connection_is_dropped(grpc_server: RunningServer) -> None:
+    """/metrics and the probes are for Prometheus and orchestrators, never for a web page of
+    another origin; a client that opens a connection and sends nothing holds no thread for long."""
+    import socket
+
+    from server.api.operator_http import REQUEST_TIMEOUT_S
+    from server.operators.browser import STYLE_PATH
+
+    assert grpc_server.http is not None
+    for path in ("/metrics", "/readyz", "/healthz"):
+        assert "Access-Control-Allow-Origin" not in get(grpc_server, path)[2], path
+    assert get(grpc_server, STYLE_PATH)[2]["Access-Control-Allow-Origin"] == "*"
+    base = f"http://127.0.0.1:{grpc_server.http.port}"
+    preflight = urllib.request.Request(base + "/metrics", method="OPTIONS", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(preflight, timeout=10)
+    assert refused.value.code == 404 and "Access-Control-Allow-Origin" not in refused.value.headers
+    assert REQUEST_TIMEOUT_S <= 10
+    with socket.create_connection(("127.0.0.1", grpc_server.http.port)) as silent:
+        silent.settimeout(REQUEST_TIMEOUT_S + 10)
+        began = time.monotonic()
+        assert silent.recv(1) == b""  # the server closed it
+        assert time.monotonic() - began < REQUEST_TIMEOUT_S + 5
+
+
+def test_slow_importers_never_hold_the_threads_admin_calls_need(grpc_server: RunningServer, channel: grpc.Channel,
+                                                                uid: str) -> None:
+    """Imports have a pool of their own and a limit of as many open calls: importers that wait
+    on their clients leave ForgetProfile its threads, and one import too many is refused
+    RESOURCE_EXHAUSTED naming the limit rather than queued unseen."""
+    import queue
+    import threading
+
+    from identity.v1 import identity_service_pb2_grpc
+
+    identity = identity_service_pb2_grpc.IdentityServiceStub(channel)
+    importers = grpc_server.pools.imports.threads
+    stops: list[queue.Queue[None]] = []
+    calls = []
+
+    def slow_records(n: int, stop: queue.Queue[None]) -> Any:
+        yield pb.SourceRecord(record_id=f"{uid}-{n}", source="crm", traits={"given_name": "ann"})
+        stop.get()  # the importer's client goes quiet, its call open
+
+    for n in range(importers):
+        stop: queue.Queue[None] = queue.Queue()
+        stops.append(stop)
+        calls.append(identity.ImportRecords(slow_records(n, stop), timeout=60))
+    threads = [threading.Thread(target=lambda call=call: list(call), daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while grpc_server.limits.open.get("/identity.v1.IdentityService/ImportRecords", 0) < importers:
+            assert time.monotonic() < deadline, "the imports did not open"
+            time.sleep(0.05)
+        ingest(identity, [event(f"{uid}-1", f"email:{uid}@example.com")])
+        began = time.monotonic()
+        forgotten = identity.ForgetProfile(pb.ForgetProfileRequest(ref=by_identifier(f"email:{uid}@example.com")),
+                                           timeout=20)
+        assert forgotten.identifiers_forgotten == 1 and time.monotonic() - began < 10
+        with pytest.raises(grpc.RpcError) as refused:
+            list(identity.ImportRecords(iter([]), timeout=20))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"--method-limit ImportRecords={importers}" in (refused.value.details() or "")
+    finally:
+        for stop in stops:
+            stop.put(None)
+        for thread in threads:
+            thread.join(timeout=30)

@@ -152,6 +152,37 @@ def test_a_failing_poll_ends_every_watcher_with_the_storage_error() -> None:
     asyncio.run(scenario())
 
 
+def test_a_poller_that_dies_of_any_error_ends_its_watchers_and_the_next_watcher_restarts_it() -> None:
+    log = FakeLog()
+    broken = {"yes": False}
+    real = log.log_changes
+
+    def log_changes(names: list[str], after: int, limit: int) -> list[MembershipChange]:
+        if broken["yes"]:
+            raise KeyError("a bug, not a storage error")
+        return real(names, after, limit)
+
+    log.log_changes = log_changes  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        stream = feed.follow("a", 0)
+        waiting = asyncio.ensure_future(take(stream, 1))
+        while log.polls == 0 and feed.watchers == 0:
+            await asyncio.sleep(0)
+        broken["yes"] = True
+        with pytest.raises(StorageUnavailable, match="resume after the last position"):
+            await waiting
+        broken["yes"] = False
+        again = feed.follow("a", 0)
+        log.append("a", "p1")
+        assert await take(again, 1) == [1]  # a new poller serves it
+        await again.aclose()  # type: ignore[attr-defined]
+        await feed.close()
+
+    asyncio.run(scenario())
+
+
 def test_closing_the_feed_ends_every_watcher_at_once_and_refuses_new_ones() -> None:
     """A watch never ends by itself: on shutdown its consumer is told to resume elsewhere
     rather than holding the server for the whole grace period."""

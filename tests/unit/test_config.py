@@ -89,3 +89,14 @@ def test_an_identifier_type_whose_label_is_the_graphs_own_is_refused(tmp_path) -
         with pytest.raises(ConfigurationError, match=rf"identifier_types\.{re.escape(name)}: its label would be"):
             parse_settings(["--rules", str(broken)], env={})
         del rules["identifier_types"][name]
+
+
+def test_method_limits_name_real_methods_and_whole_numbers() -> None:
+    settings = parse_settings(["--method-limit", "WatchSegment=2000", "--method-limit", "ImportRecords=3"], env={})
+    assert dict(settings.method_limits) == {"WatchSegment": 2000, "ImportRecords": 3}
+    assert dict(parse_settings([], env={"IDENTITY_METHOD_LIMITS": "Ingest=50, LookupProfiles=70"}).method_limits) == {
+        "Ingest": 50, "LookupProfiles": 70}
+    with pytest.raises(ConfigurationError, match="no method 'Watch'"):
+        parse_settings(["--method-limit", "Watch=1"], env={})
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        parse_settings(["--method-limit", "Ingest=0"], env={})

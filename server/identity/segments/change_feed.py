@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from server.errors import IdentityError, ResourceExhausted, ShuttingDown
+from server.errors import IdentityError, ResourceExhausted, ShuttingDown, StorageUnavailable
 from server.identity.segments.membership import CHANGES_PAGE, Membership, MembershipChange
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,19 @@ class ChangeFeed:
             self._head = None  # nobody watches: the next watcher starts the poller afresh
         except IdentityError as exc:  # Neo4j went away: every watcher ends and may resume
             log.warning("segment change feed failed: %s", exc)
-            for watchers in self._watchers.values():
-                for watcher in watchers:
-                    watcher.fail(exc)
-            self._head = None
+            self._fail_all(exc)
+        except Exception as exc:  # anything else, too: a dead poller must never leave watchers hanging
+            log.exception("segment change feed failed; its watchers end UNAVAILABLE, the next watcher restarts it")
+            self._fail_all(StorageUnavailable(f"the segment change feed failed ({type(exc).__name__}); resume after "
+                                              "the last position you processed"))
+
+    def _fail_all(self, error: IdentityError) -> None:
+        """Ends every watcher with the error; the next one to register starts a new poller."""
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.fail(error)
+        self._watchers.clear()
+        self._head = None
 
     async def _poll_once(self) -> int:
         assert self._head is not None
