@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from server.tuning import LOOKUP_WORKERS
+from server.errors import ResourceExhausted
+from server.tuning import LOOKUP_QUEUE_LIMIT, LOOKUP_WORKERS
 
 T = TypeVar("T")
 
@@ -102,10 +103,11 @@ class Coalescer(Generic[K, V]):
     """
 
     def __init__(self, answer: Callable[[list[K]], list[V]], max_size: int, workers: int = LOOKUP_WORKERS,
-                 observe: Callable[[float], None] | None = None) -> None:
+                 observe: Callable[[float], None] | None = None, max_waiting: int = LOOKUP_QUEUE_LIMIT) -> None:
         self._answer = answer
         self._observe = observe  # gets each answer's seconds from ask to answer
         self._max_size = max_size
+        self._max_waiting = max_waiting
         self._waiting: queue.Queue[Asked[K, V] | None] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, daemon=True, name=f"coalesce-{n}") for n in range(workers)]
         for worker in self._workers:
@@ -113,6 +115,9 @@ class Coalescer(Generic[K, V]):
 
     def ask_soon(self, key: K) -> asyncio.Future[V]:
         """Queues the key; the future (of the running loop) settles with its answer or the batch's error."""
+        if self._waiting.qsize() >= self._max_waiting:
+            raise ResourceExhausted(f"{self._waiting.qsize()} lookups wait to be answered, the limit of this server; "
+                                    "retry later or on another server")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[V] = loop.create_future()
         self._waiting.put(Asked(key, future, loop))

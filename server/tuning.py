@@ -73,3 +73,11 @@ LOOKUP_WORKERS = 2
 # answers every stream and health check shares the GIL with the threads running Neo4j work;
 # a shorter interval lets it in sooner while lookups and ingest keep those threads busy.
 GIL_SWITCH_INTERVAL_S = 0.001
+
+# Calls waiting for a thread of one work pool, and lookups waiting for the coalescer, beyond
+# which a call is refused with RESOURCE_EXHAUSTED naming the queue. Every open stream has at
+# most one call in a pool at a time, so a pool's queue stays well under the per-method limit
+# of open calls (10,000) in normal running; a queue this long is minutes of work, and a
+# client is better told to retry elsewhere than left waiting with the memory growing.
+POOL_QUEUE_LIMIT = 10_000
+LOOKUP_QUEUE_LIMIT = 100_000

@@ -10,6 +10,7 @@ health checks, which never leave the loop, always answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import ParamSpec, TypeVar
 
+from server.errors import ResourceExhausted
+from server.tuning import POOL_QUEUE_LIMIT
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -25,18 +29,34 @@ _END = object()
 
 
 class WorkPool:
-    """A named pool of at most `threads` threads for blocking calls from coroutines."""
+    """A named pool of at most `threads` threads for blocking calls from coroutines, with at
+    most `queue_limit` calls waiting or running: beyond, a call is refused ResourceExhausted
+    naming the pool, rather than queued without bound."""
 
-    def __init__(self, name: str, threads: int) -> None:
+    def __init__(self, name: str, threads: int, queue_limit: int = POOL_QUEUE_LIMIT) -> None:
         self.name = name
         self.threads = threads
+        self.queue_limit = queue_limit
+        self.queued = 0  # calls submitted and not yet done (counted on the event loop only)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs call(*args, **kwargs) on a thread of the pool; the coroutine waits without a thread."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, functools.partial(context.run, call, *args, **kwargs))
+        with self._place():
+            return await loop.run_in_executor(self._executor, functools.partial(context.run, call, *args, **kwargs))
+
+    @contextlib.contextmanager
+    def _place(self) -> Iterator[None]:
+        if self.queued >= self.queue_limit:
+            raise ResourceExhausted(f"the {self.name} pool has {self.queued} calls waiting or running, its limit "
+                                    f"({self.threads} threads); retry later or on another server")
+        self.queued += 1
+        try:
+            yield
+        finally:
+            self.queued -= 1
 
     async def iterate(self, source: Callable[[], Iterator[T]], chunk: int = 1) -> AsyncIterator[T]:
         """The items of a blocking iterator (a paged Neo4j read, a progress report), fetched on
@@ -60,8 +80,9 @@ class WorkPool:
         in_flight: Future[list[T]] | None = None
         try:
             while True:
-                in_flight = self._executor.submit(contextvars.copy_context().run, take)
-                items = await asyncio.wrap_future(in_flight)
+                with self._place():
+                    in_flight = self._executor.submit(contextvars.copy_context().run, take)
+                    items = await asyncio.wrap_future(in_flight)
                 for item in items:
                     yield item
                 if len(items) < chunk:

@@ -8,8 +8,12 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
+
 from server.access.audit import AuditEntry, refusal_rows
 from server.api.work import WorkPool, WorkPools
+from server.batching import Coalescer
+from server.errors import ResourceExhausted
 
 
 def test_a_pool_runs_blocking_calls_off_the_loop_on_at_most_its_threads() -> None:
@@ -85,3 +89,46 @@ def test_refused_calls_are_counted_per_minute_caller_method_and_outcome() -> Non
         ("web", "ForgetProfile", 1, "ipv4:1.2.3.4"),
     ]
     assert {r["minute"] for r in rows} == {int(at.timestamp()) // 60 * 60_000, int(later.timestamp()) // 60 * 60_000}
+
+
+def test_a_full_pool_queue_refuses_the_call_naming_the_pool() -> None:
+    pool = WorkPool("ingest", 1, queue_limit=2)
+    release = threading.Event()
+
+    async def scenario() -> None:
+        held = [asyncio.ensure_future(pool.run(release.wait, 5)) for _ in range(2)]
+        await asyncio.sleep(0)  # both are placed
+        with pytest.raises(ResourceExhausted, match="the ingest pool has 2 calls waiting or running"):
+            await pool.run(release.wait, 5)
+        release.set()
+        await asyncio.gather(*held)
+        assert pool.queued == 0 and await pool.run(lambda: 7) == 7  # room again
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+
+
+def test_the_lookup_coalescer_refuses_beyond_its_waiting_limit() -> None:
+    release = threading.Event()
+
+    def answer(keys: list[int]) -> list[int]:
+        release.wait(5)
+        return keys
+
+    coalescer: Coalescer[int, int] = Coalescer(answer, max_size=1, workers=1, max_waiting=2)
+
+    async def scenario() -> None:
+        first = coalescer.ask_soon(1)  # taken by the worker, which blocks
+        await asyncio.sleep(0.05)
+        waiting = [coalescer.ask_soon(2), coalescer.ask_soon(3)]
+        with pytest.raises(ResourceExhausted, match="2 lookups wait"):
+            coalescer.ask_soon(4)
+        release.set()
+        assert [await first, *[await w for w in waiting]] == [1, 2, 3]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        coalescer.close()
