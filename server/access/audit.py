@@ -46,7 +46,7 @@ class AuditEntry:
     count: int = 1  # refusals this entry stands for (one minute's, counted)
 
     def row(self) -> dict[str, object]:
-        return {"id": uuid.uuid4().hex, "at": epoch_millis(self.at or datetime.now(UTC)), "caller": self.caller,
+        return {"id": uuid.uuid4().hex, "at": epoch_micros(self.at or datetime.now(UTC)), "caller": self.caller,
                 "method": self.method, "target": self.target, "outcome": self.outcome, "detail": self.detail,
                 "peer": self.peer}
 
@@ -156,6 +156,15 @@ class AuditTrail:
             self.graph.transaction("audit", lambda tx: tx.run("audit/count_refusals", refusals=refusal_rows(batch)))
         except Exception:  # the audit of refusals must never take the server down
             log.exception("audit: %d refused calls could not be counted", len(batch))
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Audit times keep microseconds: an admin call's STARTED and outcome entries, a few
+    milliseconds apart, must sort in the order they were written."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def refusal_rows(entries: list[AuditEntry]) -> list[dict[str, object]]:

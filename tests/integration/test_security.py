@@ -27,6 +27,7 @@ from server.access.tokens import load_tokens, token_hash
 from server.api.app import RunningServer, create_server
 from server.api.auth import METHOD_SCOPES
 from server.config import Settings, TlsFiles
+from server.errors import StorageUnavailable
 from server.graph import Graph
 from server.identity.stitching import suppression_hash
 from server.identity.values import Identifier
@@ -246,9 +247,9 @@ def test_admin_calls_are_audited_with_who_what_and_outcome(channel_tls: grpc.Cha
                                                              reason=f"kiosk {uid}"),
                                   metadata=bearer(tokens.admin), timeout=30)
     entries = [e for e in audit(identity, tokens.admin, "UnlinkIdentifier") if uid in e.target]
-    # each call: STARTED before it acts, then its outcome before its answer
-    assert sorted((e.caller, e.outcome) for e in entries) == [("operator", "NOT_FOUND"), ("operator", "OK"),
-                                                             ("operator", "STARTED"), ("operator", "STARTED")]
+    # each call: STARTED before it acts, then its outcome before its answer (newest first)
+    assert [(e.caller, e.outcome) for e in reversed(entries)] == [
+        ("operator", "STARTED"), ("operator", "OK"), ("operator", "STARTED"), ("operator", "NOT_FOUND")]
     done = next(e for e in entries if e.outcome == "OK")
     assert f"kiosk {uid}" in done.target and done.peer and done.at.seconds > 0
 
@@ -266,8 +267,8 @@ def test_forget_profile_is_audited_without_the_forgotten_identifier_in_clear(
     assert email in (again.value.details() or "")
     hashed = suppression_hash(settings.suppression_salt, Identifier("email", email))
     entries = [e for e in audit(identity, tokens.admin, "ForgetProfile") if hashed in e.target]
-    assert sorted((e.caller, e.outcome) for e in entries) == [
-        ("operator", "NOT_FOUND"), ("operator", "OK"), ("operator", "STARTED"), ("operator", "STARTED")]
+    assert [(e.caller, e.outcome) for e in reversed(entries)] == [
+        ("operator", "STARTED"), ("operator", "OK"), ("operator", "STARTED"), ("operator", "NOT_FOUND")]
     stored, _, _ = driver.execute_query("MATCH (a:AuditEntry) WHERE a.target CONTAINS $uid OR a.detail CONTAINS $uid "
                                         "RETURN count(a) AS n", uid=uid)
     assert stored[0]["n"] == 0, "the forgotten e-mail is nowhere in the audit trail"
@@ -427,3 +428,31 @@ def test_list_audit_refuses_a_limit_beyond_its_cap(channel_tls: grpc.Channel, to
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "10000" in (refused.value.details() or "")
     assert len(list(identity.ListAudit(pb.ListAuditRequest(limit=10_000), metadata=bearer(tokens.admin),
                                        timeout=30))) <= 10_000
+
+
+def test_an_admin_call_whose_audit_entry_cannot_be_written_is_refused_before_it_acts(
+        settings: Settings, graph: Graph, driver: Driver, uid: str) -> None:
+    """Admin calls are audited before they act: with the trail unwritable (here its writes
+    fail as a Neo4j outage would make them), UnlinkIdentifier answers UNAVAILABLE and unlinks
+    nothing."""
+    running = serve(settings, graph)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            identity = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            list(identity.Ingest(iter([event(f"{uid}-1", f"cookie:k-{uid}", f"email:{uid}@example.com")]), timeout=30))
+
+            def unwritable(entries: Any) -> None:
+                raise StorageUnavailable("Neo4j is unavailable (the audit's writes fail in this test)")
+
+            running.audit._write = unwritable  # type: ignore[method-assign]
+            with pytest.raises(grpc.RpcError) as refused:
+                identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(f"cookie:k-{uid}")),
+                                          timeout=30)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "audit trail cannot be written" in (refused.value.details() or "")
+        records, _, _ = driver.execute_query(
+            "MATCH (:Identifier {type: 'cookie', value: $cookie})-[:LINKED]-(:Identifier {type: 'email'}) "
+            "RETURN count(*) AS links", cookie=f"k-{uid}")
+        assert records[0]["links"] == 1, "the call was refused before it acted"
+    finally:
+        running.stop(grace=2)
