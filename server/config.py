@@ -58,6 +58,7 @@ class Settings:
     collect_listen: str = ""  # the HTTP collector (Segment's tracking API); "" none
     collector: CollectorConfig | None = None  # config/collector.yaml, read when collect_listen is set
     method_limits: Mapping[str, int] = field(default_factory=FrozenMapping)  # method name -> open calls
+    replay_rate: float = 10_000.0  # segment changes a second that WatchSegment catch-ups send, all together
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--method-limit", action="append", default=_env_list(env.get("IDENTITY_METHOD_LIMITS")), metavar="METHOD=N",
         help="open calls of one method beyond which a call is refused with RESOURCE_EXHAUSTED, e.g. "
              "WatchSegment=2000 (repeatable; default --max-concurrent-rpcs, and for ImportRecords the import threads)")
+    add("--replay-rate", type=float, default=float(env.get("IDENTITY_REPLAY_RATE", "10000")),
+        help="segment changes a second that all WatchSegment catch-ups of a process send together: replay "
+             "from an old position is paced so that health checks and lookups keep serving")
     add("--watch-buffer", type=int, default=int(env.get("IDENTITY_WATCH_BUFFER", "10000")),
         help="segment changes buffered per WatchSegment stream; a consumer further behind is cut off")
     add("--ingest-batch-size", type=int, default=int(env.get("IDENTITY_INGEST_BATCH_SIZE", "500")))
@@ -241,6 +245,8 @@ def _validated(args: argparse.Namespace) -> Settings:
         raise ConfigurationError("--processes must be at least 1")
     if args.processes > 1 and args.listen.endswith(":0"):
         raise ConfigurationError("--processes above 1 needs a fixed port: processes share it, port 0 would differ")
+    if args.replay_rate <= 0:
+        raise ConfigurationError("--replay-rate must be positive")
     if args.neo4j_retry_seconds < 0:
         raise ConfigurationError("--neo4j-retry-seconds must not be negative")
     if args.ingest_batch_wait < 0 or args.shutdown_grace < 0:
@@ -286,5 +292,6 @@ def _validated(args: argparse.Namespace) -> Settings:
         http_listen="" if args.http_listen.lower() == "off" else args.http_listen,
         collect_listen=collect,
         method_limits=FrozenMapping(_method_limits(args.method_limit)),
+        replay_rate=args.replay_rate,
         collector=load_collector_config(Path(args.collector), frozenset(rules.identifier_types)) if collect else None,
     )

@@ -146,7 +146,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
                                 linker, importer, replayer, pools, audit, metrics)
     membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
-    feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer)
+    feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer, replay_rate=settings.replay_rate)
     # an import holds an import-pool thread while open: more open imports than threads would
     # only queue unseen, so the limit says so (unless --method-limit sets another)
     per_method = {"ImportRecords": pools.imports.threads, **settings.method_limits}

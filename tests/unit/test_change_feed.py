@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from server.errors import ResourceExhausted, ShuttingDown, StorageUnavailable
-from server.identity.segments.change_feed import ChangeFeed
+from server.identity.segments.change_feed import ChangeFeed, ReplayPacer
 from server.identity.segments.membership import Membership, MembershipChange
 
 T = TypeVar("T")
@@ -181,6 +181,29 @@ def test_a_poller_that_dies_of_any_error_ends_its_watchers_and_the_next_watcher_
         await feed.close()
 
     asyncio.run(scenario())
+
+
+def test_catch_up_is_paced_by_one_budget_for_every_watcher_and_each_still_gets_everything() -> None:
+    """Ten watchers replaying 500 changes each from position 0 at 10,000 changes a second take
+    at least 0.4 s together (5,000 changes beyond the first burst), not one loop-hogging burst."""
+    log = FakeLog()
+    for n in range(500):
+        log.append("a", f"p{n}")
+
+    async def scenario() -> float:
+        feed = feed_over(log)
+        feed.pacer = ReplayPacer(10_000, burst=100)
+        began = asyncio.get_running_loop().time()
+        streams = [feed.follow("a", 0) for _ in range(10)]
+        got = await asyncio.gather(*(take(stream, 500) for stream in streams))
+        took = asyncio.get_running_loop().time() - began
+        assert all(positions == list(range(1, 501)) for positions in got)
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+        await feed.close()
+        return took
+
+    assert asyncio.run(scenario()) >= 0.4
 
 
 def test_closing_the_feed_ends_every_watcher_at_once_and_refuses_new_ones() -> None:
