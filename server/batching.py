@@ -113,6 +113,11 @@ class Coalescer(Generic[K, V]):
         for worker in self._workers:
             worker.start()
 
+    @property
+    def waiting(self) -> int:
+        """Keys asked and not yet taken by a worker."""
+        return self._waiting.qsize()
+
     def ask_soon(self, key: K) -> asyncio.Future[V]:
         """Queues the key; the future (of the running loop) settles with its answer or the batch's error."""
         if self._waiting.qsize() >= self._max_waiting:

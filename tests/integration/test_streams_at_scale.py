@@ -4,6 +4,7 @@ for that method alone; one poller feeds every watcher of a process."""
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -55,29 +56,49 @@ def healthy(channel: grpc.Channel) -> bool:
     return answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
+class Requests:
+    """A LookupProfiles request stream the test writes to: the stream stays open between requests."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[pb.LookupRequest | None] = queue.Queue()
+
+    def send(self, request: pb.LookupRequest) -> None:
+        self._queue.put(request)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[pb.LookupRequest]:
+        while (request := self._queue.get()) is not None:
+            yield request
+
+
 def test_more_streams_than_the_old_thread_limit_leave_health_lookups_and_ingest_answered(
         channel: grpc.Channel, identity: identity_service_pb2_grpc.IdentityServiceStub, segment: str,
         grpc_server: RunningServer, uid: str) -> None:
     watchers = open_watchers(channel, segment, WATCHERS)
-    lookups = [identity.LookupProfiles(iter([pb.LookupRequest(request_id="x", ref=by_identifier(f"email:no-{uid}@x.org"))]),
-                                       timeout=30) for _ in range(OLD_THREAD_LIMIT)]
+    feeds = [Requests() for _ in range(OLD_THREAD_LIMIT)]
+    lookups = [identity.LookupProfiles(iter(feed), timeout=60) for feed in feeds]
     try:
-        assert WATCHERS > OLD_THREAD_LIMIT
-        assert healthy(channel)
+        for feed in feeds:
+            feed.send(pb.LookupRequest(request_id="x", ref=by_identifier(f"email:no-{uid}@x.org")))
+        assert all(not next(stream).HasField("profile") for stream in lookups)  # each answered, and still open
+        wait_for_open_calls(grpc_server, WATCH_METHOD, WATCHERS)
+        wait_for_open_calls(grpc_server, "/identity.v1.IdentityService/LookupProfiles", OLD_THREAD_LIMIT)
+        assert healthy(channel)  # with every watcher and lookup stream open
         acks = ingest(identity, [member_event(f"{uid}-{n}", f"{n}-{uid}@example.com", uid) for n in range(3)])
         assert {a.status for a in acks} == {pb.ACK_STATUS_ACCEPTED}
-        for stream in lookups:  # each stream answered, none refused
-            (result,) = list(stream)
-            assert not result.HasField("profile")
-        found = list(identity.LookupProfiles(iter([pb.LookupRequest(
-            request_id="y", ref=by_identifier(f"email:0-{uid}@example.com"))]), timeout=30))
-        assert found[0].HasField("profile")
+        for feed in feeds:  # the open lookup streams answer again, now finding the new profile
+            feed.send(pb.LookupRequest(request_id="y", ref=by_identifier(f"email:0-{uid}@example.com")))
+        assert all(next(stream).HasField("profile") for stream in lookups)
         # every watcher gets the three entries, fed by the process's one poller
         for watcher in watchers:
             entered = {next(watcher).profile_id for _ in range(3)}
             assert len(entered) == 3
         assert grpc_server.feed.watchers == WATCHERS
     finally:
+        for feed in feeds:
+            feed.close()
         for watcher in watchers:
             watcher.cancel()
 

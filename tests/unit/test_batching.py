@@ -68,7 +68,10 @@ def test_the_coalescer_answers_many_callers_with_few_batch_calls() -> None:
     calls: list[list[int]] = []
     release = threading.Event()
 
+    taken: list[list[int]] = []
+
     def answer(keys: list[int]) -> list[int]:
+        taken.append(keys)
         release.wait(timeout=60)  # hold the first call so that later keys queue up
         calls.append(keys)
         return [k * 10 for k in keys]
@@ -77,7 +80,9 @@ def test_the_coalescer_answers_many_callers_with_few_batch_calls() -> None:
 
     async def scenario() -> list[int]:
         asks = [asyncio.ensure_future(coalescer.ask(n)) for n in range(5)]
-        await asyncio.sleep(0.05)
+        # the first batch is held; every other key queues behind it
+        while not (len(taken) == 1 and len(taken[0]) + coalescer.waiting == 5):
+            await asyncio.sleep(0.001)
         release.set()
         return list(await asyncio.gather(*asks))
 

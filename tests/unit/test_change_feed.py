@@ -67,6 +67,14 @@ async def take(stream: AsyncIterator[MembershipChange], count: int) -> list[int]
     return [(await asyncio.wait_for(anext(stream), 5)).position for _ in range(count)]
 
 
+async def until(holds: Callable[[], bool], seconds: float = 5) -> None:
+    """Yields to the loop until the condition holds: synchronisation by state, not by time."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not holds():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 def test_many_watchers_share_one_poll_and_each_gets_its_segments_changes() -> None:
     log = FakeLog()
     log.append("a", "p0")
@@ -77,7 +85,7 @@ def test_many_watchers_share_one_poll_and_each_gets_its_segments_changes() -> No
         watchers_b = [feed.follow("b", 0) for _ in range(100)]
         assert [await take(w, 1) for w in watchers_a] == [[1]] * 100  # caught up from the log
         firsts_b = [asyncio.ensure_future(take(w, 1)) for w in watchers_b]
-        await asyncio.sleep(0.05)
+        await until(lambda: feed.watchers == 200)
         polls_before = log.polls
         log.append("b", "p1")
         log.append("a", "p2")
@@ -121,12 +129,13 @@ def test_a_consumer_too_slow_for_its_buffer_is_cut_off_with_the_position_to_resu
         feed = feed_over(log, buffer=3)
         stream = feed.follow("a", 0)
         pending = asyncio.ensure_future(take(stream, 1))
-        await asyncio.sleep(0.05)
+        await until(lambda: feed.watchers == 1)
         log.append("a", "p1")
         assert await pending == [1]
         for n in range(10):  # the consumer takes nothing while ten changes arrive
             log.append("a", f"q{n}")
-        await asyncio.sleep(0.1)
+        polls = log.polls
+        await until(lambda: log.polls >= polls + 2)  # the poller has read them and handed them over
         with pytest.raises(ResourceExhausted, match=r"fell 3 changes behind.*resume with after_position 1"):
             await take(stream, 1)
         assert feed.watchers == 0
@@ -142,7 +151,7 @@ def test_a_failing_poll_ends_every_watcher_with_the_storage_error() -> None:
         feed = feed_over(log)
         streams = [feed.follow("a", 0) for _ in range(3)]
         waits = [asyncio.ensure_future(take(s, 1)) for s in streams]
-        await asyncio.sleep(0.05)
+        await until(lambda: feed.watchers == 3)
         log.fail_polls = True
         for wait in waits:
             with pytest.raises(StorageUnavailable):
@@ -168,8 +177,7 @@ def test_a_poller_that_dies_of_any_error_ends_its_watchers_and_the_next_watcher_
         feed = feed_over(log)
         stream = feed.follow("a", 0)
         waiting = asyncio.ensure_future(take(stream, 1))
-        while log.polls == 0 and feed.watchers == 0:
-            await asyncio.sleep(0)
+        await until(lambda: feed.watchers == 1)
         broken["yes"] = True
         with pytest.raises(StorageUnavailable, match="resume after the last position"):
             await waiting
@@ -215,7 +223,7 @@ def test_closing_the_feed_ends_every_watcher_at_once_and_refuses_new_ones() -> N
         feed = feed_over(log)
         streams = [feed.follow("a", 0) for _ in range(3)]
         waits = [asyncio.ensure_future(take(s, 1)) for s in streams]
-        await asyncio.sleep(0.05)
+        await until(lambda: feed.watchers == 3)
         await feed.close()
         for wait in waits:
             with pytest.raises(ShuttingDown, match="resume after the last position"):
