@@ -185,8 +185,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     @streaming
     async def ListRejected(self, request: pb.ListRejectedRequest, context: Context) -> AsyncIterator[pb.RejectedItem]:
-        if not 0 <= request.limit <= AUDIT_MAX:
-            raise InvalidArgument(f"limit must be 0 (meaning {AUDIT_LIMIT}) to {AUDIT_MAX}: page with `until` "
+        if request.limit < 0:
+            raise InvalidArgument("limit must not be negative")
+        if request.limit > AUDIT_MAX:
+            raise InvalidArgument(f"limit must be at most {AUDIT_MAX} (0 means {AUDIT_LIMIT}): page with `until` "
                                   "set to the oldest entry's time")
         where = convert.rejection_filter(request.filter)
         async for view in self.pools.read.iterate(lambda: self.replayer.list(where, request.limit), chunk=LIST_CHUNK):
@@ -194,8 +196,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     @streaming
     async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> AsyncIterator[pb.AuditEntry]:
-        if not 0 <= request.limit <= AUDIT_MAX:
-            raise InvalidArgument(f"limit must be 0 (meaning {AUDIT_LIMIT}) to {AUDIT_MAX}: page with `until` "
+        if request.limit < 0:
+            raise InvalidArgument("limit must not be negative")
+        if request.limit > AUDIT_MAX:
+            raise InvalidArgument(f"limit must be at most {AUDIT_MAX} (0 means {AUDIT_LIMIT}): page with `until` "
                                   "set to the oldest entry's time")
         query = AuditQuery(since=convert.from_timestamp(request, "since"), until=convert.from_timestamp(request, "until"),
                            caller=request.caller, method=request.method, limit=request.limit or AUDIT_LIMIT)

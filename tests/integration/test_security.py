@@ -422,10 +422,11 @@ def test_with_a_client_ca_the_collector_requires_a_client_certificate(settings: 
 
 def test_list_audit_refuses_a_limit_beyond_its_cap(channel_tls: grpc.Channel, tokens: Tokens) -> None:
     identity = identity_service_pb2_grpc.IdentityServiceStub(channel_tls)
-    for limit in (-1, 10_001, 2_000_000_000):
+    for limit in (10_001, 2_000_000_000):
         with pytest.raises(grpc.RpcError) as refused:
             list(identity.ListAudit(pb.ListAuditRequest(limit=limit), metadata=bearer(tokens.admin), timeout=30))
-        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "10000" in (refused.value.details() or "")
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 10000" in (refused.value.details() or "")
     assert len(list(identity.ListAudit(pb.ListAuditRequest(limit=10_000), metadata=bearer(tokens.admin),
                                        timeout=30))) <= 10_000
 
