@@ -87,7 +87,9 @@ def free_port() -> int:
 
 
 def start_at_barrier(neo4j: Neo4jSettings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NEO4J_URI": neo4j.uri, "NEO4J_USER": neo4j.user, "NEO4J_PASSWORD": neo4j.password,
+    # no collector and no operators' port: servers started together must not contend for one
+    env = {**os.environ, "IDENTITY_COLLECT_LISTEN": "off", "IDENTITY_HTTP_LISTEN": "off",
+           "NEO4J_URI": neo4j.uri, "NEO4J_USER": neo4j.user, "NEO4J_PASSWORD": neo4j.password,
            "NEO4J_DATABASE": neo4j.database}
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-c", AT_THE_BARRIER, "--listen", f"127.0.0.1:{port}"],
