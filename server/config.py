@@ -58,7 +58,7 @@ class Settings:
     collect_listen: str = ""  # the HTTP collector (Segment's tracking API); "" none
     collector: CollectorConfig | None = None  # config/collector.yaml, read when collect_listen is set
     method_limits: Mapping[str, int] = field(default_factory=FrozenMapping)  # method name -> open calls
-    replay_rate: float = 10_000.0  # segment changes a second that WatchSegment catch-ups send, all together
+    replay_rate: float = 5_000.0  # segment changes a second that WatchSegment catch-ups send, all together
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     add("--method-limit", action="append", default=_env_list(env.get("IDENTITY_METHOD_LIMITS")), metavar="METHOD=N",
         help="open calls of one method beyond which a call is refused with RESOURCE_EXHAUSTED, e.g. "
              "WatchSegment=2000 (repeatable; default --max-concurrent-rpcs, and for ImportRecords the import threads)")
-    add("--replay-rate", type=float, default=float(env.get("IDENTITY_REPLAY_RATE", "10000")),
+    add("--replay-rate", type=float, default=float(env.get("IDENTITY_REPLAY_RATE", "5000")),
         help="segment changes a second that all WatchSegment catch-ups of a process send together: replay "
              "from an old position is paced so that health checks and lookups keep serving")
     add("--watch-buffer", type=int, default=int(env.get("IDENTITY_WATCH_BUFFER", "10000")),

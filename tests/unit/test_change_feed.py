@@ -214,6 +214,37 @@ def test_catch_up_is_paced_by_one_budget_for_every_watcher_and_each_still_gets_e
     assert asyncio.run(scenario()) >= 0.4
 
 
+def test_watchers_replaying_one_segment_share_each_full_page_of_the_log() -> None:
+    log = FakeLog()
+    for n in range(1200):
+        log.append("a", f"p{n}")
+    reads: list[int] = []
+    changes_of = log.changes_of
+
+    def counted(name: str, after: int, limit: int) -> list[MembershipChange]:
+        reads.append(after)
+        return changes_of(name, after, limit)
+
+    log.changes_of = counted  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        feed.pacer = ReplayPacer(1e9)  # sharing, not pacing, is under test
+        streams = [feed.follow("a", 0) for _ in range(50)]
+        got = await asyncio.gather(*(take(stream, 1200) for stream in streams))
+        assert all(positions == list(range(1, 1201)) for positions in got)
+        log.append("a", "late")  # joins the partial page: every watcher still gets it
+        for stream in streams:
+            assert await take(stream, 1) == [1201]
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+        await feed.close()
+
+    asyncio.run(scenario())
+    # the two full pages (after 0 and after 500) once each; the partial one as each watcher needs it
+    assert reads.count(0) == 1 and reads.count(500) == 1 and reads.count(1000) <= 2 * 50
+
+
 def test_closing_the_feed_ends_every_watcher_at_once_and_refuses_new_ones() -> None:
     """A watch never ends by itself: on shutdown its consumer is told to resume elsewhere
     rather than holding the server for the whole grace period."""
