@@ -99,6 +99,15 @@ def cookie_event(uid: str, n: int) -> pb.Event:
                     identifiers=[common_pb2.Identifier(type="cookie", value=f"ck-{uid}")])
 
 
+def open_ingest(channel: grpc.Channel, uid: str) -> tuple[Feed, Iterator[pb.IngestAck]]:
+    """An Ingest stream left open after its first event is acked: what a drain must wait for."""
+    feed = Feed()
+    acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
+    feed.send(cookie_event(uid, 0))
+    assert next(acks).status == pb.ACK_STATUS_ACCEPTED
+    return feed, acks
+
+
 def watch_health(channel: grpc.Channel) -> tuple[grpc.Future, Iterator[int]]:
     """Health.Watch of the whole server: the call (to cancel) and its statuses as they change."""
     call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
@@ -142,10 +151,7 @@ def test_a_burst_of_sigterm_and_sigint_during_a_drain_still_stops_the_server(neo
     proc = start_server(server_env(neo4j_settings), port, "--shutdown-grace", "60")
     try:
         channel = wait_serving(port)
-        feed = Feed()
-        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
-        feed.send(cookie_event(uid, 0))
-        assert next(acks).status == pb.ACK_STATUS_ACCEPTED
+        feed, acks = open_ingest(channel, uid)
         for n in range(2000):  # as fast as they go: many land while an earlier one is handled
             proc.send_signal(signal.SIGTERM if n % 2 else signal.SIGINT)
         feed.send(cookie_event(uid, 1))  # the drain still serves the open stream
@@ -167,10 +173,7 @@ def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings
         channel = wait_serving(port)
         watch, statuses = watch_health(channel)
         assert next(statuses) == health_pb2.HealthCheckResponse.SERVING
-        feed = Feed()
-        acks = identity_service_pb2_grpc.IdentityServiceStub(channel).Ingest(iter(feed), timeout=120)
-        feed.send(cookie_event(uid, 0))
-        assert next(acks).status == pb.ACK_STATUS_ACCEPTED
+        feed, acks = open_ingest(channel, uid)
         proc.send_signal(signal.SIGTERM)
         assert next(statuses) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert proc.poll() is None, "the server drains the open stream before it exits"
