@@ -108,6 +108,14 @@ def open_ingest(channel: grpc.Channel, uid: str) -> tuple[Feed, Iterator[pb.Inge
     return feed, acks
 
 
+def finish_drain(feed: Feed, acks: Iterator[pb.IngestAck], proc: subprocess.Popen[str], uid: str) -> None:
+    """The draining server still serves the open stream; once it ends, the process exits 0."""
+    feed.send(cookie_event(uid, 1))
+    feed.close()
+    assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED]
+    assert proc.wait(timeout=60) == 0
+
+
 def watch_health(channel: grpc.Channel) -> tuple[grpc.Future, Iterator[int]]:
     """Health.Watch of the whole server: the call (to cancel) and its statuses as they change."""
     call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=120)
@@ -154,10 +162,7 @@ def test_a_burst_of_sigterm_and_sigint_during_a_drain_still_stops_the_server(neo
         feed, acks = open_ingest(channel, uid)
         for n in range(2000):  # as fast as they go: many land while an earlier one is handled
             proc.send_signal(signal.SIGTERM if n % 2 else signal.SIGINT)
-        feed.send(cookie_event(uid, 1))  # the drain still serves the open stream
-        feed.close()
-        assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED]
-        assert proc.wait(timeout=60) == 0
+        finish_drain(feed, acks, proc, uid)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -185,10 +190,7 @@ def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings
                 assert refused.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), refused
             else:
                 assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        feed.send(cookie_event(uid, 1))  # the open stream is still served
-        feed.close()
-        assert [a.status for a in acks] == [pb.ACK_STATUS_ACCEPTED]
-        assert proc.wait(timeout=60) == 0
+        finish_drain(feed, acks, proc, uid)
     finally:
         if proc.poll() is None:
             proc.kill()
