@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import pytest
 
 from server.errors import ResourceExhausted, ShuttingDown, StorageUnavailable
-from server.identity.segments.change_feed import ChangeFeed, ReplayPacer
+from server.identity.segments.change_feed import ChangeFeed
+from server.identity.segments.replay_pacer import ReplayPacer
 from server.identity.segments.membership import Membership, MembershipChange
 
 T = TypeVar("T")
@@ -200,7 +201,7 @@ def test_catch_up_is_paced_by_one_budget_for_every_watcher_and_each_still_gets_e
 
     async def scenario() -> float:
         feed = feed_over(log)
-        feed.pacer = ReplayPacer(10_000, burst=100)
+        feed.pacer = ReplayPacer(10_000)
         began = asyncio.get_running_loop().time()
         streams = [feed.follow("a", 0) for _ in range(10)]
         got = await asyncio.gather(*(take(stream, 500) for stream in streams))

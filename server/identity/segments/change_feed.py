@@ -18,9 +18,10 @@ with ResourceExhausted naming the position to resume after, rather than growing 
 Catch-up reads are shared and paced. A full page of the log never changes (positions are
 committed in order), so watchers replaying the same segment share each full page, read once
 (ReplayPages); a partial page is read fresh, since changes may still join it. Every watcher of
-the process draws from one budget of changes a second (ReplayPacer). A thousand watchers replaying a large segment from position 0 are millions of
-messages; unpaced, sending them took the event loop from health checks (p99 1.35 s) and
-lookups (15/s against 1,632/s). Paced, replay takes longer and everything else keeps serving.
+the process draws from one budget whose rate follows the event loop's lag (ReplayPacer): a
+thousand watchers replaying a large segment from position 0 are millions of messages, and
+unpaced they took the event loop from health checks (p99 1.35 s) and lookups (15/s against
+1,632/s). Paced, replay gives way to them and runs at full speed while they are quiet.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 from server.errors import IdentityError, ResourceExhausted, ShuttingDown, StorageUnavailable
 from server.identity.segments.membership import CHANGES_PAGE, Membership, MembershipChange
+from server.identity.segments.replay_pacer import ReplayPacer
 
 log = logging.getLogger(__name__)
 
@@ -79,29 +81,6 @@ class Watcher:
     def fail(self, error: IdentityError) -> None:
         self.failure = error
         self.arrived.set()
-
-
-class ReplayPacer:
-    """A token bucket of changes a second, shared by the catch-up of every watcher of the
-    process (the event loop's only: no lock). A draw waits until the budget has refilled."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else max(float(REPLAY_CHUNK), rate / 10)
-        self._tokens = self.burst
-        self._at: float | None = None
-
-    async def take(self, count: int) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            if self._at is not None:
-                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens >= min(count, self.burst):
-                self._tokens -= count
-                return
-            await asyncio.sleep((min(count, self.burst) - self._tokens) / self.rate)
 
 
 class ReplayPages:
@@ -270,6 +249,7 @@ class ChangeFeed:
         itself, and its consumer resumes after its last position on another server rather than
         holding this one's shutdown for the whole grace period."""
         self._closed = True
+        self.pacer.close()
         if self._poller is not None:
             self._poller.cancel()
         for watchers in self._watchers.values():
