@@ -1,7 +1,7 @@
 """Neo4j Browser, for real: a headless Chromium opens the Browser of the test Neo4j, connects,
 and finds the operators' style and guide loaded on connect (localneo4j/neo4j.conf:
 browser.post_connect_cmd); it runs the guide's profile-graph block over a profile written
-here and reads the identifier captions of the rendered graph.
+through Ingest and reads the identifier captions of the rendered graph.
 
 Needs Chromium from the system (`apt-get install -y chromium` on Debian; CHROMIUM_PATH names
 another binary) and the `playwright` package, which drives it; Playwright's own browser
@@ -22,7 +22,10 @@ from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import pytest
+from identity.v1 import common_pb2, identity_service_pb2 as pb
+from identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from neo4j import Driver
+from support import event, ingest
 
 from localneo4j import LocalNeo4j, Neo4jTarget
 from server.api.app import create_server
@@ -134,37 +137,25 @@ def _browser_url(target: Neo4jTarget) -> str:
 
 # -- the test --------------------------------------------------------------------------------
 
-def _write_profile(driver: Driver, uid: str) -> dict[str, str]:
-    """A profile as ingest writes it, with the labels the style colours by: an e-mail and a
-    cookie linked, a shared (flagged) device, and a link merge protection refused."""
+def _ingest_profile(identity: IdentityServiceStub, uid: str) -> dict[str, str]:
+    """A profile written by Ingest, with the labels the style colours by: an e-mail, a cookie
+    and a login linked; a tablet seen with three other people's e-mails, which merge
+    protection flags as shared (it ends in a profile of its own, its links kept but not
+    counted); and a second login on the same browser, which the one-user_id limit refuses."""
     # short values: Browser cuts a caption word wider than the circle (ann.1a2b3c4d5e6f@exa…)
     short = uid[:8]
-    ids = {"profile": f"browser-{uid}", "other": f"browser-{uid}-other", "email": f"a{short}@x.io",
-           "cookie": f"c-{short}", "device": f"d-{short}", "other_email": f"b{short}@x.io"}
-    driver.execute_query(
-        """
-        CREATE (p:Profile {profile_id: $ids.profile, active: true, created_at: datetime(), size: 3})
-        CREATE (o:Profile {profile_id: $ids.other, active: true, created_at: datetime()})
-        CREATE (e:Identifier:Email {type: 'email', value: $ids.email})-[:BELONGS_TO]->(p)
-        CREATE (c:Identifier:Cookie {type: 'cookie', value: $ids.cookie})-[:BELONGS_TO]->(p)
-        CREATE (d:Identifier:DeviceId:Flagged {type: 'device_id', value: $ids.device, flag: 'shared',
-                                               flag_reason: 'seen with 3 e-mails'})-[:BELONGS_TO]->(p)
-        CREATE (x:Identifier:Email {type: 'email', value: $ids.other_email})-[:BELONGS_TO]->(o)
-        CREATE (e)-[:LINKED {times_seen: 2, first_seen: datetime(), last_seen: datetime(), event_ids: ['e1']}]->(c)
-        CREATE (c)-[:LINKED {times_seen: 1, first_seen: datetime(), last_seen: datetime(), event_ids: ['e2']}]->(d)
-        CREATE (d)-[:REJECTED_LINK {reason: 'shared', times_seen: 1, last_seen: datetime()}]->(x)
-        """,
-        ids=ids,
-    )
+    ids = {"email": f"a{short}@x.io", "cookie": f"c-{short}", "device": f"d-{short}", "user": f"u-{short}",
+           "other_user": f"v-{short}"}
+    acks = ingest(identity, [
+        event(f"{uid}-1", f"email:{ids['email']}", f"cookie:{ids['cookie']}"),
+        event(f"{uid}-2", f"cookie:{ids['cookie']}", f"device_id:{ids['device']}", minute=1),
+        event(f"{uid}-3", f"email:{ids['email']}", f"user_id:{ids['user']}", minute=2, type="login"),
+        event(f"{uid}-4", f"cookie:{ids['cookie']}", f"user_id:{ids['other_user']}", minute=3, type="login"),
+        *(event(f"{uid}-{5 + n}", f"device_id:{ids['device']}", f"email:{n}{short}@x.io", minute=4 + n)
+          for n in range(3)),
+    ])
+    assert {a.status for a in acks} == {pb.ACK_STATUS_ACCEPTED}, [a.reason for a in acks]
     return ids
-
-
-def _delete_profile(driver: Driver, ids: dict[str, str]) -> None:
-    driver.execute_query(
-        "MATCH (n) WHERE n.profile_id IN [$ids.profile, $ids.other] "
-        "OR (n:Identifier AND n.value IN [$ids.email, $ids.cookie, $ids.device, $ids.other_email]) DETACH DELETE n",
-        ids=ids,
-    )
 
 
 def test_saved_queries_run_with_their_example_parameters(driver: Driver) -> None:
@@ -181,11 +172,12 @@ def test_saved_queries_run_with_their_example_parameters(driver: Driver) -> None
 
 
 def test_browser_shows_identity_graph_with_style_and_guide(
-    chromium: Any, operator_assets: AssetsServer, neo4j_target: Neo4jTarget, driver: Driver, uid: str
+    chromium: Any, operator_assets: AssetsServer, neo4j_target: Neo4jTarget, driver: Driver,
+    identity: IdentityServiceStub, uid: str,
 ) -> None:
     _check_browser_settings(driver, operator_assets.base_url)
     ARTIFACTS.mkdir(exist_ok=True)
-    ids = _write_profile(driver, uid)
+    ids = _ingest_profile(identity, uid)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -218,7 +210,7 @@ def test_browser_shows_identity_graph_with_style_and_guide(
 
         graph = page.locator("article").filter(has_text="MATCH (:Identifier {type: $type").locator("svg g.node")
         expected = {"email": ids["email"], "cookie": ids["cookie"], "device_id": ids["device"],
-                    "other": ids["other_email"]}
+                    "user_id": ids["user"], "refused": ids["other_user"]}
         page.wait_for_function(
             """([needles]) => needles.every(v => [...document.querySelectorAll('svg g.node')]
                    .some(g => [...g.querySelectorAll('text.caption')].map(t => t.textContent).join(' ').includes(v)))""",
@@ -239,22 +231,32 @@ def test_browser_shows_identity_graph_with_style_and_guide(
         assert caption_of(ids["email"]).split() == ["email", ids["email"]]
         assert caption_of(ids["cookie"]).split() == ["cookie", ids["cookie"]]
         assert caption_of(ids["device"]).split() == ["shared", "device_id", ids["device"]]
-        # a profile is captioned with its size (identifiers) and its id (cut when long)
+        # a profile is captioned with its size (identifiers) and its id (cut when long): the
+        # e-mail, the cookie and the first login; the shared tablet and the refused login are not in it
         assert any(c.startswith("3 ids ") for c in captions), sorted(captions)
         # coloured by the type label, the flagged one ringed in red
         email_circle = captions[caption_of(ids["email"])].locator("circle.b-outline")
         assert email_circle.get_attribute("fill").upper() == "#4C8EDA"
         device_circle = captions[caption_of(ids["device"])].locator("circle.b-outline")
         assert device_circle.get_attribute("stroke").upper() == "#E0262B"
-        rel_captions = " ".join(page.locator("svg g.relationship text").all_text_contents())
+        rel_captions = [t.strip() for t in page.locator("svg g.relationship text").all_text_contents()]
         # a refused link is captioned with its reason (Browser cuts a caption longer than its edge)
-        assert re.search(r"REJECTED s(h(a(r(ed?)?)?)?)?…?", rel_captions), rel_captions
+        (refused,) = [c for c in rel_captions if c.startswith("REJECTED ")]
+        assert f"REJECTED {_refusal_reason(identity, ids)}".startswith(refused.rstrip("…")), rel_captions
     except Exception:
         page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
         raise
     finally:
         context.close()
-        _delete_profile(driver, ids)
+
+
+def _refusal_reason(identity: IdentityServiceStub, ids: dict[str, str]) -> str:
+    """The reason merge protection gave for refusing the second login, as the service tells it."""
+    ref = common_pb2.ProfileRef(identifier=common_pb2.Identifier(type="cookie", value=ids["cookie"]))
+    graph = identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=ref), timeout=10)
+    (edge,) = [e for e in graph.edges if e.kind == pb.LINK_KIND_REJECTED]
+    assert "user_id" in edge.evidence.reason, edge.evidence.reason
+    return edge.evidence.reason
 
 
 def _check_browser_settings(driver: Driver, base_url: str) -> None:
