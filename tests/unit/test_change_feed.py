@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from server.errors import ResourceExhausted, ShuttingDown, StorageUnavailable
+from server.errors import OutOfRange, ResourceExhausted, ShuttingDown, StorageUnavailable
 from server.identity.segments.change_feed import ChangeFeed
 from server.identity.segments.replay_pacer import ReplayPacer
 from server.identity.segments.membership import Membership, MembershipChange
@@ -24,6 +24,7 @@ class FakeLog:
 
     def __init__(self) -> None:
         self.changes: list[MembershipChange] = []
+        self.checks: list[tuple[str, int]] = []
         self.polls = 0
         self.fail_polls = False
 
@@ -33,7 +34,9 @@ class FakeLog:
         return change
 
     def check_position(self, name: str, after: int) -> None:
-        pass
+        self.checks.append((name, after))
+        if after > len(self.changes):
+            raise OutOfRange(f"position {after} was never given out")
 
     def last_position(self) -> int:
         return len(self.changes)
@@ -270,3 +273,29 @@ def test_membership_is_what_the_feed_reads() -> None:
     """The fake above stands for these methods of Membership: keep their names in step."""
     for name in ("check_position", "last_position", "changes", "log_changes"):
         assert callable(getattr(Membership, name))
+
+
+def test_watchers_opening_at_once_share_one_position_check_and_its_refusal() -> None:
+    """A thousand watchers reconnecting together were three thousand queries queued ahead of
+    every health check; now those opening together with one segment and position share one."""
+    log = FakeLog()
+    for n in range(3):
+        log.append("a", f"p{n}")
+
+    async def scenario() -> None:
+        feed = feed_over(log)
+        streams = [feed.follow("a", 1) for _ in range(50)]
+        assert await asyncio.gather(*(take(stream, 2) for stream in streams)) == [[2, 3]] * 50
+        assert log.checks == [("a", 1)]
+        refused = [feed.follow("a", 9) for _ in range(5)]
+        outcomes = await asyncio.gather(*(take(stream, 1) for stream in refused), return_exceptions=True)
+        assert all(isinstance(o, OutOfRange) and "never given out" in str(o) for o in outcomes), outcomes
+        assert log.checks == [("a", 1), ("a", 9)]
+        late = feed.follow("a", 1)  # after the shared check ended: a check of its own
+        assert await take(late, 1) == [2]
+        assert log.checks[-1] == ("a", 1) and len(log.checks) == 3
+        for stream in [*streams, late]:
+            await stream.aclose()  # type: ignore[attr-defined]
+        await feed.close()
+
+    asyncio.run(scenario())

@@ -116,6 +116,32 @@ class ReplayPages:
         return changes
 
 
+class SharedChecks:
+    """The position check of watchers that open at once with the same segment and position,
+    run once for all of them (the event loop's only: no lock). A thousand watchers reconnecting
+    together were three thousand queries queued before any health check or lookup, and the
+    health checks waited 110 ms at p99 while they ran. Only a check in flight is shared: a
+    watcher that opens after it ended gets a check of its own."""
+
+    def __init__(self, check: Callable[[str, int], Awaitable[None]]) -> None:
+        self._check = check
+        self._running: dict[tuple[str, int], asyncio.Future[None]] = {}
+
+    async def check(self, name: str, after: int) -> None:
+        key = (name, after)
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._check(name, after))
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._ended(key, done))
+        await asyncio.shield(running)
+
+    def _ended(self, key: tuple[str, int], done: asyncio.Future[None]) -> None:
+        self._running.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every sharer may have gone away before it ended
+
+
 class ChangeFeed:
     """Follows the change log for every watcher of this process with one poller."""
 
@@ -128,6 +154,7 @@ class ChangeFeed:
         self.pacer = ReplayPacer(replay_rate)
         self.pages = ReplayPages(lambda name, after: self.blocking.run(self.membership.changes, name, after,
                                                                        CHANGES_PAGE))
+        self.checks = SharedChecks(lambda name, after: self.blocking.run(self.membership.check_position, name, after))
         self._watchers: dict[str, set[Watcher]] = {}
         self._head: int | None = None  # the highest position the poller has handed over
         self._poller: asyncio.Task[None] | None = None
@@ -141,7 +168,7 @@ class ChangeFeed:
         """Every change of the segment after the position, then each new one, until the
         consumer goes away. Exactly once across reconnects, as Membership.check_position says."""
         name = name.strip()
-        await self.blocking.run(self.membership.check_position, name, after)
+        await self.checks.check(name, after)
         watcher = Watcher(name, self.buffer)
         self._register(watcher)
         try:
