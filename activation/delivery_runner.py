@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 import grpc
 
 from activation.backoff import backoff_delay
-from activation.destinations import DeliveryConfig, Destination, Webhook
+from activation.destinations import DeliveryConfig, Destination, Kafka, Webhook
 from activation.feed import ChangeSource, open_feed, unrecoverable
 from activation.delivery_metrics import DELIVERY
 from activation.file_sink import FileAppender
+from activation.kafka_sink import KafkaSender
 from activation.positions import PositionStore
+from activation.profile_identifiers import IdentifierSource, allowed
 from activation.sinks import Batch, DeliveryError, Outcome, Sink
 from activation.webhook import WebhookSender
 from client.api import rpc_error_text
@@ -51,6 +53,8 @@ def sink_for(destination: Destination) -> Sink:
     target = destination.target
     if isinstance(target, Webhook):
         return WebhookSender(destination, target)
+    if isinstance(target, Kafka):
+        return KafkaSender(destination, target)
     return FileAppender(destination, target)
 
 
@@ -64,13 +68,19 @@ class DeliveryRunner:
 
     def __init__(self, config: DeliveryConfig, source: ChangeSource, *, idle_seconds: float | None = None,
                  reconnect_seconds: float = 0.5, max_reconnect_seconds: float = 30.0,
-                 max_reconnects: int | None = None, sinks: Callable[[Destination], Sink] = sink_for) -> None:
+                 max_reconnects: int | None = None, sinks: Callable[[Destination], Sink] = sink_for,
+                 identifiers: IdentifierSource | None = None) -> None:
         self.stopping = threading.Event()
         store = PositionStore(config.state_dir)
+        needed = [d.name for d in config.destinations if d.identifiers]
+        if needed and identifiers is None:
+            raise DeliveryError(f"destinations {', '.join(needed)} send identifiers, and no way to look them up "
+                                "was given (identifiers=lookup_identifiers(client))")
         self.workers = [
             DestinationWorker(destination, sinks(destination), store, source, self.stopping,
                               idle_seconds=idle_seconds, reconnect_seconds=reconnect_seconds,
-                              max_reconnect_seconds=max_reconnect_seconds, max_reconnects=max_reconnects)
+                              max_reconnect_seconds=max_reconnect_seconds, max_reconnects=max_reconnects,
+                              identifiers=identifiers)
             for destination in config.destinations
         ]
 
@@ -130,8 +140,10 @@ class DestinationWorker:
 
     def __init__(self, destination: Destination, sink: Sink, store: PositionStore, source: ChangeSource,
                  stopping: threading.Event, *, idle_seconds: float | None, reconnect_seconds: float,
-                 max_reconnect_seconds: float, max_reconnects: int | None) -> None:
+                 max_reconnect_seconds: float, max_reconnects: int | None,
+                 identifiers: IdentifierSource | None = None) -> None:
         self.destination = destination
+        self.identifiers = identifiers
         self.sink = sink
         self.store = store
         self.source = source
@@ -214,7 +226,10 @@ class DestinationWorker:
 
     def _deliver(self, changes: list[SegmentChange]) -> bool:
         """Delivers (or dead-letters) a batch and saves its position; False when it was abandoned."""
-        batch = Batch(self.destination.name, self.destination.segment, tuple(changes))
+        identifiers = self._identifiers_of(changes)
+        if identifiers is None:
+            return False
+        batch = Batch(self.destination.name, self.destination.segment, tuple(changes), identifiers)
         outcome = self.sink.deliver(batch, self.stopping)
         if outcome is Outcome.ABANDONED:
             log.info("destination %s: stopping; batch %s abandoned, to be delivered by the next run",
@@ -233,6 +248,24 @@ class DestinationWorker:
             DELIVERY.dead_letters.labels(name).inc()
             DELIVERY.batches.labels(name, "dead_lettered").inc()
         return True
+
+    def _identifiers_of(self, changes: list[SegmentChange]) -> dict[str, tuple[tuple[str, str], ...]] | None:
+        """The allowed identifiers of the batch's profiles; retried with backoff while the server
+        cannot answer, None once stopping (the batch is abandoned, delivered by the next run)."""
+        if not self.destination.identifiers or self.identifiers is None:
+            return {}
+        attempt = 1
+        while not self.stopping.is_set():
+            try:
+                found = self.identifiers([change.profile_id for change in changes])
+                return allowed(found, self.destination.identifiers)
+            except grpc.RpcError as exc:
+                delay = backoff_delay(attempt, self.reconnect_seconds, self.max_reconnect_seconds)
+                log.warning("destination %s: looking up the batch's identifiers failed (%s); again in %.2f s",
+                            self.destination.name, rpc_error_text(exc), delay)
+                self.stopping.wait(delay)
+                attempt += 1
+        return None
 
     def _fail(self, message: str) -> None:
         self.status.error = message

@@ -21,20 +21,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from activation.ad_audiences import AUDIENCE_FORMATS, MATCHED_TYPES
 from client.messages import InputError
 
 # A destination's name is part of file names (its position, its dead letters) and of keys.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-FILE_FORMATS = ("jsonl", "csv")
+FILE_FORMATS = ("jsonl", "csv", *AUDIENCE_FORMATS)
+WEBHOOK_FORMATS = ("changes", *AUDIENCE_FORMATS)
 # Headers the runner sets itself; a configured value would break the delivery contract.
 RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length"})
 
-DESTINATION_KEYS = ("name", "segment", "webhook", "file")
+DESTINATION_KEYS = ("name", "segment", "identifiers", "webhook", "file", "kafka")
+KINDS = ("webhook", "file", "kafka")
+# Where identifier types are defined when the caller names none: the server's own default file.
+IDENTITY_CONFIG = Path(__file__).resolve().parents[1] / "config" / "identity.yaml"
 TOP_KEYS = ("state_dir", "destinations")
 
 
@@ -59,6 +64,8 @@ class Webhook:
     timeout_seconds: float = 10.0
     dead_letter: Path = Path("dead.jsonl")
     headers: Mapping[str, str] = field(default_factory=dict)
+    # changes: our JSON; google_customer_match or meta_custom_audience: that platform's operations
+    format: str = "changes"
 
 
 @dataclass(frozen=True)
@@ -66,16 +73,39 @@ class ExportFile:
     """Appends changes to a JSON Lines or CSV file, fsynced before the position moves on."""
 
     path: Path
-    format: Literal["jsonl", "csv"] = "jsonl"
+    format: str = "jsonl"  # jsonl, csv, or an ad platform's operations as JSON Lines
     batch_size: int = 500
     batch_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Kafka:
+    """Produces one message per change to a topic, keyed by profile, idempotently with acks=all;
+    retries a batch the broker did not acknowledge, then dead-letters it."""
+
+    topic: str
+    bootstrap: str = ""  # empty: KAFKA_BOOTSTRAP from the environment, else 127.0.0.1:9092
+    audience_key: str = ""  # empty: the segment's name, lower case, words joined by "_"
+    batch_size: int = 500
+    batch_seconds: float = 0.5
+    max_attempts: int = 5
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # for the broker to acknowledge a batch
+    dead_letter: Path = Path("dead.jsonl")
+    producer: Mapping[str, Any] = field(default_factory=dict)  # more librdkafka settings (TLS, SASL)
+
+
+Target = Webhook | ExportFile | Kafka
 
 
 @dataclass(frozen=True)
 class Destination:
     name: str
     segment: str
-    target: Webhook | ExportFile
+    target: Target
+    # the identifier types that may leave with a change (data minimisation); none by default
+    identifiers: tuple[str, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -90,6 +120,15 @@ class Destination:
 class DeliveryConfig:
     state_dir: Path
     destinations: tuple[Destination, ...]
+
+
+def known_identifier_types(identity_config: Path = IDENTITY_CONFIG) -> frozenset[str]:
+    """The identifier types the server defines (identifier_types of its identity config)."""
+    try:
+        data = yaml.safe_load(identity_config.read_text(encoding="utf-8"))
+        return frozenset(data["identifier_types"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise DestinationsError(str(identity_config), [f"cannot read its identifier_types: {exc}"]) from None
 
 
 def load_destinations(path: str | Path) -> DeliveryConfig:
@@ -117,7 +156,8 @@ def parse_destinations(data: Any, origin: str = "destinations") -> DeliveryConfi
     if not isinstance(entries, list) or not entries:
         problems.append("destinations must be a non-empty list")
         entries = []
-    destinations = [_destination(n, entry, state_dir, problems) for n, entry in enumerate(entries)]
+    types = known_identifier_types()
+    destinations = [_destination(n, entry, state_dir, types, problems) for n, entry in enumerate(entries)]
     found = [d for d in destinations if d is not None]
     problems += _clashes(found)
     if problems:
@@ -125,7 +165,8 @@ def parse_destinations(data: Any, origin: str = "destinations") -> DeliveryConfi
     return DeliveryConfig(state_dir=state_dir, destinations=tuple(found))
 
 
-def _destination(number: int, entry: Any, state_dir: Path, problems: list[str]) -> Destination | None:
+def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str],
+                 problems: list[str]) -> Destination | None:
     name = entry.get("name") if isinstance(entry, Mapping) else None
     where = f"destinations[{number}]" + (f" ({name})" if isinstance(name, str) and name else "")
     if not isinstance(entry, Mapping):
@@ -137,18 +178,89 @@ def _destination(number: int, entry: Any, state_dir: Path, problems: list[str]) 
     if name and not NAME.fullmatch(name):
         problems.append(f"{where}: name may hold only letters, digits, '.', '_' and '-' (it names files)")
     segment = _text(entry, "segment", where, problems)
-    kinds = [key for key in ("webhook", "file") if key in entry]
+    identifiers = _identifier_types(entry.get("identifiers"), where, types, problems)
+    kinds = [key for key in KINDS if key in entry]
     if len(kinds) != 1:
-        problems.append(f"{where} must have exactly one of webhook or file")
+        problems.append(f"{where} must have exactly one of {', '.join(KINDS)}")
         return None
-    target: Webhook | ExportFile | None
+    dead_letter = state_dir / f"{name}.dead.jsonl"
+    target: Target | None
     if kinds == ["webhook"]:
-        target = _webhook(entry["webhook"], f"{where} webhook", state_dir / f"{name}.dead.jsonl", problems)
+        target = _webhook(entry["webhook"], f"{where} webhook", dead_letter, problems)
+    elif kinds == ["kafka"]:
+        target = _kafka(entry["kafka"], f"{where} kafka", dead_letter, problems)
     else:
         target = _export_file(entry["file"], f"{where} file", problems)
+    if isinstance(target, ExportFile) and target.format == "csv" and identifiers:
+        problems.append(f"{where}: a csv file has no column for identifiers; use format jsonl")
+    platform = getattr(target, "format", None)
+    if platform in AUDIENCE_FORMATS:
+        problems += _audience_identifiers(identifiers, str(platform), where)
     if target is None or len(problems) > before:
         return None
-    return Destination(name=name, segment=segment, target=target)
+    return Destination(name=name, segment=segment, target=target, identifiers=identifiers)
+
+
+def _audience_identifiers(identifiers: tuple[str, ...], platform: str, where: str) -> list[str]:
+    """An ad audience is matched on e-mails, phones and advertising ids only: without one of
+    them allowed it would match nobody, and another type would be allowed for nothing."""
+    if not identifiers:
+        return [f"{where}: format {platform} matches people by identifiers: allow some of "
+                f"{', '.join(MATCHED_TYPES)} under identifiers"]
+    other = [kind for kind in identifiers if kind not in MATCHED_TYPES]
+    if other:
+        return [f"{where}: format {platform} matches on {', '.join(MATCHED_TYPES)} only, not "
+                f"{', '.join(other)}"]
+    return []
+
+
+def _identifier_types(value: Any, where: str, types: frozenset[str], problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where}: identifiers must be a list of identifier types, e.g. [email, phone]")
+        return ()
+    unknown = [v for v in value if v not in types]
+    if unknown:
+        problems.append(f"{where}: identifiers {', '.join(map(repr, unknown))} are not identifier types "
+                        f"(known: {', '.join(sorted(types))})")
+    return tuple(dict.fromkeys(value))
+
+
+def _kafka(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Kafka | None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a mapping, not {_kind(value)}")
+        return None
+    before = len(problems)
+    problems += _unknown_keys(value, tuple(Kafka.__dataclass_fields__), where)
+    topic = _text(value, "topic", where, problems)
+    if topic and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+        problems.append(f"{where}: topic {topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
+    producer = value.get("producer", {})
+    if not isinstance(producer, Mapping) or not all(isinstance(k, str) for k in producer):
+        problems.append(f"{where}: producer must map librdkafka settings to values")
+        producer = {}
+    fixed = sorted(k for k in producer if k in ("enable.idempotence", "acks", "bootstrap.servers"))
+    if fixed:
+        problems.append(f"{where}: producer may not set {', '.join(fixed)} (the runner sets it)")
+    default = Kafka(topic="")
+    kafka = Kafka(
+        topic=topic,
+        bootstrap=_text(value, "bootstrap", where, problems) if "bootstrap" in value else "",
+        audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
+        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
+        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
+        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
+        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
+        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
+                                    least=0),
+        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
+        producer=dict(producer),
+    )
+    if kafka.audience_key and not re.fullmatch(r"[a-z0-9_]+", kafka.audience_key):
+        problems.append(f"{where}: audience_key {kafka.audience_key!r} may hold only a-z, 0-9 and '_'")
+    return kafka if len(problems) == before else None
 
 
 def _webhook(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Webhook | None:
@@ -173,7 +285,10 @@ def _webhook(value: Any, where: str, dead_letter: Path, problems: list[str]) -> 
         timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
         headers=_headers(value.get("headers"), where, problems),
+        format=_text(value, "format", where, problems, default="changes"),
     )
+    if webhook.format not in WEBHOOK_FORMATS:
+        problems.append(f"{where}: format must be one of {', '.join(WEBHOOK_FORMATS)}, not {webhook.format!r}")
     if webhook.max_backoff_seconds < webhook.backoff_seconds:
         problems.append(f"{where}: max_backoff_seconds must not be below backoff_seconds")
     return webhook if len(problems) == before else None
@@ -194,7 +309,7 @@ def _export_file(value: Any, where: str, problems: list[str]) -> ExportFile | No
     batch_seconds = _number(value, "batch_seconds", where, problems, default.batch_seconds, above=0)
     if len(problems) > before:
         return None
-    return ExportFile(path=Path(path), format="csv" if file_format == "csv" else "jsonl", batch_size=batch_size,
+    return ExportFile(path=Path(path), format=file_format, batch_size=batch_size,
                       batch_seconds=batch_seconds)
 
 

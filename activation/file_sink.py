@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from activation.ad_audiences import AUDIENCE_FORMATS, audience_records
 from activation.destinations import Destination, ExportFile
 from activation.durable import append_durably
-from activation.sinks import Batch, DeliveryError, Outcome, change_record
+from activation.sinks import Batch, DeliveryError, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,10 @@ class FileAppender:
 
     def deliver(self, batch: Batch, stop: threading.Event) -> Outcome:
         """Appends and fsyncs; an append takes milliseconds, so a stop waits for it."""
-        records = [change_record(change) for change in batch.changes]
+        if self.format in AUDIENCE_FORMATS:
+            records = audience_records(batch, self.format)
+        else:
+            records = [batch.record(change) for change in batch.changes]
         if self.format == "csv":
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\n")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import enum
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from identity.v1 import segment_service_pb2 as seg
@@ -33,6 +34,8 @@ class Batch:
     destination: str
     segment: str
     changes: tuple[SegmentChange, ...]
+    # by profile id, the (type, value) identifiers of the types the destination allows
+    identifiers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @property
     def first_position(self) -> int:
@@ -49,8 +52,16 @@ class Batch:
 
     def payload(self) -> dict[str, Any]:
         """The webhook's JSON body."""
-        changes = [{key: value for key, value in change_record(c).items() if key != "segment"} for c in self.changes]
+        changes = [{key: value for key, value in self.record(c).items() if key != "segment"} for c in self.changes]
         return {"destination": self.destination, "segment": self.segment, "changes": changes}
+
+    def record(self, change: SegmentChange) -> dict[str, Any]:
+        """A change as JSON, with its profile's allowed identifiers when the destination allows any."""
+        record = change_record(change)
+        if self.identifiers:
+            record["identifiers"] = [{"type": kind, "value": value}
+                                     for kind, value in self.identifiers.get(change.profile_id, ())]
+        return record
 
 
 def change_record(change: SegmentChange) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
 
+from activation.ad_audiences import AUDIENCE_FORMATS, audience_records
 from activation.backoff import backoff_delay
 from activation.destinations import Destination, Webhook
 from activation.durable import append_durably
@@ -61,7 +62,7 @@ class WebhookSender:
 
     def deliver(self, batch: Batch, stop: threading.Event) -> Outcome:
         """Tries until delivered, refused, or out of attempts; a stop waits for the attempt in flight."""
-        body = json.dumps(batch.payload(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = json.dumps(self.payload(batch), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {"User-Agent": USER_AGENT, **self.webhook.headers, "Content-Type": "application/json",
                    "Idempotency-Key": batch.idempotency_key}
         attempts, attempt = self.webhook.max_attempts, 1
@@ -79,6 +80,13 @@ class WebhookSender:
             attempt += 1
         log.debug("destination %s: delivered %s", self.destination.name, batch.idempotency_key)
         return Outcome.DELIVERED
+
+    def payload(self, batch: Batch) -> dict[str, Any]:
+        """Our changes, or the batch as one ad platform's operations (activation/ad_audiences.py)."""
+        if self.webhook.format in AUDIENCE_FORMATS:
+            return {"destination": batch.destination, "segment": batch.segment, "format": self.webhook.format,
+                    "operations": audience_records(batch, self.webhook.format)}
+        return batch.payload()
 
     def _post(self, body: bytes, headers: dict[str, str]) -> _Failure | None:
         request = urllib.request.Request(self.webhook.url, data=body, headers=headers, method="POST")
@@ -100,7 +108,7 @@ class WebhookSender:
             "destination": batch.destination, "segment": batch.segment, "idempotency_key": batch.idempotency_key,
             "first_position": batch.first_position, "last_position": batch.last_position, "attempts": attempts,
             "error": error, "dead_lettered_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "url": self.webhook.url, "payload": batch.payload(),
+            "url": self.webhook.url, "payload": self.payload(batch),
         }
         append_durably(self.webhook.dead_letter, json.dumps(record, ensure_ascii=False) + "\n")
         log.error("destination %s: batch %s dead-lettered to %s after %d attempt(s): %s", self.destination.name,

@@ -624,6 +624,7 @@ def run_segment_watch(args: argparse.Namespace) -> int:
 def run_deliver(args: argparse.Namespace) -> int:
     """Runs the activation package, imported here so that the client library does not load it."""
     from activation import DeliveryRunner, load_destinations, stop_on_signals
+    from activation.profile_identifiers import lookup_identifiers
 
     config = load_destinations(args.config)
     idle = positive("--idle", args.idle) if args.once else None
@@ -637,7 +638,8 @@ def run_deliver(args: argparse.Namespace) -> int:
             raise InputError(f"--metrics-listen {args.metrics_listen}: {exc}") from exc
     with connect(args) as identity:
         runner = DeliveryRunner(config, identity.segments.watch, idle_seconds=idle,
-                                max_reconnects=ONCE_RECONNECTS if args.once else None)
+                                max_reconnects=ONCE_RECONNECTS if args.once else None,
+                                identifiers=lookup_identifiers(identity))
         with stop_on_signals(runner.stop):
             statuses = runner.run()
     for status in statuses:
