@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from activation.backoff import backoff_delay
-from activation.destinations import DeliveryConfig, Destination, Kafka, Webhook
+from activation.destinations import DeliveryConfig, Destination, Kafka, Tracking, Webhook
 from activation.feed import ChangeSource, open_feed, unrecoverable
 from activation.delivery_metrics import DELIVERY
 from activation.file_sink import FileAppender
@@ -26,6 +26,7 @@ from activation.kafka_sink import KafkaSender
 from activation.positions import PositionStore
 from activation.profile_identifiers import IdentifierSource, allowed
 from activation.sinks import Batch, DeliveryError, Outcome, Sink
+from activation.tracking_sink import TrackingSender
 from activation.webhook import WebhookSender
 from client.api import rpc_error_text
 from client.messages import SegmentChange
@@ -55,6 +56,8 @@ def sink_for(destination: Destination) -> Sink:
         return WebhookSender(destination, target)
     if isinstance(target, Kafka):
         return KafkaSender(destination, target)
+    if isinstance(target, Tracking):
+        return TrackingSender(destination, target)
     return FileAppender(destination, target)
 
 

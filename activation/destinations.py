@@ -36,8 +36,8 @@ WEBHOOK_FORMATS = ("changes", *AUDIENCE_FORMATS)
 # Headers the runner sets itself; a configured value would break the delivery contract.
 RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length"})
 
-DESTINATION_KEYS = ("name", "segment", "identifiers", "webhook", "file", "kafka")
-KINDS = ("webhook", "file", "kafka")
+DESTINATION_KEYS = ("name", "segment", "identifiers", "webhook", "file", "kafka", "tracking")
+KINDS = ("webhook", "file", "kafka", "tracking")
 # Where identifier types are defined when the caller names none: the server's own default file.
 IDENTITY_CONFIG = Path(__file__).resolve().parents[1] / "config" / "identity.yaml"
 TOP_KEYS = ("state_dir", "destinations")
@@ -96,7 +96,24 @@ class Kafka:
     producer: Mapping[str, Any] = field(default_factory=dict)  # more librdkafka settings (TLS, SASL)
 
 
-Target = Webhook | ExportFile | Kafka
+@dataclass(frozen=True)
+class Tracking:
+    """POSTs each batch to a tracking-API endpoint's /v1/batch (Segment, RudderStack, this
+    service's own collector): per change an identify and a track, the write key as HTTP Basic."""
+
+    url: str  # the endpoint's base, e.g. https://api.segment.io or http://127.0.0.1:8088
+    write_key: str = ""  # empty: TRACKING_WRITE_KEY from the environment (a secret: keep it off files)
+    audience_key: str = ""
+    batch_size: int = 100  # changes per request (two messages each)
+    batch_seconds: float = 1.0
+    max_attempts: int = 8
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+    dead_letter: Path = Path("dead.jsonl")
+
+
+Target = Webhook | ExportFile | Kafka | Tracking
 
 
 @dataclass(frozen=True)
@@ -189,6 +206,8 @@ def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str]
         target = _webhook(entry["webhook"], f"{where} webhook", dead_letter, problems)
     elif kinds == ["kafka"]:
         target = _kafka(entry["kafka"], f"{where} kafka", dead_letter, problems)
+    elif kinds == ["tracking"]:
+        target = _tracking(entry["tracking"], f"{where} tracking", dead_letter, problems)
     else:
         target = _export_file(entry["file"], f"{where} file", problems)
     if isinstance(target, ExportFile) and target.format == "csv" and identifiers:
@@ -225,6 +244,35 @@ def _identifier_types(value: Any, where: str, types: frozenset[str], problems: l
         problems.append(f"{where}: identifiers {', '.join(map(repr, unknown))} are not identifier types "
                         f"(known: {', '.join(sorted(types))})")
     return tuple(dict.fromkeys(value))
+
+
+def _tracking(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Tracking | None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a mapping, not {_kind(value)}")
+        return None
+    before = len(problems)
+    problems += _unknown_keys(value, tuple(Tracking.__dataclass_fields__), where)
+    url = _text(value, "url", where, problems).rstrip("/")
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        problems.append(f"{where}: url {url!r} is not an http:// or https:// address")
+    default = Tracking(url="")
+    tracking = Tracking(
+        url=url,
+        write_key=_text(value, "write_key", where, problems) if "write_key" in value else "",
+        audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
+        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
+        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
+        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
+        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
+        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
+                                    least=0),
+        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
+    )
+    if tracking.audience_key and not re.fullmatch(r"[a-z0-9_]+", tracking.audience_key):
+        problems.append(f"{where}: audience_key {tracking.audience_key!r} may hold only a-z, 0-9 and '_'")
+    return tracking if len(problems) == before else None
 
 
 def _kafka(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Kafka | None:
