@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,52 @@ def test_an_audience_format_needs_matchable_identifiers_and_allows_nothing_else(
                                               "webhook": {"url": "http://x", "format": "tiktok"}}]})
     (ok,) = parse_destinations({"destinations": [{**base, "identifiers": ["email", "phone"]}]}).destinations
     assert ok.identifiers == ("email", "phone")
+
+
+def test_the_tracking_sink_posts_identify_and_track_with_the_write_key_and_honours_retry_after(
+        tmp_path: Path) -> None:
+    import base64
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from activation.tracking_sink import TrackingSender
+
+    received: list[tuple[str, dict[str, Any]]] = []
+    answers = [429, 200]
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path + " " + self.headers["Authorization"], body))
+            status = answers.pop(0)
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0.3")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = parse_destinations({"state_dir": str(tmp_path), "destinations": [
+            {"name": "braze", "segment": SEGMENT, "identifiers": ["email"],
+             "tracking": {"url": f"http://127.0.0.1:{server.server_port}/", "write_key": "wk-secret",
+                          "backoff_seconds": 0.01, "max_backoff_seconds": 1}}]})
+        (destination,) = config.destinations
+        sender = TrackingSender(destination, destination.target)  # type: ignore[arg-type]
+        batch = Batch("braze", SEGMENT, (change(1, "p1"),), {"p1": (("email", "a@x.io"),)})
+        began = time.monotonic()
+        assert sender.deliver(batch, threading.Event()) is Outcome.DELIVERED
+        assert time.monotonic() - began >= 0.3  # waited what the endpoint asked
+    finally:
+        server.shutdown()
+    basic = base64.b64encode(b"wk-secret:").decode()
+    assert [path for path, _ in received] == [f"/v1/batch Basic {basic}"] * 2
+    body = received[-1][1]
+    assert [(m["type"], m["messageId"]) for m in body["batch"]] == [
+        ("identify", "audience-Repeat Buyers-1-identify"), ("track", "audience-Repeat Buyers-1-track")]
+    assert body["batch"][0]["traits"] == {"repeat_buyers": True, "email": "a@x.io"}
+    assert "wk-secret" not in json.dumps(body)
