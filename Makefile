@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 GEN    := identity/v1/.generated
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install proto neo4j neo4j-stop run typecheck chromium node-sdks test test-unit bench clean
+.PHONY: install proto neo4j neo4j-stop kafka kafka-stop run typecheck chromium node-sdks test test-unit bench clean
 
 install: $(INSTALLED) $(GEN)
 
@@ -36,6 +36,13 @@ neo4j: install
 neo4j-stop:
 	-$(PY) -m localneo4j stop
 
+# A one-node Kafka (KRaft) from Maven Central's jars, in .kafka/ (localkafka/launcher.py)
+kafka: install
+	$(PY) -m localkafka start
+
+kafka-stop:
+	-$(PY) -m localkafka stop
+
 run: neo4j
 	exec $(PY) -m server
 
@@ -62,5 +69,5 @@ test: neo4j typecheck chromium node-sdks
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-clean: neo4j-stop
+clean: neo4j-stop kafka-stop
 	rm -rf $(VENV) identity *.egg-info .pytest_cache

@@ -167,6 +167,10 @@ class DestinationWorker:
         except Exception as exc:
             log.exception("destination %s: stopped by an unexpected error", self.destination.name)
             self._fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            close = getattr(self.sink, "close", None)  # a sink holding connections lets them go
+            if close is not None:
+                close()
 
     def _deliver_changes(self) -> None:
         name = self.destination.name

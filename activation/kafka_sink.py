@@ -73,11 +73,24 @@ class KafkaSender:
         self.destination = destination
         self.kafka = kafka
         self.audience_key = kafka.audience_key or audience_key_of(destination.segment)
-        self.producer = producer(producer_settings(destination, kafka))
+        self._producer: Producer | None = producer(producer_settings(destination, kafka))
         self._jitter = jitter
 
     def resume_position(self, saved: int) -> int:
         return saved
+
+    def close(self) -> None:
+        """Lets what is in flight be acknowledged for a moment, then lets the producer go: its
+        threads would otherwise reconnect to a broker for as long as the runner object lives."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(1.0)
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError(f"destination {self.destination.name}: the Kafka producer was closed")
+        return self._producer
 
     def messages(self, batch: Batch) -> list[tuple[bytes, bytes]]:
         """(key, value) per change: the profile id, and the change as a `track`."""

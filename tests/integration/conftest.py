@@ -10,6 +10,7 @@ import pytest
 from identity.v1 import identity_service_pb2_grpc
 from neo4j import Driver, GraphDatabase
 
+from localkafka import LaunchError, kafka_target
 from localneo4j import Neo4jTarget
 from server.api.app import RunningServer, create_server
 from server.config import Settings, parse_settings
@@ -61,3 +62,14 @@ def channel(grpc_server: RunningServer) -> Iterator[grpc.Channel]:
 @pytest.fixture(scope="session")
 def identity(channel: grpc.Channel) -> identity_service_pb2_grpc.IdentityServiceStub:
     return identity_service_pb2_grpc.IdentityServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """KAFKA_BOOTSTRAP's cluster or the local broker; stopped at the end only if this session started it."""
+    try:
+        target = kafka_target()
+    except LaunchError as exc:
+        pytest.fail(f"no Kafka for the tests: {exc}", pytrace=False)
+    yield target.bootstrap
+    target.release()
