@@ -1,12 +1,18 @@
-"""Activation: segments' enter and exit changes delivered to webhooks and files, at least once.
+"""Activation: segments' enter and exit changes delivered to webhooks, files, Kafka and
+tracking-API endpoints, at least once.
 
 A long-running application built on the client library (client/), never on the server:
 
     destinations.py     the destinations file, read and validated once at start
     feed.py             a segment's change feed, read ahead; reconnect or stop on its errors
-    sinks.py            Batch, Outcome and the Sink protocol the two destinations implement
+    sinks.py            Batch, Outcome and the Sink protocol every destination implements
     webhook.py          POST per batch, retries with backoff under one Idempotency-Key, dead letters
     file_sink.py        JSON Lines or CSV appends that tell how far they got; replay_membership
+    kafka_sink.py       a message per change, keyed by profile, idempotent producer, acks=all
+    tracking_sink.py    identify + track per change POSTed to a tracking API's /v1/batch
+    audience_messages.py  changes as the tracking spec's identify and track
+    ad_audiences.py     changes as Google Customer Match / Meta Custom Audience operations, hashed
+    profile_identifiers.py  the allowed identifiers of a batch's profiles, looked up
     positions.py        each destination's position (atomic file) and its one-runner lock
     durable.py          fsynced appends and atomic replaces
     backoff.py          the one backoff rule (webhook retries, feed reconnects)
@@ -16,10 +22,12 @@ A long-running application built on the client library (client/), never on the s
 `identity deliver --config FILE` runs it; from Python:
 
     from activation import DeliveryRunner, load_destinations
+    from activation.profile_identifiers import lookup_identifiers
     from client import IdentityClient
 
     with IdentityClient() as identity:
-        statuses = DeliveryRunner(load_destinations("destinations.yaml"), identity.segments.watch).run()
+        statuses = DeliveryRunner(load_destinations("destinations.yaml"), identity.segments.watch,
+                                  identifiers=lookup_identifiers(identity)).run()
 """
 
 from activation.delivery_runner import DeliveryRunner, DestinationStatus

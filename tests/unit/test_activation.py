@@ -140,10 +140,17 @@ def finishes(run: Callable[[], Any], deadline: float = DEADLINE) -> tuple[bool, 
 
 
 def test_the_example_destinations_file_is_valid() -> None:
+    from activation.destinations import Kafka, Tracking
+
     config = load_destinations(ROOT / "config" / "destinations.example.yaml")
-    webhook, export = (d.target for d in config.destinations)
+    webhook, export, kafka, tracking, google, meta = (d.target for d in config.destinations)
     assert isinstance(webhook, Webhook) and webhook.url == "http://127.0.0.1:8080/hook"
     assert isinstance(export, ExportFile) and export.format == "jsonl"
+    assert isinstance(kafka, Kafka) and kafka.topic == "audiences"
+    assert isinstance(tracking, Tracking) and tracking.url == "http://127.0.0.1:8088"
+    assert isinstance(google, ExportFile) and google.format == "google_customer_match"
+    assert isinstance(meta, ExportFile) and meta.format == "meta_custom_audience"
+    assert config.destinations[2].identifiers == ("email", "user_id")
 
 
 def test_a_webhook_dead_letters_next_to_its_position_unless_told_otherwise() -> None:

@@ -68,7 +68,7 @@ def test_every_environment_variable_read_anywhere_is_documented_in_the_readme() 
     root = Path(__file__).resolve().parents[2]
     pattern = re.compile(r'(?:env|environ)\.get\("([A-Z][A-Z0-9_]+)"|environ\["([A-Z][A-Z0-9_]+)"\]|'
                          r'VARIABLE = "([A-Z][A-Z0-9_]+)"|environ.get\("([A-Z][A-Z0-9_]+)"')
-    read = {name for folder in ("server", "client", "localneo4j", "bench", "activation")
+    read = {name for folder in ("server", "client", "localneo4j", "localkafka", "bench", "activation")
             for path in (root / folder).rglob("*.py")
             for match in pattern.finditer(path.read_text(encoding="utf-8")) for name in match.groups() if name}
     readme = (root / "README.md").read_text(encoding="utf-8")
