@@ -285,3 +285,18 @@ def test_the_tracking_sink_posts_identify_and_track_with_the_write_key_and_honou
         ("identify", "audience-Repeat Buyers-1-identify"), ("track", "audience-Repeat Buyers-1-track")]
     assert body["batch"][0]["traits"] == {"repeat_buyers": True, "email": "a@x.io"}
     assert "wk-secret" not in json.dumps(body)
+
+
+def test_a_webhook_in_an_ad_format_posts_that_platforms_operations(tmp_path: Path) -> None:
+    from activation.destinations import Webhook
+    from activation.webhook import WebhookSender
+
+    config = parse_destinations({"state_dir": str(tmp_path), "destinations": [
+        {"name": "meta", "segment": SEGMENT, "identifiers": ["email"],
+         "webhook": {"url": "http://127.0.0.1:9/hook", "format": "meta_custom_audience"}}]})
+    (destination,) = config.destinations
+    assert isinstance(destination.target, Webhook)
+    payload = WebhookSender(destination, destination.target).payload(audience_batch(("email", META_EMAIL[0])))
+    assert payload == {"destination": "ads", "segment": SEGMENT, "format": "meta_custom_audience", "operations": [
+        {"position": 11, "operation": "add", "schema": ["EMAIL_SHA256", "PHONE_SHA256", "MADID"],
+         "data": [[META_EMAIL[1], "", ""]]}]}
