@@ -56,11 +56,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jellyfish
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
+from bench.cdp_population import NICKNAMES, CdpEvent, CdpWorld, CrmRecord, Ident, generate
 from bench.linkage_pipeline import PairwiseQuality, pairwise_quality
 from bench.common import bench_neo4j, bench_server, empty_database, log, run_threads, save
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
@@ -172,6 +173,7 @@ def score(predicted: Mapping[Ident, Hashable], world: CdpWorld) -> dict[str, Any
         "profiles_with_two_peoples_crm_ids": len(mixed_profiles(predicted, truth.person_of, CRM_TYPES)),
         "profiles_mixing_people": len(mixed_profiles(predicted, truth.person_of)),
         "wrong_links": wrong_links(predicted, world),
+        "missed": missed_pairs(predicted, world),
     }
 
 
@@ -193,6 +195,65 @@ def wrong_links(predicted: Mapping[Ident, Hashable], world: CdpWorld, limit: int
         if len(found) >= limit:
             break
     return found
+
+
+def missed_pairs(predicted: Mapping[Ident, Hashable], world: CdpWorld, limit: int = 10) -> dict[str, Any]:
+    """The probabilistic pairs left in two profiles: how many of each kind, and a few as text.
+
+    Recall is lost to a few kinds of signup (no birth date, a mistyped nickname, a household
+    member at the same address); counting the misses by kind says which one to work on."""
+    signup = {e.identifiers[0]: e.traits for e in world.events if e.type == "loyalty_signup"}
+    records = {r.identifier: r.traits for r in world.records}
+    person = {p.person_id: p for p in world.people}
+    missed = sorted((loyalty, record) for loyalty, record in world.truth.probabilistic_pairs
+                    if predicted[loyalty] != predicted[record])
+    kinds: Counter[str] = Counter()
+    combined: Counter[str] = Counter()
+    examples = []
+    for loyalty, record in missed:
+        typed, crm = signup[loyalty], records[record]
+        labels = miss_kinds(typed, crm, person[world.truth.person_of[loyalty]].household is not None)
+        kinds.update(labels)
+        combined[", ".join(labels) or "no visible difference"] += 1
+        if len(examples) < limit:
+            examples.append(f"{_line(typed)}  <->  {_line(crm)}  [{', '.join(labels)}]")
+    return {"count": len(missed), "by_kind": dict(kinds.most_common()),
+            "by_combination": dict(combined.most_common()), "examples": examples}
+
+
+def miss_kinds(typed: Mapping[str, str], crm: Mapping[str, str], in_household: bool) -> list[str]:
+    """What sets a till signup apart from its CRM record, in words (the given name as one kind:
+    a nickname, a mistyped nickname or a typo)."""
+    kinds = []
+    birth = typed.get("date_of_birth")
+    if birth is None:
+        kinds.append("no dob")
+    elif birth != crm["date_of_birth"]:
+        kinds.append("swapped dob")
+    given = _given_name_kind(typed["first_name"], crm["first_name"])
+    if given:
+        kinds.append(given)
+    if typed["last_name"] != crm["last_name"].lower():
+        kinds.append("surname typo")
+    if typed["address"] != crm["address"].lower():
+        kinds.append("address typo")
+    if in_household:
+        kinds.append("household")
+    return kinds
+
+
+def _given_name_kind(typed: str, formal: str) -> str | None:
+    """None when typed as on the CRM record; otherwise a nickname, a nickname with a typo (at
+    most two slips from one: the till types one or two), or a typo of the formal name."""
+    if typed == formal.lower():
+        return None
+    nicknames = [n.lower() for n in NICKNAMES.get(formal, ())]
+    if typed in nicknames:
+        return "nickname"
+    if any(jellyfish.damerau_levenshtein_distance(typed, n) <= 2 for n in nicknames) and \
+            jellyfish.damerau_levenshtein_distance(typed, formal.lower()) > 2:
+        return "mistyped nickname"
+    return "given name typo"
 
 
 def _line(traits: Mapping[str, str]) -> str:
@@ -536,6 +597,14 @@ def _details(r: Mapping[str, Any]) -> None:
           f"{p['predicted']} (loyalty, record) pairs that only linkage can have joined")
     for line in r["wrong_links"]:
         print(f"  wrong: {line}")
+    missed = r["missed"]
+    if missed["count"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in missed["by_kind"].items())
+        print(f"  missed probabilistic pairs: {missed['count']} ({kinds})")
+        for combination, n in missed["by_combination"].items():
+            print(f"    {n:>5}  {combination}")
+        for line in missed["examples"]:
+            print(f"  missed: {line}")
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from bench.linkage_cdp import GOALS, Run, cost_ratios, failed_goals, import_costs, parse_run, plan_runs
+from bench.cdp_population import generate
+from bench.linkage_cdp import (GOALS, Run, cost_ratios, failed_goals, import_costs, miss_kinds, missed_pairs, parse_run,
+                               plan_runs)
 
 
 def test_the_issues_runs_read_as_people_by_density_with_records_only_marked() -> None:
@@ -80,3 +82,33 @@ def test_without_a_run_at_its_density_the_nearest_density_stands_in() -> None:
     rows = [row("100000x100", 0.004), row("100000x1000", 0.003), row("1000000x6000:records", 0.0045)]
     (ratio,) = cost_ratios(rows)
     assert ratio.small == "100000x1000" and ratio.ratio == pytest.approx(1.5) and ratio.met
+
+
+CRM = {"first_name": "Donald", "last_name": "Parker", "date_of_birth": "1956-05-11", "address": "8638 Market Blvd"}
+
+
+def till(**changes: str | None) -> dict[str, str]:
+    typed = {"first_name": "donald", "last_name": "parker", "date_of_birth": "1956-05-11",
+             "address": "8638 market blvd"} | changes
+    return {key: value for key, value in typed.items() if value is not None}
+
+
+def test_a_missed_signup_is_told_apart_from_its_crm_record_in_words() -> None:
+    assert miss_kinds(till(), CRM, in_household=False) == []
+    assert miss_kinds(till(first_name="dno", date_of_birth=None), CRM, in_household=True) == [
+        "no dob", "mistyped nickname", "household"]
+    assert miss_kinds(till(first_name="don", date_of_birth="1956-11-05"), CRM, in_household=False) == [
+        "swapped dob", "nickname"]
+    assert miss_kinds(till(first_name="donlad", last_name="parler", address="8638 markt blvd"), CRM,
+                      in_household=False) == ["given name typo", "surname typo", "address typo"]
+
+
+def test_every_probabilistic_pair_left_apart_is_counted_as_missed() -> None:
+    world = generate(300, seed=3, prefix="t", records_only=True)
+    apart = dict(world.truth.deterministic_of)  # stitching alone: every probabilistic pair missed
+    missed = missed_pairs(apart, world, limit=3)
+    assert missed["count"] == len(world.truth.probabilistic_pairs) > 0
+    assert sum(missed["by_combination"].values()) == missed["count"]
+    assert len(missed["examples"]) == 3 and "  <->  " in missed["examples"][0]
+    together = {identifier: 0 for identifier in apart}
+    assert missed_pairs(together, world)["count"] == 0
