@@ -10,7 +10,7 @@ import pytest
 
 from bench.cdp_population import generate
 from bench.linkage_cdp import (GOALS, Run, cost_ratios, failed_goals, import_costs, miss_kinds, missed_pairs, parse_run,
-                               plan_runs)
+                               plan_runs, stop_reason)
 
 
 def test_the_issues_runs_read_as_people_by_density_with_records_only_marked() -> None:
@@ -112,3 +112,18 @@ def test_every_probabilistic_pair_left_apart_is_counted_as_missed() -> None:
     assert len(missed["examples"]) == 3 and "  <->  " in missed["examples"][0]
     together = {identifier: 0 for identifier in apart}
     assert missed_pairs(together, world)["count"] == 0
+
+
+@pytest.mark.parametrize(("sentence", "reason"), [
+    ("a decision guard stops the link (household: same surname and address, another given name, and no matching "
+     "date of birth): a possible match for a reviewer at most, never a link", "guard: household"),
+    ("the model's score p=0.6123 is below upper 0.95: a possible match for a reviewer at most, never a link",
+     "score below upper"),
+    ("the model's score p=3.1e-05 is below lower 0.5: the pair is not kept", "score below lower"),
+    ("blocking does not pair them: in the blocks they share, neither is among the other's 10 nearest by name",
+     "blocking does not pair them"),
+    ("a possible match of loyalty_id:t-L1 and record:crm/t-r1 (p=0.7000, model v1) waits for a reviewer",
+     "a possible match waits for a reviewer"),
+])
+def test_explain_links_reasons_are_counted_without_their_figures(sentence: str, reason: str) -> None:
+    assert stop_reason(sentence) == reason
