@@ -17,6 +17,9 @@ junk) and, on an emptied database of a Neo4j of its own:
      that shares no identifier (goal >= 0.99); precision over every (loyalty_id, record) pair
      in one profile that deterministic stitching could not have made;
    - profiles holding the CRM ids (crm_id or CRM record) of two people. Goal: 0;
+   - the probabilistic pairs missed: counted by what sets the signup apart from its record (no
+     birth date, a mistyped nickname, a typo, a household) and by what ExplainLink says keeps
+     them apart (a guard, a score, blocking), with ten of them as text;
    - the import's cost: candidate pairs the model compared per imported record (every CRM
      record carries names, birth date and address, so all are matchable) and in all, and
      import seconds per record.
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import tempfile
 import threading
 import time
@@ -56,11 +60,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jellyfish
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from bench.cdp_population import CdpEvent, CdpWorld, CrmRecord, Ident, generate
+from bench.cdp_population import NICKNAMES, CdpEvent, CdpWorld, CrmRecord, Ident, generate
 from bench.linkage_pipeline import PairwiseQuality, pairwise_quality
 from bench.common import bench_neo4j, bench_server, empty_database, log, run_threads, save
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
@@ -172,6 +177,7 @@ def score(predicted: Mapping[Ident, Hashable], world: CdpWorld) -> dict[str, Any
         "profiles_with_two_peoples_crm_ids": len(mixed_profiles(predicted, truth.person_of, CRM_TYPES)),
         "profiles_mixing_people": len(mixed_profiles(predicted, truth.person_of)),
         "wrong_links": wrong_links(predicted, world),
+        "missed": missed_pairs(predicted, world),
     }
 
 
@@ -193,6 +199,100 @@ def wrong_links(predicted: Mapping[Ident, Hashable], world: CdpWorld, limit: int
         if len(found) >= limit:
             break
     return found
+
+
+def missed_pairs(predicted: Mapping[Ident, Hashable], world: CdpWorld, limit: int = 10) -> dict[str, Any]:
+    """The probabilistic pairs left in two profiles: how many of each kind, and a few as text.
+
+    Recall is lost to a few kinds of signup (no birth date, a mistyped nickname, a household
+    member at the same address); counting the misses by kind says which one to work on."""
+    signup = {e.identifiers[0]: e.traits for e in world.events if e.type == "loyalty_signup"}
+    records = {r.identifier: r.traits for r in world.records}
+    person = {p.person_id: p for p in world.people}
+    missed = missed_list(predicted, world)
+    kinds: Counter[str] = Counter()
+    combined: Counter[str] = Counter()
+    examples = []
+    for loyalty, record in missed:
+        typed, crm = signup[loyalty], records[record]
+        labels = miss_kinds(typed, crm, person[world.truth.person_of[loyalty]].household is not None)
+        kinds.update(labels)
+        combined[", ".join(labels) or "no visible difference"] += 1
+        if len(examples) < limit:
+            examples.append(f"{_line(typed)}  <->  {_line(crm)}  [{', '.join(labels)}]")
+    return {"count": len(missed), "by_kind": dict(kinds.most_common()),
+            "by_combination": dict(combined.most_common()), "examples": examples}
+
+
+def missed_list(predicted: Mapping[Ident, Hashable], world: CdpWorld) -> list[tuple[Ident, Ident]]:
+    """(loyalty id, CRM record) of each probabilistic pair left in two profiles, sorted."""
+    return sorted((loyalty, record) for loyalty, record in world.truth.probabilistic_pairs
+                  if predicted[loyalty] != predicted[record])
+
+
+def why_missed(stub: Stub, missed: Sequence[tuple[Ident, Ident]], limit: int = 500) -> dict[str, int]:
+    """What the service says keeps each missed pair apart (ExplainLink's stopped_by, shortened),
+    counted over the first `limit` pairs: a guard, a score below a threshold, or blocking that
+    never compared them call for different fixes, and the traits alone cannot tell them apart."""
+    reasons: Counter[str] = Counter()
+    for loyalty, record in missed[:limit]:
+        explained = stub.ExplainLink(pb.ExplainLinkRequest(a=_ref(loyalty), b=_ref(record)), timeout=60)
+        reasons.update({stop_reason(sentence) for sentence in explained.stopped_by} or {"nothing said"})
+    return dict(reasons.most_common())
+
+
+def _ref(identifier: Ident) -> common_pb2.ProfileRef:
+    kind, value = identifier
+    return common_pb2.ProfileRef(identifier=common_pb2.Identifier(type=kind, value=value))
+
+
+def stop_reason(sentence: str) -> str:
+    """An ExplainLink reason without its figures: "a decision guard stops the link (household: ...)"
+    -> "guard: household", "the model's score p=0.61 is below upper 0.95: ..." -> "score below upper"."""
+    if (guard := re.search(r"decision guard stops the link \(([^:)]+)", sentence)):
+        return f"guard: {guard.group(1)}"
+    if (band := re.match(r"the model's score \S+ is (below \w+)", sentence)):
+        return f"score {band.group(1)}"
+    if sentence.startswith("a possible match of "):
+        return "a possible match waits for a reviewer"
+    if sentence.startswith("merge protection refused linking "):
+        return "merge protection refused a link between them"
+    return sentence.split(":")[0]
+
+
+def miss_kinds(typed: Mapping[str, str], crm: Mapping[str, str], in_household: bool) -> list[str]:
+    """What sets a till signup apart from its CRM record, in words (the given name as one kind:
+    a nickname, a mistyped nickname or a typo)."""
+    kinds = []
+    birth = typed.get("date_of_birth")
+    if birth is None:
+        kinds.append("no dob")
+    elif birth != crm["date_of_birth"]:
+        kinds.append("swapped dob")
+    given = _given_name_kind(typed["first_name"], crm["first_name"])
+    if given:
+        kinds.append(given)
+    if typed["last_name"] != crm["last_name"].lower():
+        kinds.append("surname typo")
+    if typed["address"] != crm["address"].lower():
+        kinds.append("address typo")
+    if in_household:
+        kinds.append("household")
+    return kinds
+
+
+def _given_name_kind(typed: str, formal: str) -> str | None:
+    """None when typed as on the CRM record; otherwise a nickname, a nickname with a typo (at
+    most two slips from one: the till types one or two), or a typo of the formal name."""
+    if typed == formal.lower():
+        return None
+    nicknames = [n.lower() for n in NICKNAMES.get(formal, ())]
+    if typed in nicknames:
+        return "nickname"
+    if any(jellyfish.damerau_levenshtein_distance(typed, n) <= 2 for n in nicknames) and \
+            jellyfish.damerau_levenshtein_distance(typed, formal.lower()) > 2:
+        return "mistyped nickname"
+    return "given name typo"
 
 
 def _line(traits: Mapping[str, str]) -> str:
@@ -473,6 +573,8 @@ def run_world(server, neo4j, run: Run, seed: int, streams: int, deadline_s: floa
         predicted.update(part)
     lookup_s = time.monotonic() - began
     figures = score(predicted, world)
+    with server.channel() as channel:
+        figures["missed"]["why"] = why_missed(Stub(channel), missed_list(predicted, world))
     model = model_figures(drain.status)
     row = {"run": {**asdict(run), "label": run.label}, "people": run.people, "seed": seed, "world": world.stats(),
            "ingest_s": ingest_s, "events_per_s": len(world.events) / ingest_s if ingest_s else 0.0,
@@ -536,6 +638,16 @@ def _details(r: Mapping[str, Any]) -> None:
           f"{p['predicted']} (loyalty, record) pairs that only linkage can have joined")
     for line in r["wrong_links"]:
         print(f"  wrong: {line}")
+    missed = r["missed"]
+    if missed["count"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in missed["by_kind"].items())
+        print(f"  missed probabilistic pairs: {missed['count']} ({kinds})")
+        why = ", ".join(f"{reason} {n}" for reason, n in missed.get("why", {}).items())
+        print(f"  what keeps them apart (ExplainLink; a pair may have several reasons): {why}")
+        for combination, n in missed["by_combination"].items():
+            print(f"    {n:>5}  {combination}")
+        for line in missed["examples"]:
+            print(f"  missed: {line}")
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from bench.linkage_cdp import GOALS, Run, cost_ratios, failed_goals, import_costs, parse_run, plan_runs
+from bench.cdp_population import generate
+from bench.linkage_cdp import (GOALS, Run, cost_ratios, failed_goals, import_costs, miss_kinds, missed_pairs, parse_run,
+                               plan_runs, stop_reason)
 
 
 def test_the_issues_runs_read_as_people_by_density_with_records_only_marked() -> None:
@@ -80,3 +82,48 @@ def test_without_a_run_at_its_density_the_nearest_density_stands_in() -> None:
     rows = [row("100000x100", 0.004), row("100000x1000", 0.003), row("1000000x6000:records", 0.0045)]
     (ratio,) = cost_ratios(rows)
     assert ratio.small == "100000x1000" and ratio.ratio == pytest.approx(1.5) and ratio.met
+
+
+CRM = {"first_name": "Donald", "last_name": "Parker", "date_of_birth": "1956-05-11", "address": "8638 Market Blvd"}
+
+
+def till(**changes: str | None) -> dict[str, str]:
+    typed = {"first_name": "donald", "last_name": "parker", "date_of_birth": "1956-05-11",
+             "address": "8638 market blvd"} | changes
+    return {key: value for key, value in typed.items() if value is not None}
+
+
+def test_a_missed_signup_is_told_apart_from_its_crm_record_in_words() -> None:
+    assert miss_kinds(till(), CRM, in_household=False) == []
+    assert miss_kinds(till(first_name="dno", date_of_birth=None), CRM, in_household=True) == [
+        "no dob", "mistyped nickname", "household"]
+    assert miss_kinds(till(first_name="don", date_of_birth="1956-11-05"), CRM, in_household=False) == [
+        "swapped dob", "nickname"]
+    assert miss_kinds(till(first_name="donlad", last_name="parler", address="8638 markt blvd"), CRM,
+                      in_household=False) == ["given name typo", "surname typo", "address typo"]
+
+
+def test_every_probabilistic_pair_left_apart_is_counted_as_missed() -> None:
+    world = generate(300, seed=3, prefix="t", records_only=True)
+    apart = dict(world.truth.deterministic_of)  # stitching alone: every probabilistic pair missed
+    missed = missed_pairs(apart, world, limit=3)
+    assert missed["count"] == len(world.truth.probabilistic_pairs) > 0
+    assert sum(missed["by_combination"].values()) == missed["count"]
+    assert len(missed["examples"]) == 3 and "  <->  " in missed["examples"][0]
+    together = {identifier: 0 for identifier in apart}
+    assert missed_pairs(together, world)["count"] == 0
+
+
+@pytest.mark.parametrize(("sentence", "reason"), [
+    ("a decision guard stops the link (household: same surname and address, another given name, and no matching "
+     "date of birth): a possible match for a reviewer at most, never a link", "guard: household"),
+    ("the model's score p=0.6123 is below upper 0.95: a possible match for a reviewer at most, never a link",
+     "score below upper"),
+    ("the model's score p=3.1e-05 is below lower 0.5: the pair is not kept", "score below lower"),
+    ("blocking does not pair them: in the blocks they share, neither is among the other's 10 nearest by name",
+     "blocking does not pair them"),
+    ("a possible match of loyalty_id:t-L1 and record:crm/t-r1 (p=0.7000, model v1) waits for a reviewer",
+     "a possible match waits for a reviewer"),
+])
+def test_explain_links_reasons_are_counted_without_their_figures(sentence: str, reason: str) -> None:
+    assert stop_reason(sentence) == reason

@@ -59,7 +59,28 @@ def test_a_stray_space_in_a_name_is_no_difference() -> None:
 def test_a_mistyped_nickname_is_similar_but_not_as_close_as_a_nickname() -> None:
     assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="bill"))["given_name"] == "close"
     assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="billl"))["given_name"] == "similar"
-    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="wik"))["given_name"] == "different"
+
+
+def test_a_short_nickname_one_slip_off_is_a_mistyped_nickname_of_its_own() -> None:
+    """One slip leaves a short nickname far by Jaro-Winkler: "tpm" ~ tom 0.80, "wik" ~ will."""
+    thomas, donald = dataclasses.replace(WILLIAM, given_name="thomas"), dataclasses.replace(WILLIAM, given_name="donald")
+    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="wik"))["given_name"] == "mistyped_nickname"
+    assert compared(thomas, dataclasses.replace(thomas, given_name="tpm"))["given_name"] == "mistyped_nickname"
+    assert compared(dataclasses.replace(donald, given_name="dno"), donald)["given_name"] == "mistyped_nickname"
+
+
+def test_a_name_of_its_own_or_two_letters_is_no_mistyped_nickname() -> None:
+    """tim is one slip from thomas's tom but is Timothy's name; "tm" is one slip from tim and tom."""
+    thomas = dataclasses.replace(WILLIAM, given_name="thomas")
+    assert compared(thomas, dataclasses.replace(thomas, given_name="tim"))["given_name"] == "different"
+    assert compared(thomas, dataclasses.replace(thomas, given_name="tm"))["given_name"] == "different"
+    assert compared(WILLIAM, dataclasses.replace(WILLIAM, given_name="kobe"))["given_name"] == "different"
+
+
+def test_only_names_have_a_mistyped_nickname_level() -> None:
+    assert NAMES["given_name"] == ["missing", "different", "mistyped_nickname", "similar", "close", "exact"]
+    assert NAMES["surname"] == NAMES["given_name"]
+    assert NAMES["address_1"] == ["missing", "different", "similar", "close", "exact"]
 
 
 def test_names_are_banded_by_similarity() -> None:
@@ -95,7 +116,7 @@ def test_level_names_give_one_name_per_level() -> None:
 
 SYNTHETIC_RULES = LinkageRules(
     fields=(
-        FieldRule("given_name", "name", bands=(0.8, 0.9)),
+        FieldRule("given_name", "string", bands=(0.8, 0.9)),  # four levels (names have five)
         FieldRule("postcode", "postcode"),
         FieldRule("state", "exact"),
         FieldRule("date_of_birth", "date"),

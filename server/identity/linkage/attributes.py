@@ -239,6 +239,35 @@ def nickname_similarity(first: str, second: str) -> float:
                max(jellyfish.jaro_winkler_similarity(other, second) for other in _related_names(first)))
 
 
+# A name shorter than this is not read as a slip of a nickname: one slip turns "tm" into tim or
+# tom, "me" into meg or mel.
+MIN_SLIPPED_NAME = 3
+
+
+@lru_cache(maxsize=262144)
+def is_mistyped_nickname(first: str, second: str) -> bool:
+    """One name is one slip (Damerau: a letter added, dropped, changed or two swapped) from a
+    nickname or formal name of the other, and is no name of its own: "dno" for donald's don,
+    "mikw" for michael's mike. One slip leaves a short nickname far from it by Jaro-Winkler
+    ("tpm" ~ tom 0.80), so the bands miss it. A name the nickname table knows is someone's own
+    name, not a slip: "joan" is one slip from jonathan's jon, "tim" from thomas's tom."""
+    return _slip_of_related(first, second) or _slip_of_related(second, first)
+
+
+def _slip_of_related(typed: str, other: str) -> bool:
+    if len(typed) < MIN_SLIPPED_NAME or is_known_name(typed):
+        return False
+    return any(len(name) >= MIN_SLIPPED_NAME and jellyfish.damerau_levenshtein_distance(typed, name) <= 1
+               for name in _related_names(other))
+
+
+@lru_cache(maxsize=65536)
+def is_known_name(name: str) -> bool:
+    """Whether the nickname table lists the name, as a formal name or as a nickname."""
+    namer = _nicknamer()
+    return bool(namer.nicknames_of(name) or namer.canonicals_of(name))
+
+
 def squashed(value: str | None) -> str | None:
     """The value without spaces: 'ja yde' and 'jayde' are one name with a stray space."""
     return value.replace(" ", "") if value else None

@@ -2,7 +2,10 @@
 
 Levels are categorical so that the model can learn, per field, how much each degree of
 agreement says about a match; a raw similarity would force one weight curve on all fields.
-Level 0 is "missing": a value absent on either side says nothing either way.
+Level 0 is "missing": a value absent on either side says nothing either way. Names have a
+level of their own just above "different", "mistyped_nickname": a name one slip from a nickname
+of the other's says less than a similar name, and sharing "similar" with it would make that level
+common among strangers (its u rises) and cost the typo'd matches it scores.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import numpy as np
 import pandas as pd
 from recordlinkage.algorithms.string import damerau_levenshtein_similarity, jarowinkler_similarity
 
-from server.identity.linkage.attributes import PersonAttributes, are_nicknames, nickname_similarity, squashed
+from server.identity.linkage.attributes import (PersonAttributes, are_nicknames, is_mistyped_nickname,
+                                                nickname_similarity, squashed)
 from server.identity.linkage.linkage_config import FieldRule, LinkageRules
 
 LEVEL_MISSING = 0
 LEVEL_DIFFERENT = 1
+LEVEL_MISTYPED_NICKNAME = 2  # names only
 
 _BAND_NAMES = {1: ["close"], 2: ["similar", "close"], 3: ["fuzzy", "similar", "close"]}
 _EDIT_LEVELS = ["missing", "different", "one_edit", "exact"]
@@ -38,7 +43,8 @@ def level_names(rules: LinkageRules) -> list[list[str]]:
 
 def field_level_names(rule: FieldRule) -> list[str]:
     if rule.bands:
-        return ["missing", "different", *_BAND_NAMES[len(rule.bands)], "exact"]
+        slipped = ["mistyped_nickname"] if rule.comparator == "name" else []
+        return ["missing", "different", *slipped, *_BAND_NAMES[len(rule.bands)], "exact"]
     return list(_FIXED_LEVELS[rule.comparator])
 
 
@@ -127,12 +133,14 @@ def _grade_distinct(left: Values, right: Values, grade: Grader) -> dict[tuple[st
 
 
 def _similarity_grader(rule: FieldRule) -> Grader:
-    """Bands Jaro-Winkler similarity; for names a nickname counts as the closest band, and a
-    name far from the other but within the closest band of one of its nicknames ("miek" ~
-    michael's "mike") is one band below (a mistyped nickname says less than a nickname; a
-    looser reading made unrelated names similar and cost Febrl's typo'd matches recall)."""
+    """Bands Jaro-Winkler similarity; for names a nickname counts as the closest band, a name far
+    from the other but within the closest band of one of its nicknames ("miek" ~ michael's "mike")
+    is one band below (a mistyped nickname says less than a nickname; a looser reading made
+    unrelated names similar and cost Febrl's typo'd matches recall), and a name still far but one
+    slip from a nickname ("mikw", "dno" for don) is a mistyped nickname, the level above different."""
     bands = np.asarray(rule.bands)
-    top = len(rule.bands) + LEVEL_DIFFERENT
+    is_name = rule.comparator == "name"
+    top = len(field_level_names(rule)) - 2  # the closest band, below exact
 
     def graded_name(a: str, b: str, level: int) -> int:
         if level == top:
@@ -141,12 +149,17 @@ def _similarity_grader(rule: FieldRule) -> Grader:
             return top
         if level == LEVEL_DIFFERENT and nickname_similarity(a, b) >= bands[-1]:
             return top - 1
+        if level == LEVEL_DIFFERENT and is_mistyped_nickname(a, b):
+            return LEVEL_MISTYPED_NICKNAME
         return level
 
     def grade(left: list[str], right: list[str]) -> list[int]:
         similarity = jarowinkler_similarity(pd.Series(left), pd.Series(right)).to_numpy()
-        graded: list[int] = (LEVEL_DIFFERENT + np.searchsorted(bands, similarity, side="right")).tolist()
-        if rule.comparator == "name":
+        band = np.searchsorted(bands, similarity, side="right")
+        if is_name:
+            band += band > 0  # a name's bands sit above mistyped_nickname
+        graded: list[int] = (LEVEL_DIFFERENT + band).tolist()
+        if is_name:
             graded = [graded_name(a, b, g) for a, b, g in zip(left, right, graded)]
         return graded
 
