@@ -261,13 +261,7 @@ def _tracking(value: Any, where: str, dead_letter: Path, problems: list[str]) ->
         url=url,
         write_key=_text(value, "write_key", where, problems) if "write_key" in value else "",
         audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
-        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
-        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
-        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
-        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
-        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
-                                    least=0),
-        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        **_delivery_numbers(value, where, problems, default),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
     )
     if tracking.audience_key and not re.fullmatch(r"[a-z0-9_]+", tracking.audience_key):
@@ -296,13 +290,7 @@ def _kafka(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Ka
         topic=topic,
         bootstrap=_text(value, "bootstrap", where, problems) if "bootstrap" in value else "",
         audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
-        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
-        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
-        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
-        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
-        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
-                                    least=0),
-        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        **_delivery_numbers(value, where, problems, default),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
         producer=dict(producer),
     )
@@ -324,13 +312,7 @@ def _webhook(value: Any, where: str, dead_letter: Path, problems: list[str]) -> 
     default = Webhook(url="")
     webhook = Webhook(
         url=url,
-        batch_size=_number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
-        batch_seconds=_number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
-        max_attempts=_number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
-        backoff_seconds=_number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
-        max_backoff_seconds=_number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
-                                    least=0),
-        timeout_seconds=_number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+        **_delivery_numbers(value, where, problems, default),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
         headers=_headers(value.get("headers"), where, problems),
         format=_text(value, "format", where, problems, default="changes"),
@@ -424,6 +406,21 @@ def _headers(value: Any, where: str, problems: list[str]) -> dict[str, str]:
     if reserved:
         problems.append(f"{where}: headers may not set {', '.join(reserved)} (the runner sets it)")
     return dict(value)
+
+
+def _delivery_numbers(value: Mapping[str, Any], where: str, problems: list[str],
+                      default: Webhook | Kafka | Tracking) -> dict[str, Any]:
+    """The batching and retry settings every sending destination has, each checked, with the
+    destination's own defaults."""
+    return {
+        "batch_size": _number(value, "batch_size", where, problems, default.batch_size, whole=True, least=1),
+        "batch_seconds": _number(value, "batch_seconds", where, problems, default.batch_seconds, above=0),
+        "max_attempts": _number(value, "max_attempts", where, problems, default.max_attempts, whole=True, least=1),
+        "backoff_seconds": _number(value, "backoff_seconds", where, problems, default.backoff_seconds, least=0),
+        "max_backoff_seconds": _number(value, "max_backoff_seconds", where, problems, default.max_backoff_seconds,
+                                       least=0),
+        "timeout_seconds": _number(value, "timeout_seconds", where, problems, default.timeout_seconds, above=0),
+    }
 
 
 def _kind(value: Any) -> str:

@@ -10,11 +10,9 @@ git): `lib/` (jars, kept between runs so a second start downloads nothing), `con
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +22,8 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+
+from localneo4j.java_process import fetch_jars, gone, stop_process, tail
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -106,23 +106,8 @@ class LocalKafka:
 
     def fetch(self) -> bool:
         """Copies the broker's jars from Maven Central; returns False when the cache was current."""
-        stamp = self.lib / ".pom-sha256"
-        digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-        if stamp.exists() and stamp.read_text().strip() == digest:
-            return False
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise LaunchError("Maven (mvn) is not on PATH: it is needed once to fetch Kafka's jars")
-        if self.lib.exists():
-            shutil.rmtree(self.lib)  # a changed pom must not leave old versions on the classpath
-        cmd = [mvn, "-q", "-B", "-f", str(POM), f"-Dkafka.home={self.home.resolve()}", "package"]
-        if os.environ.get("KAFKA_MAVEN_REPO"):  # a separate local repository, e.g. to measure a cold fetch
-            cmd.insert(1, f"-Dmaven.repo.local={os.environ['KAFKA_MAVEN_REPO']}")
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise LaunchError("downloading Kafka with Maven failed:\n" + _tail(done.stdout + done.stderr, 30))
-        stamp.write_text(digest + "\n")
-        return True
+        return fetch_jars(POM, self.lib, {"kafka.home": str(self.home.resolve())}, "KAFKA_MAVEN_REPO", "Kafka",
+                          LaunchError)
 
     # -- configuration ----------------------------------------------------------------
 
@@ -189,7 +174,7 @@ class LocalKafka:
                "-t", _new_cluster_id(), "-c", str(config.resolve())]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise LaunchError(f"formatting Kafka's storage in {self.data_dir} failed:\n" + _tail(done.stdout + done.stderr, 20))
+            raise LaunchError(f"formatting Kafka's storage in {self.data_dir} failed:\n" + tail(done.stdout + done.stderr, 20))
         return True
 
     # -- running -------------------------------------------------------------------------
@@ -200,7 +185,7 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return None if _gone(pid) else pid
+        return None if gone(pid) else pid
 
     def port_answers(self, port: int | None = None) -> bool:
         """True when something accepts TCP connections on the port (default: the broker's)."""
@@ -252,35 +237,23 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                raise LaunchError(f"Kafka exited with code {proc.returncode} while starting:\n{self.log_tail()}")
+                raise LaunchError(f"Kafka exited with code {proc.returncode} while starting:\n{self.logtail()}")
             if proc is None and self.pid() is None:
-                raise LaunchError(f"the Kafka being started in {self.home} exited:\n{self.log_tail()}")
+                raise LaunchError(f"the Kafka being started in {self.home} exited:\n{self.logtail()}")
             if self.broker_ready(timeout=2.0):
                 return
             time.sleep(0.5)
-        raise LaunchError(f"Kafka did not answer on {self.bootstrap} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise LaunchError(f"Kafka did not answer on {self.bootstrap} within {timeout:.0f} s:\n{self.logtail()}")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stops the broker this launcher started (SIGTERM, then SIGKILL); False if none ran."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)  # the broker's shutdown hook does a controlled shutdown
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_process(self.pid(), self.pid_file, timeout)
 
-    def log_tail(self, lines: int = 40) -> str:
+    def logtail(self, lines: int = 40) -> str:
         """The last lines of the broker's console log, for error messages."""
         if not self.console_log.exists():
             return "(Kafka wrote no log)"
-        return f"--- last lines of {self.console_log} ---\n" + _tail(self.console_log.read_text(errors="replace"), lines)
+        return f"--- last lines of {self.console_log} ---\n" + tail(self.console_log.read_text(errors="replace"), lines)
 
 
 def _new_cluster_id() -> str:
@@ -299,20 +272,3 @@ def _free_port() -> int:
         return port
 
 
-def _gone(pid: int) -> bool:
-    """True once the process has exited; reaps it when this process started it (no zombie)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return True
-    except ChildProcessError:
-        pass  # started by another process (make, an earlier shell): only its existence tells
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.splitlines()[-lines:])

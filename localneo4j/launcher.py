@@ -9,11 +9,9 @@ git): `lib/` and `plugins/` (jars, kept between runs so a second start downloads
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import neo4j
 from neo4j.exceptions import AuthError, ServiceUnavailable
+
+from localneo4j.java_process import fetch_jars, gone, stop_process, tail
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -96,23 +96,8 @@ class LocalNeo4j:
 
     def fetch(self) -> bool:
         """Copies the server's jars from Maven Central; returns False when the cache was current."""
-        stamp = self.lib / ".pom-sha256"
-        digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-        if stamp.exists() and stamp.read_text().strip() == digest:
-            return False
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise LaunchError("Maven (mvn) is not on PATH: it is needed once to fetch Neo4j's jars")
-        if self.lib.exists():
-            shutil.rmtree(self.lib)  # a changed pom must not leave old versions on the classpath
-        cmd = [mvn, "-q", "-B", "-f", str(POM), f"-Dneo4j.home={self.home.resolve()}", "package"]
-        if os.environ.get("NEO4J_MAVEN_REPO"):  # a separate local repository, e.g. to measure a cold fetch
-            cmd.insert(1, f"-Dmaven.repo.local={os.environ['NEO4J_MAVEN_REPO']}")
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise LaunchError("downloading Neo4j with Maven failed:\n" + _tail(done.stdout + done.stderr, 30))
-        stamp.write_text(digest + "\n")
-        return True
+        return fetch_jars(POM, self.lib, {"neo4j.home": str(self.home.resolve())}, "NEO4J_MAVEN_REPO", "Neo4j",
+                          LaunchError)
 
     # -- configuration ----------------------------------------------------------------
 
@@ -157,7 +142,7 @@ class LocalNeo4j:
         cmd = [self._java(), "-cp", self._classpath(), ADMIN_TOOL, "dbms", "set-initial-password", self.password]
         done = subprocess.run(cmd, capture_output=True, text=True, env=self._java_env())
         if done.returncode != 0:
-            raise LaunchError("setting Neo4j's initial password failed:\n" + _tail(done.stdout + done.stderr, 20))
+            raise LaunchError("setting Neo4j's initial password failed:\n" + tail(done.stdout + done.stderr, 20))
         return True
 
     # -- running -------------------------------------------------------------------------
@@ -168,7 +153,7 @@ class LocalNeo4j:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return None if _gone(pid) else pid
+        return None if gone(pid) else pid
 
     def bolt_answers(self) -> bool:
         """True when something accepts TCP connections on the Bolt port."""
@@ -224,7 +209,7 @@ class LocalNeo4j:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LaunchError(f"Neo4j exited with code {proc.returncode} while starting:\n{self.log_tail()}")
+                raise LaunchError(f"Neo4j exited with code {proc.returncode} while starting:\n{self.logtail()}")
             if self.bolt_answers():
                 try:
                     self.check_credentials()
@@ -232,45 +217,16 @@ class LocalNeo4j:
                 except ServiceUnavailable:
                     pass  # Bolt is listening but the database is not online yet
             time.sleep(0.5)
-        raise LaunchError(f"Neo4j did not answer on {self.uri} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise LaunchError(f"Neo4j did not answer on {self.uri} within {timeout:.0f} s:\n{self.logtail()}")
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stops the server this launcher started (SIGTERM, then SIGKILL); False if none ran."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _gone(pid):
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_process(self.pid(), self.pid_file, timeout)
 
-    def log_tail(self, lines: int = 40) -> str:
+    def logtail(self, lines: int = 40) -> str:
         """The last lines of Neo4j's own logs, for error messages."""
         if not self.console_log.exists():
             return "(Neo4j wrote no log)"
-        return f"--- last lines of {self.console_log} ---\n" + _tail(self.console_log.read_text(errors="replace"), lines)
+        return f"--- last lines of {self.console_log} ---\n" + tail(self.console_log.read_text(errors="replace"), lines)
 
 
-def _gone(pid: int) -> bool:
-    """True once the process has exited; reaps it when this process started it (no zombie)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return True
-    except ChildProcessError:
-        pass  # started by another process (make, an earlier shell): only its existence tells
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.splitlines()[-lines:])

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import grpc
 import pytest
-from identity.v1 import identity_service_pb2_grpc
+from identity.v1 import identity_service_pb2_grpc, segment_service_pb2_grpc
 from neo4j import Driver, GraphDatabase
 
 from localkafka import LaunchError, kafka_target
@@ -62,6 +62,11 @@ def channel(grpc_server: RunningServer) -> Iterator[grpc.Channel]:
 @pytest.fixture(scope="session")
 def identity(channel: grpc.Channel) -> identity_service_pb2_grpc.IdentityServiceStub:
     return identity_service_pb2_grpc.IdentityServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceStub:
+    return segment_service_pb2_grpc.SegmentServiceStub(channel)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
+from neo4j import Driver
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -63,3 +65,19 @@ def profile_of(stub: identity_service_pb2_grpc.IdentityServiceStub, text: str) -
 
 def identifiers_of(profile: pb.Profile) -> set[str]:
     return {f"{h.identifier.type}:{h.identifier.value}" for h in profile.identifiers}
+
+
+def eventually(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Waits until check() holds, up to a generous deadline: tests wait for an outcome, not a time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+
+
+def remove_segments(driver: Driver, prefix: str) -> None:
+    """Deletes the segments named with the prefix: the segment worker evaluates every segment
+    for every changed profile, so a test leaves none behind."""
+    driver.execute_query("MATCH (s:Segment) WHERE s.name STARTS WITH $prefix "
+                         "OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v", prefix=prefix)
+

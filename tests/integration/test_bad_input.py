@@ -15,22 +15,16 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from identity.v1 import common_pb2, identity_service_pb2 as pb, segment_service_pb2 as seg, segment_service_pb2_grpc
 from neo4j import Driver
-from support import T0, by_id, by_identifier, event, identifier, identifiers_of, ingest, lookup, profile_of, stamp
+from support import (T0, by_id, by_identifier, event, identifier, identifiers_of, ingest, lookup, profile_of,
+                     remove_segments, stamp)
 
 NO_REF = common_pb2.ProfileRef()
 
 
-@pytest.fixture(scope="module")
-def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceStub:
-    return segment_service_pb2_grpc.SegmentServiceStub(channel)
-
-
 @pytest.fixture(autouse=True)
 def segments_of_this_test_removed_after_it(driver: Driver, uid: str) -> Iterator[None]:
-    """The segment worker evaluates every segment for every changed profile: leave none behind."""
     yield
-    driver.execute_query("MATCH (s:Segment) WHERE s.name STARTS WITH $prefix "
-                         "OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v", prefix=f"t-{uid}-")
+    remove_segments(driver, f"t-{uid}-")
 
 
 def assert_refused(call: Callable[[], object], code: grpc.StatusCode, *words: str) -> None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
+from identity.v1 import segment_service_pb2 as seg
 from neo4j import Driver
-from support import event, ingest
+from support import event, eventually, ingest, remove_segments
 
 from activation import DeliveryRunner, DestinationStatus, parse_destinations
 from activation.profile_identifiers import lookup_identifiers
@@ -32,23 +31,10 @@ def phone_of(uid: str) -> str:
     return f"+1650{2_000_000 + int(uid[:8], 16) % 8_000_000}"
 
 
-@pytest.fixture(scope="module")
-def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceStub:
-    return segment_service_pb2_grpc.SegmentServiceStub(channel)
-
-
 @pytest.fixture(autouse=True)
 def segments_of_this_test_removed_after_it(driver: Driver, uid: str) -> Iterator[None]:
     yield
-    driver.execute_query("MATCH (s:Segment) WHERE s.name STARTS WITH $prefix "
-                         "OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v", prefix=f"d-{uid}-")
-
-
-def eventually(check: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
+    remove_segments(driver, f"d-{uid}-")
 
 
 def gold_customers(identity: Any, segments: Any, uid: str) -> tuple[str, dict[str, str]]:

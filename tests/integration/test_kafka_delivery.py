@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-from identity.v1 import segment_service_pb2 as seg, segment_service_pb2_grpc
+from identity.v1 import segment_service_pb2 as seg
 from neo4j import Driver
-from support import event, ingest
+from support import event, eventually, ingest, remove_segments
 
 from activation import DeliveryRunner, DestinationStatus, parse_destinations
 from activation.profile_identifiers import lookup_identifiers
@@ -35,16 +35,10 @@ WAIT = 90.0
 PARTITIONS = 3
 
 
-@pytest.fixture(scope="module")
-def segments(channel: grpc.Channel) -> segment_service_pb2_grpc.SegmentServiceStub:
-    return segment_service_pb2_grpc.SegmentServiceStub(channel)
-
-
 @pytest.fixture(autouse=True)
 def segments_of_this_test_removed_after_it(driver: Driver, uid: str) -> Iterator[None]:
     yield
-    driver.execute_query("MATCH (s:Segment) WHERE s.name STARTS WITH $prefix "
-                         "OPTIONAL MATCH (s)-[:HAS_VERSION]->(v) DETACH DELETE s, v", prefix=f"k-{uid}-")
+    remove_segments(driver, f"k-{uid}-")
 
 
 def new_topic(bootstrap: str) -> str:
@@ -79,13 +73,6 @@ class Reader:
         self._consumer.close()
 
 
-def eventually(check: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
-
-
 def comings_and_goings(identity: Any, segments: Any, channel: grpc.Channel, uid: str, people: int) -> list[Any]:
     """`people` profiles enter a segment; every third leaves, and every sixth comes back: several
     changes for one profile, whose order a consumer must see kept. Each step waits until the
@@ -114,7 +101,7 @@ def logged_changes(channel: grpc.Channel, name: str, count: int) -> list[Any]:
         found[:] = list(IdentityClient(channel).segments.watch(name, 0, idle_seconds=1.0))
         return len(found) >= count
 
-    eventually(complete, f"{count} changes logged")
+    eventually(complete, f"{count} changes logged", WAIT)
     return found
 
 
@@ -154,7 +141,7 @@ def test_a_consumer_reads_exactly_the_segments_changes_keyed_by_profile_in_order
     thread = threading.Thread(target=lambda: statuses.extend(runner.run()), daemon=True)
     thread.start()
     try:
-        eventually(lambda: len(reader.messages) >= len(expected), "every change on the topic")
+        eventually(lambda: len(reader.messages) >= len(expected), "every change on the topic", WAIT)
         time.sleep(1)  # anything beyond the changes would arrive now
     finally:
         runner.stop()
@@ -190,7 +177,7 @@ def test_a_runner_killed_mid_delivery_and_restarted_loses_no_change(
     try:
         runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            eventually(lambda: len(reader.messages) >= 30, "the first batches on the topic")
+            eventually(lambda: len(reader.messages) >= 30, "the first batches on the topic", WAIT)
         finally:
             runner.send_signal(signal.SIGKILL)
             runner.wait()
@@ -199,7 +186,7 @@ def test_a_runner_killed_mid_delivery_and_restarted_loses_no_change(
         done = subprocess.run(command + ["--once"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         eventually(lambda: {v["messageId"] for _, _, v in reader.messages} >=
-                   {f"audience-{name}-{c.position}-track" for c in expected}, "every change after the restart")
+                   {f"audience-{name}-{c.position}-track" for c in expected}, "every change after the restart", WAIT)
     finally:
         reader.close()
     seen: dict[str, dict[str, Any]] = {}
