@@ -260,12 +260,10 @@ def _tracking(value: Any, where: str, dead_letter: Path, problems: list[str]) ->
     tracking = Tracking(
         url=url,
         write_key=_text(value, "write_key", where, problems) if "write_key" in value else "",
-        audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
+        audience_key=_audience_key(value, where, problems),
         **_delivery_numbers(value, where, problems, default),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
     )
-    if tracking.audience_key and not re.fullmatch(r"[a-z0-9_]+", tracking.audience_key):
-        problems.append(f"{where}: audience_key {tracking.audience_key!r} may hold only a-z, 0-9 and '_'")
     return tracking if len(problems) == before else None
 
 
@@ -289,13 +287,11 @@ def _kafka(value: Any, where: str, dead_letter: Path, problems: list[str]) -> Ka
     kafka = Kafka(
         topic=topic,
         bootstrap=_text(value, "bootstrap", where, problems) if "bootstrap" in value else "",
-        audience_key=_text(value, "audience_key", where, problems) if "audience_key" in value else "",
+        audience_key=_audience_key(value, where, problems),
         **_delivery_numbers(value, where, problems, default),
         dead_letter=Path(_text(value, "dead_letter", where, problems, default=str(dead_letter))),
         producer=dict(producer),
     )
-    if kafka.audience_key and not re.fullmatch(r"[a-z0-9_]+", kafka.audience_key):
-        problems.append(f"{where}: audience_key {kafka.audience_key!r} may hold only a-z, 0-9 and '_'")
     return kafka if len(problems) == before else None
 
 
@@ -406,6 +402,14 @@ def _headers(value: Any, where: str, problems: list[str]) -> dict[str, str]:
     if reserved:
         problems.append(f"{where}: headers may not set {', '.join(reserved)} (the runner sets it)")
     return dict(value)
+
+
+def _audience_key(value: Mapping[str, Any], where: str, problems: list[str]) -> str:
+    """The trait and property key of the audience; empty for the segment's own name."""
+    key = _text(value, "audience_key", where, problems) if "audience_key" in value else ""
+    if key and not re.fullmatch(r"[a-z0-9_]+", key):
+        problems.append(f"{where}: audience_key {key!r} may hold only a-z, 0-9 and '_'")
+    return key
 
 
 def _delivery_numbers(value: Mapping[str, Any], where: str, problems: list[str],

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
-import shutil
 import socket
 import subprocess
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from localneo4j.java_process import fetch_jars, gone, stop_process, tail
+from localneo4j.java_process import fetch_jars, find_java, gone, stop_process, tail
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -144,16 +142,7 @@ class LocalKafka:
         return target
 
     def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-        if not java or not Path(java).exists():
-            raise LaunchError(f"Java is missing: the Kafka 4 broker needs Java {MIN_JAVA} or newer on PATH or in JAVA_HOME")
-        out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-        match = re.search(r'version "(\d+)', out)
-        if not match or int(match.group(1)) < MIN_JAVA:
-            said = out.splitlines()[0] if out else "?"
-            raise LaunchError(f"the Kafka 4 broker needs Java {MIN_JAVA} or newer; {java} says: {said}")
-        return java
+        return find_java(MIN_JAVA, "the Kafka 4 broker", LaunchError)
 
     def _classpath_args(self) -> list[str]:
         """The logging set-up and classpath that the broker and StorageTool share."""

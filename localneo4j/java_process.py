@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,21 @@ def fetch_jars(pom: Path, lib: Path, properties: Mapping[str, str], repo_variabl
         raise error(f"downloading {what} with Maven failed:\n" + tail(done.stdout + done.stderr, 30))
     stamp.write_text(digest + "\n")
     return True
+
+
+def find_java(least: int, needs: str, error: type[Exception]) -> str:
+    """JAVA_HOME's java, else the one on PATH, if it is at least version `least`; `needs` names
+    who needs it in the error ("Neo4j 5.26")."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise error(f"Java is missing: {needs} needs Java {least} or newer on PATH or in JAVA_HOME")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    if not match or int(match.group(1)) < least:
+        said = out.splitlines()[0] if out else "?"
+        raise error(f"{needs} needs Java {least} or newer; {java} says: {said}")
+    return java
 
 
 def stop_process(pid: int | None, pid_file: Path, timeout: float) -> bool:

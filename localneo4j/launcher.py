@@ -10,8 +10,6 @@ git): `lib/` and `plugins/` (jars, kept between runs so a second start downloads
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import socket
 import subprocess
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 import neo4j
 from neo4j.exceptions import AuthError, ServiceUnavailable
 
-from localneo4j.java_process import fetch_jars, gone, stop_process, tail
+from localneo4j.java_process import fetch_jars, find_java, gone, stop_process, tail
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -116,15 +114,7 @@ class LocalNeo4j:
         return target
 
     def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-        if not java or not Path(java).exists():
-            raise LaunchError(f"Java is missing: Neo4j 5.26 needs Java {MIN_JAVA} or 21 on PATH or in JAVA_HOME")
-        out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-        match = re.search(r'version "(\d+)', out)
-        if not match or int(match.group(1)) < MIN_JAVA:
-            raise LaunchError(f"Neo4j 5.26 needs Java {MIN_JAVA} or newer; {java} says: {out.splitlines()[0] if out else '?'}")
-        return java
+        return find_java(MIN_JAVA, "Neo4j 5.26", LaunchError)
 
     def _java_env(self) -> dict[str, str]:
         return {**os.environ, "NEO4J_HOME": str(self.home.resolve()), "NEO4J_CONF": str(self.conf_dir.resolve())}
