@@ -176,7 +176,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
         open_calls=lambda: dict(limits.open), neo4j_sessions_in_use=lambda: graph.sessions_in_use,
         neo4j_up=lambda: readiness.ready,
         linkage_lag=lambda: _lag(linker.lag()), segment_lag=lambda: Lag(*membership.lag()),
-        linkage_on=lambda: linker.model() is not None))
+        linkage_on=lambda: linker.model() is not None, replay=lambda: (feed.pacer.rate, feed.pacer.waiting)))
     for background in (worker, segment_worker, retention_worker):
         if background is not None:
             background.start()

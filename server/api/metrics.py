@@ -49,6 +49,8 @@ class StateSources:
     linkage_lag: Callable[[], Lag]
     segment_lag: Callable[[], Lag]
     linkage_on: Callable[[], bool]  # a current model links probabilistically (read at most every few seconds)
+    # the change feed's replay: changes a second catch-ups may send now, and catch-ups waiting for a grant
+    replay: Callable[[], tuple[float, int]] = lambda: (0.0, 0)
 
 
 class ServerMetrics:
@@ -110,6 +112,12 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily("identity_neo4j_sessions_in_use",
                                 "Neo4j sessions (each holding a pooled connection) in use now",
                                 value=self.sources.neo4j_sessions_in_use())
+        rate, waiting = self.sources.replay()
+        yield GaugeMetricFamily("identity_segment_replay_rate", "Segment changes a second that WatchSegment "
+                                "catch-ups may send now: --replay-rate while the event loop is calm, less while "
+                                "interactive calls keep it busy", value=rate)
+        yield GaugeMetricFamily("identity_segment_replay_waiting", "WatchSegment catch-ups waiting for their next "
+                                "grant of changes", value=waiting)
         up = self.sources.neo4j_up()
         yield GaugeMetricFamily("identity_neo4j_up", "1 while Neo4j answers the readiness probe", value=int(up))
         if not up:

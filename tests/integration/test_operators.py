@@ -42,6 +42,15 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def test_the_change_feeds_replay_budget_is_exported(grpc_server: RunningServer, settings: Settings) -> None:
+    """The server's own pacer, not a stand-in: a rate between its floor and --replay-rate, and
+    no catch-up waiting while nobody replays."""
+    _, text, _ = get(grpc_server, "/metrics")
+    rate = sample(text, "identity_segment_replay_rate")
+    assert settings.replay_rate * 0.02 <= rate <= settings.replay_rate
+    assert "identity_segment_replay_waiting 0.0" in text
+
+
 def test_metrics_move_with_ingest_and_lookups(grpc_server: RunningServer, identity, uid: str) -> None:
     status, before, headers = get(grpc_server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")

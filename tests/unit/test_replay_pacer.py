@@ -130,3 +130,25 @@ def test_closing_cancels_whoever_waits() -> None:
 def test_a_rate_that_is_not_positive_is_refused() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         ReplayPacer(0)
+
+
+def test_the_rate_and_the_waiting_catch_ups_are_exported_as_metrics() -> None:
+    from server.api.metrics import Lag, ServerMetrics, StateSources
+
+    async def scenario() -> tuple[float, int]:
+        pacer = ReplayPacer(10)
+        await pacer.take(10)  # the next grant waits a second for this one to be paid
+        waiting = [asyncio.ensure_future(pacer.take(10)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        seen = (pacer.rate, pacer.waiting)
+        pacer.close()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        return seen
+
+    rate, waiting = asyncio.run(scenario())
+    metrics = ServerMetrics()
+    metrics.watch(StateSources(open_calls=dict, neo4j_sessions_in_use=lambda: 0, neo4j_up=lambda: True,
+                               linkage_lag=lambda: Lag(0, 0.0), segment_lag=lambda: Lag(0, 0.0),
+                               linkage_on=lambda: True, replay=lambda: (rate, waiting)))
+    samples = {s.name: s.value for family in metrics.registry.collect() for s in family.samples}
+    assert samples["identity_segment_replay_rate"] == 10 and samples["identity_segment_replay_waiting"] == 3

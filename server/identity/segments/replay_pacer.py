@@ -58,6 +58,11 @@ class ReplayPacer:
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._granter: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Catch-ups waiting for a grant (cancelled ones not yet skipped included)."""
+        return len(self._waiting)
+
     async def take(self, count: int) -> None:
         """Waits until `count` changes are granted to the caller."""
         loop = asyncio.get_running_loop()
