@@ -13,6 +13,7 @@ A long-running application built on the client library (client/), never on the s
     audience_messages.py  changes as the tracking spec's identify and track
     ad_audiences.py     changes as Google Customer Match / Meta Custom Audience operations, hashed
     profile_identifiers.py  the allowed identifiers of a batch's profiles, looked up
+    consent_gate.py     requires_consent: the segment must require it; ENTERs without it are withheld
     positions.py        each destination's position (atomic file) and its one-runner lock
     durable.py          fsynced appends and atomic replaces
     backoff.py          the one backoff rule (webhook retries, feed reconnects)
@@ -22,12 +23,14 @@ A long-running application built on the client library (client/), never on the s
 `identity deliver --config FILE` runs it; from Python:
 
     from activation import DeliveryRunner, load_destinations
+    from activation.consent_gate import lookup_consent, segment_rules
     from activation.profile_identifiers import lookup_identifiers
     from client import IdentityClient
 
     with IdentityClient() as identity:
         statuses = DeliveryRunner(load_destinations("destinations.yaml"), identity.segments.watch,
-                                  identifiers=lookup_identifiers(identity)).run()
+                                  identifiers=lookup_identifiers(identity), consent=lookup_consent(identity),
+                                  rules=segment_rules(identity)).run()
 """
 
 from activation.delivery_runner import DeliveryRunner, DestinationStatus

@@ -20,6 +20,9 @@ class DeliveryMetrics:
                                ["destination"], registry=self.registry)
         self.dead_letters = Counter("identity_delivery_dead_letters", "Batches written to the dead-letter file, "
                                     "by destination", ["destination"], registry=self.registry)
+        self.withheld = Counter("identity_delivery_withheld", "ENTERs not delivered because the profile no longer "
+                                "granted the destination's required consent, by destination", ["destination"],
+                                registry=self.registry)
         self.position = Gauge("identity_delivery_position", "The last position saved, by destination",
                               ["destination"], registry=self.registry)
 

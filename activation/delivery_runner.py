@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 
 from activation.backoff import backoff_delay
+from activation.consent_gate import ConsentSource, RuleSource, missing_from_segment, withheld
 from activation.destinations import DeliveryConfig, Destination, Kafka, Tracking, Webhook
 from activation.feed import ChangeSource, open_feed, unrecoverable
 from activation.delivery_metrics import DELIVERY
@@ -36,6 +38,17 @@ log = logging.getLogger(__name__)
 
 # How often a waiting destination looks at the stop flag.
 STOP_POLL_SECONDS = 0.1
+T = TypeVar("T")
+# Failures of the segment check that a later try may not meet.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+@dataclass(frozen=True)
+class ConsentGate:
+    """How destinations that require consent check it: per batch, and on their segment at start."""
+
+    consent: ConsentSource
+    rules: RuleSource
 
 
 @dataclass
@@ -47,6 +60,7 @@ class DestinationStatus:
     position: int = 0
     delivered: int = 0
     dead_lettered: int = 0
+    withheld: int = 0  # ENTERs of profiles that no longer granted the required consent
     error: str | None = None
 
 
@@ -72,18 +86,24 @@ class DeliveryRunner:
     def __init__(self, config: DeliveryConfig, source: ChangeSource, *, idle_seconds: float | None = None,
                  reconnect_seconds: float = 0.5, max_reconnect_seconds: float = 30.0,
                  max_reconnects: int | None = None, sinks: Callable[[Destination], Sink] = sink_for,
-                 identifiers: IdentifierSource | None = None) -> None:
+                 identifiers: IdentifierSource | None = None, consent: ConsentSource | None = None,
+                 rules: RuleSource | None = None) -> None:
         self.stopping = threading.Event()
         store = PositionStore(config.state_dir)
         needed = [d.name for d in config.destinations if d.identifiers]
         if needed and identifiers is None:
             raise DeliveryError(f"destinations {', '.join(needed)} send identifiers, and no way to look them up "
                                 "was given (identifiers=lookup_identifiers(client))")
+        gated = [d.name for d in config.destinations if d.requires_consent]
+        if gated and (consent is None or rules is None):
+            raise DeliveryError(f"destinations {', '.join(gated)} require consent, and no way to check it was given "
+                                "(consent=lookup_consent(client), rules=segment_rules(client))")
+        gate = ConsentGate(consent, rules) if consent is not None and rules is not None else None
         self.workers = [
             DestinationWorker(destination, sinks(destination), store, source, self.stopping,
                               idle_seconds=idle_seconds, reconnect_seconds=reconnect_seconds,
                               max_reconnect_seconds=max_reconnect_seconds, max_reconnects=max_reconnects,
-                              identifiers=identifiers)
+                              identifiers=identifiers, gate=gate)
             for destination in config.destinations
         ]
 
@@ -144,9 +164,10 @@ class DestinationWorker:
     def __init__(self, destination: Destination, sink: Sink, store: PositionStore, source: ChangeSource,
                  stopping: threading.Event, *, idle_seconds: float | None, reconnect_seconds: float,
                  max_reconnect_seconds: float, max_reconnects: int | None,
-                 identifiers: IdentifierSource | None = None) -> None:
+                 identifiers: IdentifierSource | None = None, gate: ConsentGate | None = None) -> None:
         self.destination = destination
         self.identifiers = identifiers
+        self.gate = gate
         self.sink = sink
         self.store = store
         self.source = source
@@ -179,7 +200,7 @@ class DestinationWorker:
                  self.status.position)
         failures = 0
         while not self.stopping.is_set():
-            end = self._follow()
+            end = self._check_segment_requires_consent() or self._follow()
             if self.stopping.is_set() or end.idle or (end.error is None and self.idle_seconds is not None):
                 return
             failures = 0 if end.received else failures + 1
@@ -231,24 +252,52 @@ class DestinationWorker:
             waits.append(hand.quiet_since + self.idle_seconds - now)
         return max(0.0, min(waits))
 
+    def _check_segment_requires_consent(self) -> _Followed | None:
+        """A destination that requires consent delivers only a segment that requires it too:
+        checked before every feed is opened, since a segment can be redefined meanwhile.
+        Raises DeliveryError when it does not (or cannot be read); a transient failure ends
+        like a feed that failed, to be tried again after the backoff."""
+        if not self.destination.requires_consent or self.gate is None:
+            return None
+        try:
+            rule = self.gate.rules(self.destination.segment)
+        except grpc.RpcError as exc:
+            if exc.code() in TRANSIENT:
+                return _Followed(exc)
+            raise DeliveryError(f"cannot read segment {self.destination.segment} to check its consent: "
+                                f"{rpc_error_text(exc)}") from None
+        problem = missing_from_segment(self.destination.segment, rule, self.destination.requires_consent)
+        if problem:
+            raise DeliveryError(problem)
+        return None
+
     def _deliver(self, changes: list[SegmentChange]) -> bool:
         """Delivers (or dead-letters) a batch and saves its position; False when it was abandoned."""
-        identifiers = self._identifiers_of(changes)
-        if identifiers is None:
+        kept = self._with_consent(changes)
+        identifiers = self._identifiers_of(kept) if kept is not None else None
+        if kept is None or identifiers is None:
             return False
-        batch = Batch(self.destination.name, self.destination.segment, tuple(changes), identifiers)
-        outcome = self.sink.deliver(batch, self.stopping)
-        if outcome is Outcome.ABANDONED:
-            log.info("destination %s: stopping; batch %s abandoned, to be delivered by the next run",
-                     self.destination.name, batch.idempotency_key)
-            return False
-        self.store.save(self.destination.name, batch.last_position)
-        self.status.position = batch.last_position
-        name = self.destination.name
-        DELIVERY.position.labels(name).set(batch.last_position)
+        name, last = self.destination.name, int(changes[-1].position)
+        outcome = Outcome.DELIVERED
+        if kept:
+            span = (int(changes[0].position), last) if len(kept) < len(changes) else None
+            batch = Batch(name, self.destination.segment, tuple(kept), identifiers, span)
+            outcome = self.sink.deliver(batch, self.stopping)
+            if outcome is Outcome.ABANDONED:
+                log.info("destination %s: stopping; batch %s abandoned, to be delivered by the next run",
+                         name, batch.idempotency_key)
+                return False
+        self.store.save(name, last)
+        self.status.position = last
+        DELIVERY.position.labels(name).set(last)
+        if len(kept) < len(changes):
+            self.status.withheld += len(changes) - len(kept)
+            DELIVERY.withheld.labels(name).inc(len(changes) - len(kept))
+        if not kept:
+            return True
         if outcome is Outcome.DELIVERED:
-            self.status.delivered += len(changes)
-            DELIVERY.changes.labels(name).inc(len(changes))
+            self.status.delivered += len(kept)
+            DELIVERY.changes.labels(name).inc(len(kept))
             DELIVERY.batches.labels(name, "delivered").inc()
         else:
             self.status.dead_lettered += 1
@@ -256,23 +305,40 @@ class DestinationWorker:
             DELIVERY.batches.labels(name, "dead_lettered").inc()
         return True
 
-    def _identifiers_of(self, changes: list[SegmentChange]) -> dict[str, tuple[tuple[str, str], ...]] | None:
-        """The allowed identifiers of the batch's profiles; retried with backoff while the server
-        cannot answer, None once stopping (the batch is abandoned, delivered by the next run)."""
-        if not self.destination.identifiers or self.identifiers is None:
-            return {}
+    def _with_consent(self, changes: list[SegmentChange]) -> list[SegmentChange] | None:
+        """The batch without the ENTERs of profiles that do not grant the required consent now;
+        None once stopping while the server cannot answer."""
+        gate = self.gate
+        if not self.destination.requires_consent or gate is None:
+            return changes
+        granted = self._retrying("consent", lambda: gate.consent([c.profile_id for c in changes]))
+        if granted is None:
+            return None
+        held = withheld(changes, granted, self.destination.requires_consent)
+        return [c for c in changes if c not in held] if held else changes
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T | None:
+        """call(), retried with backoff while the server cannot answer; None once stopping."""
         attempt = 1
         while not self.stopping.is_set():
             try:
-                found = self.identifiers([change.profile_id for change in changes])
-                return allowed(found, self.destination.identifiers)
+                return call()
             except grpc.RpcError as exc:
                 delay = backoff_delay(attempt, self.reconnect_seconds, self.max_reconnect_seconds)
-                log.warning("destination %s: looking up the batch's identifiers failed (%s); again in %.2f s",
-                            self.destination.name, rpc_error_text(exc), delay)
+                log.warning("destination %s: looking up the batch's %s failed (%s); again in %.2f s",
+                            self.destination.name, what, rpc_error_text(exc), delay)
                 self.stopping.wait(delay)
                 attempt += 1
         return None
+
+    def _identifiers_of(self, changes: list[SegmentChange]) -> dict[str, tuple[tuple[str, str], ...]] | None:
+        """The allowed identifiers of the batch's profiles; retried with backoff while the server
+        cannot answer, None once stopping (the batch is abandoned, delivered by the next run)."""
+        source = self.identifiers
+        if not self.destination.identifiers or source is None or not changes:
+            return {}
+        found = self._retrying("identifiers", lambda: source([change.profile_id for change in changes]))
+        return None if found is None else allowed(found, self.destination.identifiers)
 
     def _fail(self, message: str) -> None:
         self.status.error = message

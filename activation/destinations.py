@@ -7,6 +7,7 @@
         webhook: {url: http://127.0.0.1:8080/hook, batch_size: 100}
       - name: ads-file
         segment: repeat-buyers
+        requires_consent: [advertising]
         file: {path: var/delivery/ads.jsonl, format: jsonl}
 
 Relative paths are taken from the working directory of the runner. Every problem of the file
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from activation.ad_audiences import AUDIENCE_FORMATS, MATCHED_TYPES
+from activation.consent_gate import known_consent_categories
 from client.messages import InputError
 
 # A destination's name is part of file names (its position, its dead letters) and of keys.
@@ -36,7 +38,7 @@ WEBHOOK_FORMATS = ("changes", *AUDIENCE_FORMATS)
 # Headers the runner sets itself; a configured value would break the delivery contract.
 RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length"})
 
-DESTINATION_KEYS = ("name", "segment", "identifiers", "webhook", "file", "kafka", "tracking")
+DESTINATION_KEYS = ("name", "segment", "identifiers", "requires_consent", "webhook", "file", "kafka", "tracking")
 KINDS = ("webhook", "file", "kafka", "tracking")
 # Where identifier types are defined when the caller names none: the server's own default file.
 IDENTITY_CONFIG = Path(__file__).resolve().parents[1] / "config" / "identity.yaml"
@@ -123,6 +125,8 @@ class Destination:
     target: Target
     # the identifier types that may leave with a change (data minimisation); none by default
     identifiers: tuple[str, ...] = ()
+    # consent categories every delivered profile grants (activation/consent_gate.py)
+    requires_consent: tuple[str, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -173,8 +177,8 @@ def parse_destinations(data: Any, origin: str = "destinations") -> DeliveryConfi
     if not isinstance(entries, list) or not entries:
         problems.append("destinations must be a non-empty list")
         entries = []
-    types = known_identifier_types()
-    destinations = [_destination(n, entry, state_dir, types, problems) for n, entry in enumerate(entries)]
+    types, categories = known_identifier_types(), known_categories()
+    destinations = [_destination(n, entry, state_dir, types, categories, problems) for n, entry in enumerate(entries)]
     found = [d for d in destinations if d is not None]
     problems += _clashes(found)
     if problems:
@@ -182,7 +186,7 @@ def parse_destinations(data: Any, origin: str = "destinations") -> DeliveryConfi
     return DeliveryConfig(state_dir=state_dir, destinations=tuple(found))
 
 
-def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str],
+def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str], categories: frozenset[str],
                  problems: list[str]) -> Destination | None:
     name = entry.get("name") if isinstance(entry, Mapping) else None
     where = f"destinations[{number}]" + (f" ({name})" if isinstance(name, str) and name else "")
@@ -196,6 +200,7 @@ def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str]
         problems.append(f"{where}: name may hold only letters, digits, '.', '_' and '-' (it names files)")
     segment = _text(entry, "segment", where, problems)
     identifiers = _identifier_types(entry.get("identifiers"), where, types, problems)
+    requires_consent = _consent_categories(entry.get("requires_consent"), where, categories, problems)
     kinds = [key for key in KINDS if key in entry]
     if len(kinds) != 1:
         problems.append(f"{where} must have exactly one of {', '.join(KINDS)}")
@@ -217,7 +222,8 @@ def _destination(number: int, entry: Any, state_dir: Path, types: frozenset[str]
         problems += _audience_identifiers(identifiers, str(platform), where)
     if target is None or len(problems) > before:
         return None
-    return Destination(name=name, segment=segment, target=target, identifiers=identifiers)
+    return Destination(name=name, segment=segment, target=target, identifiers=identifiers,
+                       requires_consent=requires_consent)
 
 
 def _audience_identifiers(identifiers: tuple[str, ...], platform: str, where: str) -> list[str]:
@@ -243,6 +249,27 @@ def _identifier_types(value: Any, where: str, types: frozenset[str], problems: l
     if unknown:
         problems.append(f"{where}: identifiers {', '.join(map(repr, unknown))} are not identifier types "
                         f"(known: {', '.join(sorted(types))})")
+    return tuple(dict.fromkeys(value))
+
+
+def known_categories(identity_config: Path = IDENTITY_CONFIG) -> frozenset[str]:
+    """The consent categories the server configures (consent.categories of its identity config)."""
+    try:
+        return known_consent_categories(identity_config)
+    except (OSError, yaml.YAMLError, AttributeError, TypeError) as exc:
+        raise DestinationsError(str(identity_config), [f"cannot read its consent categories: {exc}"]) from None
+
+
+def _consent_categories(value: Any, where: str, categories: frozenset[str], problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where}: requires_consent must be a non-empty list of consent categories, e.g. [advertising]")
+        return ()
+    unknown = [v for v in value if v not in categories]
+    if unknown:
+        problems.append(f"{where}: requires_consent {', '.join(map(repr, unknown))} are not consent categories "
+                        f"(configured: {', '.join(sorted(categories)) or 'none'})")
     return tuple(dict.fromkeys(value))
 
 

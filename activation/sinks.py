@@ -36,14 +36,17 @@ class Batch:
     changes: tuple[SegmentChange, ...]
     # by profile id, the (type, value) identifiers of the types the destination allows
     identifiers: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # the positions the batch spans when some of its changes were withheld (requires_consent):
+    # its key stays that of the whole batch, whatever a retry withholds
+    span: tuple[int, int] | None = None
 
     @property
     def first_position(self) -> int:
-        return int(self.changes[0].position)
+        return self.span[0] if self.span else int(self.changes[0].position)
 
     @property
     def last_position(self) -> int:
-        return int(self.changes[-1].position)
+        return self.span[1] if self.span else int(self.changes[-1].position)
 
     @property
     def idempotency_key(self) -> str:

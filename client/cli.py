@@ -624,6 +624,7 @@ def run_segment_watch(args: argparse.Namespace) -> int:
 def run_deliver(args: argparse.Namespace) -> int:
     """Runs the activation package, imported here so that the client library does not load it."""
     from activation import DeliveryRunner, load_destinations, stop_on_signals
+    from activation.consent_gate import lookup_consent, segment_rules
     from activation.profile_identifiers import lookup_identifiers
 
     config = load_destinations(args.config)
@@ -639,7 +640,8 @@ def run_deliver(args: argparse.Namespace) -> int:
     with connect(args) as identity:
         runner = DeliveryRunner(config, identity.segments.watch, idle_seconds=idle,
                                 max_reconnects=ONCE_RECONNECTS if args.once else None,
-                                identifiers=lookup_identifiers(identity))
+                                identifiers=lookup_identifiers(identity), consent=lookup_consent(identity),
+                                rules=segment_rules(identity))
         with stop_on_signals(runner.stop):
             statuses = runner.run()
     for status in statuses:

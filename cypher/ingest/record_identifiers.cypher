@@ -13,7 +13,9 @@
 // query again): identifiers, junk: [{type, value, first_seen, last_seen (epoch ms), label}], one per
 // distinct identifier, sorted; carried: [{event_id, identifiers: [{n: position in
 // identifiers, primary}]}]: primary marks the identifier that decides the touchpoint's
-// profile (journeys follow only these edges).
+// profile (journeys follow only these edges). The primary identifier of a touchpoint that
+// states consent is marked states_consent, so that a profile's consent is read from its
+// marked identifiers' touchpoints only (consent/of_profiles), not from every touchpoint.
 CALL () {
   UNWIND range(0, size($rows.identifiers) - 1) AS n
   WITH n, $rows.identifiers[n] AS row
@@ -38,4 +40,6 @@ CALL (written) {
   UNWIND row.identifiers AS carried
   WITH t, carried, written[carried.n] AS i
   CREATE (t)-[:CARRIED {primary: carried.primary}]->(i)
+  FOREACH (_ IN CASE WHEN carried.primary AND t:StatesConsent AND i.states_consent IS NULL THEN [1] ELSE [] END |
+    SET i.states_consent = true)
 }

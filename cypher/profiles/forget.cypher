@@ -1,4 +1,5 @@
-// Erases a person: the profile's touchpoints, identifiers and golden record. Only salted
+// Erases a person: the profile's touchpoints (with their consent statements), identifiers,
+// golden record and consent state. Only salted
 // hashes of the identifiers stay, as Suppressed nodes, so that ingest can refuse them later.
 // Quarantined items that carry any of the identifiers go too (a scan of the quarantine,
 // which retention keeps small; forgetting is rare).
@@ -26,7 +27,13 @@ CALL {
   MERGE (s:Suppressed {hash: hash})
     ON CREATE SET s.since = $now
 }
-FOREACH (key IN [k IN keys(p) WHERE k STARTS WITH 'trait.'] | SET p[key] = null)
+CALL (p) {
+  // consent that profiles merged into it still hold, not folded in yet (consent/save)
+  MATCH (old:Profile)-[:MERGED_INTO*1..]->(p)
+  FOREACH (key IN [k IN keys(old) WHERE k STARTS WITH 'consent'] | SET old[key] = null)
+}
+// the golden record and the consent state go; the statements went with the touchpoints
+FOREACH (key IN [k IN keys(p) WHERE k STARTS WITH 'trait.' OR k STARTS WITH 'consent'] | SET p[key] = null)
 SET p.active = false, p.forgotten = true, p.forgotten_at = $now,
     p.golden = null, p.first_seen = null, p.last_seen = null
 // the segments it was in see it exit

@@ -5,9 +5,11 @@
 // edges: [{kind, a_type, a_value, b_type, b_value, reason, times_seen, first_seen,
 // last_seen, event_ids, probability, model_version, fields (JSON)}] where kind is 'linked',
 // 'probabilistic', 'confirmed', 'possible' or 'rejected'; invalid: [{event_id, occurred_at,
-// invalid: [JSON text]}] of the 100 most recent touchpoints that kept invalid values.
+// invalid: [JSON text]}] of the 100 most recent touchpoints that kept invalid values;
+// consent: [[key, value]] of the profile's consent properties (as profiles/lookup).
 MATCH (p:Profile {profile_id: $profile_id, active: true})
 RETURN
+  [k IN keys(p) WHERE k STARTS WITH 'consent' | [k, p[k]]] AS consent,
   COLLECT {
     MATCH (p)<-[:BELONGS_TO]-(i:Identifier)
     RETURN {type: i.type, value: i.value, flag: i.flag, flag_reason: i.flag_reason, member: true}

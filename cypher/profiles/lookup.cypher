@@ -2,7 +2,8 @@
 // An index seek plus one hop: identifiers point at their profile.
 // $refs: [{type, value, profile_id}] (either type and value, or profile_id).
 // Returns n (position in $refs), profile_id (null when not found), forgotten, and the profile
-// with the names of its segments (times in epoch milliseconds).
+// with the names of its segments (times in epoch milliseconds) and its consent: [[key,
+// value]] of the consent.*, consent_at.* and consent_source.* properties.
 UNWIND range(0, size($refs) - 1) AS n
 WITH n, $refs[n] AS ref
 OPTIONAL MATCH (:Identifier {type: ref.type, value: ref.value})-[:BELONGS_TO]->(held:Profile)
@@ -25,6 +26,7 @@ RETURN
     MATCH (p)-[:IN_SEGMENT]->(s:Segment)
     RETURN s.name
   } END AS segments,
+  CASE WHEN p IS NULL THEN [] ELSE [k IN keys(p) WHERE k STARTS WITH 'consent' | [k, p[k]]] END AS consent,
   p.golden AS golden,
   p.first_seen.epochMillis AS first_seen,
   p.last_seen.epochMillis AS last_seen,

@@ -145,7 +145,9 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     audit = AuditTrail(graph, timedelta(days=settings.audit_retention_days))
     identity = IdentityServicer(graph, ingestor, profiles, settings.ingest_batch_size, settings.ingest_batch_wait,
                                 linker, importer, replayer, pools, audit, metrics)
-    membership = Membership(graph, SegmentCatalog(graph, rules.strong_types()), frozenset(rules.identifier_types))
+    consent_defaults = {name: category.default for name, category in rules.consent.categories.items()}
+    membership = Membership(graph, SegmentCatalog(graph, rules.strong_types(), consent_defaults),
+                            frozenset(rules.identifier_types))
     feed = ChangeFeed(membership, pools.read, buffer=settings.watch_buffer, replay_rate=settings.replay_rate)
     # an import holds an import-pool thread while open: more open imports than threads would
     # only queue unseen, so the limit says so (unless --method-limit sets another)

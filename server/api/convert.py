@@ -38,6 +38,7 @@ from server.identity.values import (
 )
 from server.identity.quarantine import CODES, EVENT, RECORD, RejectedView, RejectionFilter
 from server.identity.replay import ReplayStatus, ReplaySummary
+from server.identity.consent import CONFLICT, DENIED, GRANTED, ConsentState
 
 CHANNEL_NAMES = {
     common_pb2.CHANNEL_UNSPECIFIED: "",
@@ -69,6 +70,7 @@ def event_input(event: pb.Event) -> EventInput:
         traits=dict(event.traits),
         properties=dict(event.properties),
         problem=problem,
+        consent=dict(event.consent),
     )
 
 
@@ -139,7 +141,17 @@ def profile(view: ProfileView) -> pb.Profile:
         first_seen=to_timestamp(view.first_seen),
         last_seen=to_timestamp(view.last_seen),
         segments=view.segments,
+        consent=[consent_state(c) for c in view.consent],
     )
+
+
+CONSENT_STATUS = {GRANTED: pb.CONSENT_STATUS_GRANTED, DENIED: pb.CONSENT_STATUS_DENIED,
+                  CONFLICT: pb.CONSENT_STATUS_CONFLICT}
+
+
+def consent_state(state: ConsentState) -> pb.ConsentState:
+    return pb.ConsentState(category=state.category, status=CONSENT_STATUS[state.state],
+                           stated_at=to_timestamp(state.at), source=state.source)
 
 
 def lookup_result(request_id: str, answer: ProfileView | LookupMiss) -> pb.LookupResult:
@@ -172,7 +184,8 @@ def identity_graph(view: IdentityGraphView) -> pb.IdentityGraph:
     invalid = [pb.InvalidValue(identifier=common_pb2.Identifier(type=k.value.type, value=k.value.value),
                                reason=k.value.reason, event_id=k.event_id, occurred_at=to_timestamp(k.occurred_at))
                for k in view.invalid_values]
-    return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges, invalid_values=invalid)
+    return pb.IdentityGraph(profile_id=view.profile_id, nodes=nodes, edges=edges, invalid_values=invalid,
+                            consent=[consent_state(c) for c in view.consent])
 
 
 def journey_filter(request: pb.TraverseJourneyRequest) -> JourneyFilter:
@@ -228,6 +241,7 @@ def source_record(message: pb.SourceRecord) -> SourceRecord:
         traits=dict(message.traits),
         recorded_at=recorded_at,
         problem=problem,
+        consent=dict(message.consent),
     )
 
 

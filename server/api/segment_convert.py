@@ -20,6 +20,7 @@ from server.identity.segments.rule_tree import (
     AnyOf,
     Channel,
     Comparison,
+    ConsentIs,
     HasIdentifierType,
     InSegment,
     IsAnonymous,
@@ -77,7 +78,13 @@ def _rule(message: pb.Rule, path: str, depth: int) -> Rule:
         return _touchpoints(message.touchpoints, where)
     if kind == "in_segment":
         return InSegment(message.in_segment)
-    raise InvalidArgument(f"{path} is empty: set one of all, any, not, trait, identifier, touchpoints, in_segment")
+    if kind == "consent":
+        if not message.consent.HasField("granted"):
+            raise InvalidArgument(f"{where}.granted is unset: true selects the people who granted the category, "
+                                  "false those who did not")
+        return ConsentIs(message.consent.category, message.consent.granted)
+    raise InvalidArgument(f"{path} is empty: set one of all, any, not, trait, identifier, touchpoints, in_segment, "
+                          "consent")
 
 
 def _trait(condition: pb.TraitCondition, where: str) -> Rule:
@@ -173,6 +180,8 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
             return pb.Rule(touchpoints=_touchpoint_condition(rule))
         case InSegment(name):
             return pb.Rule(in_segment=name)
+        case ConsentIs(category, granted):
+            return pb.Rule(consent=pb.ConsentCondition(category=category, granted=granted))
     raise TypeError(f"not a rule node: {rule!r}")
 
 

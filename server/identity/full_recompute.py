@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from server.graph import Graph, Tx
+from server.identity import consent
 from server.identity.values import Identifier
 from server.identity.link_commit import split_profile
 from server.identity.identity_config import IdentityRules
@@ -74,6 +75,7 @@ def _repair(tx: Tx, rules: IdentityRules, mismatch: Mismatch) -> None:
         split_profile(tx, rules, mismatch.subject[0], "recomputed components disagreed", now, "recompute")
     elif mismatch.problem == "merge":
         survivor, *absorbed = mismatch.subject
+        consent.refresh(tx, sorted(mismatch.subject))  # each side's own state, before the merge
         tx.run("components/merge_profiles", survivor=survivor, absorbed=absorbed, now=now)
     elif mismatch.problem == "orphan":
         identifier = Identifier(*mismatch.subject)

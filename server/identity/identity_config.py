@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 
 from server.errors import ConfigurationError
+from server.identity.consent import DEFAULT_CONSENT_RULES, ConsentRules, parse_consent_rules
 from server.identity.values import GRAPH_LABELS, identifier_type_label
 from server.yaml_config import FrozenMapping, load_mapping
 
@@ -51,6 +52,7 @@ class IdentityRules:
     max_properties: int = 100
     max_traits: int = 100
     max_event_bytes: int = 65536
+    consent: ConsentRules = DEFAULT_CONSENT_RULES
 
     def type_named(self, name: str) -> IdentifierType | None:
         """The configured type a source's name stands for: the name itself, or an alias, in
@@ -118,6 +120,7 @@ def parse_rules(data: Mapping[str, Any], source: str = "identity rules") -> Iden
         max_properties=_positive(data, "max_properties", 100, source),
         max_traits=_positive(data, "max_traits", 100, source),
         max_event_bytes=_positive(data, "max_event_bytes", 65536, source),
+        consent=parse_consent_rules(data.get("consent"), source),
     )
 
 

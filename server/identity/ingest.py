@@ -18,6 +18,7 @@ from server.graph import Graph, Tx, epoch_millis
 from server.identity.golden import numeric_properties
 from server.identity.link_commit import LinkCommit, commit_links
 from server.identity import quarantine
+from server.identity.consent import read_statements
 from server.identity.values import (
     Ack,
     AckStatus,
@@ -96,6 +97,7 @@ def validate_event(rules: IdentityRules, event: EventInput, received_at: datetim
     if not kind:
         raise EventRefused(quarantine.NO_TYPE, "type is empty (e.g. page_view, identify, purchase)", warnings)
     identifiers, invalid = _identifiers(rules, event, warnings)
+    consent, consent_unknown = read_statements(event.consent, rules.consent, warnings)
     return Checked(Touchpoint(
         event_id=event_id,
         occurred_at=occurred_at,
@@ -106,6 +108,8 @@ def validate_event(rules: IdentityRules, event: EventInput, received_at: datetim
         traits=normalize_traits(event.traits, warnings),
         properties=normalize_properties(event.properties, warnings),
         invalid=invalid,
+        consent=consent,
+        consent_unknown=consent_unknown,
     ), tuple(warnings))
 
 
@@ -128,7 +132,8 @@ def _check_size(rules: IdentityRules, event: EventInput) -> None:
     if len(event.traits) > rules.max_traits:
         raise EventRefused(quarantine.TOO_LARGE, f"the event has {len(event.traits)} traits (at most {rules.max_traits})")
     texts = (event.event_id, event.type, event.source, *(t for pair in event.identifiers for t in pair),
-             *event.traits, *event.traits.values(), *event.properties, *event.properties.values())
+             *event.traits, *event.traits.values(), *event.properties, *event.properties.values(),
+             *event.consent)
     size = sum(map(len, texts))
     if size > rules.max_event_bytes // 4:  # characters take 1 to 4 bytes: count exactly only when it may matter
         size = sum(len(text.encode()) for text in texts)
@@ -359,6 +364,10 @@ def _row(touchpoint: Touchpoint, junk: frozenset[Identifier]) -> dict[str, Any]:
         "properties": json.dumps(touchpoint.properties, sort_keys=True),
         "numeric": numeric_properties(touchpoint.properties),
         "invalid": [invalid_json(v) for v in touchpoint.invalid],
+        "consent_granted": sorted(c for c, granted in touchpoint.consent.items() if granted),
+        "consent_denied": sorted(c for c, granted in touchpoint.consent.items() if not granted),
+        "consent_unknown": [f"{c}: {'granted' if granted else 'denied'}"
+                            for c, granted in sorted(touchpoint.consent_unknown.items())],
     }
 
 

@@ -33,6 +33,7 @@ from server.identity.stitching import (
     StitchPlan,
     new_profile_id,
 )
+from server.identity import consent
 from server.identity.values import Identifier, Touchpoint
 
 EVIDENCE_KEPT = 10  # recent event ids an edge keeps as evidence
@@ -275,7 +276,10 @@ def profile_state(record: Mapping[str, Any]) -> ProfileState:
 
 def write_plan(tx: Tx, plan: StitchPlan, now: datetime, cause: str, links: Sequence[LinkDecision]) -> None:
     """Writes the plan in one round trip. `links` are the decisions to store as evidence edges
-    (those the commit records)."""
+    (those the commit records). Profiles about to merge first bring their consent up to date,
+    so that the merge can tell whether they disagree (consent.refresh)."""
+    if plan.merges:
+        consent.refresh(tx, sorted({m.survivor for m in plan.merges} | {m.absorbed for m in plan.merges}))
     _write(
         tx, now, cause,
         new_profiles=plan.new_profiles,

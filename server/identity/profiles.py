@@ -13,6 +13,7 @@ from typing import Any
 
 from server.errors import InvalidArgument, NotFound
 from server.graph import Graph, Tx, to_datetime
+from server.identity.consent import ConsentState, from_properties, with_defaults
 from server.identity.golden import from_json
 from server.identity.values import (
     Forgotten,
@@ -61,8 +62,12 @@ class Profiles:
         for record in self.graph.read_once("profiles/lookup", refs=refs):
             n = record["n"]
             key = keys[n]
-            answers[n] = _profile_view(record) if record["profile_id"] else LookupMiss(_miss_reason(key, record))
+            answers[n] = (_profile_view(record, self._consent(record["consent"])) if record["profile_id"]
+                          else LookupMiss(_miss_reason(key, record)))
         return answers
+
+    def _consent(self, held: list[list[Any]]) -> tuple[ConsentState, ...]:
+        return tuple(with_defaults(from_properties(dict(held)), self.rules.consent))
 
     def resolve(self, key: ProfileKey) -> str:
         """The current profile id for a key; NotFound says why there is none."""
@@ -92,7 +97,7 @@ class Profiles:
         invalid = tuple(KeptInvalid(InvalidValue(**{k: v for k, v in json.loads(text).items() if k != "replayable"}),
                                     t["event_id"], to_datetime(t["occurred_at"]))
                         for t in record["invalid"] for text in t["invalid"] or ())
-        return IdentityGraphView(profile_id, identifiers, links, invalid)
+        return IdentityGraphView(profile_id, identifiers, links, invalid, self._consent(record["consent"]))
 
     def forget(self, key: ProfileKey) -> Forgotten:
         """Erases the person everywhere (graph, quarantine, audit entries naming them in clear);
@@ -139,7 +144,7 @@ def _miss_reason(key: ProfileKey | InvalidArgument, record: Mapping[str, object]
     return f"no profile has the id {key}"
 
 
-def _profile_view(record: Mapping[str, Any]) -> ProfileView:
+def _profile_view(record: Mapping[str, Any], consent: tuple[ConsentState, ...]) -> ProfileView:
     golden = from_json(record["golden"])
     return ProfileView(
         profile_id=str(record["profile_id"]),
@@ -154,4 +159,5 @@ def _profile_view(record: Mapping[str, Any]) -> ProfileView:
         first_seen=to_datetime(record["first_seen"]),
         last_seen=to_datetime(record["last_seen"]),
         segments=tuple(sorted(record["segments"])),
+        consent=consent,
     )

@@ -86,6 +86,7 @@ def event_payload(event: EventInput, received_at: datetime) -> dict[str, Any]:
         "properties": dict(event.properties),
         "problem": event.problem,
         "problem_code": event.problem_code,
+        "consent": dict(event.consent),
     }
 
 
@@ -102,6 +103,7 @@ def event_from_payload(payload: Mapping[str, Any]) -> EventInput:
         problem=payload.get("problem", ""),
         problem_code=payload.get("problem_code", ""),
         received_at=_time(payload.get("received_at")),
+        consent=dict(payload.get("consent") or {}),
     )
 
 

@@ -65,6 +65,7 @@ class SourceRecord:
     recorded_at: datetime | None = None
     received_at: datetime | None = None  # set by a replay from quarantine
     problem: str = ""  # what the transport could not decode (a recorded_at that is no time)
+    consent: Mapping[str, object] = field(default_factory=dict)  # category -> choice, as of recorded_at
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,12 @@ def record_event(record: SourceRecord) -> EventInput:
         if CONTROL_IN_ID.search(value.strip()):
             raise EventRefused(quarantine.BAD_RECORD, f"record {record.record_id!r}: {name} contains control characters")
     own = record_identifier(record)
-    content = json.dumps([sorted(record.identifiers), sorted(record.traits.items())], ensure_ascii=False)
+    # a record stating consent is a statement as of recorded_at: the same choice exported again
+    # later is a newer statement, so a touchpoint of its own; a record without consent keeps
+    # the id it had before consent existed
+    stated = ([sorted((k, repr(v)) for k, v in record.consent.items()),
+               record.recorded_at.isoformat() if record.recorded_at else ""] if record.consent else [])
+    content = json.dumps([sorted(record.identifiers), sorted(record.traits.items()), *stated], ensure_ascii=False)
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     event_id = f"{RECORD_TYPE}/{own.value}/{digest}"
     if len(event_id) > MAX_EVENT_ID_LENGTH:
@@ -128,6 +134,7 @@ def record_event(record: SourceRecord) -> EventInput:
         traits=dict(record.traits),
         received_at=record.received_at,
         added_identifiers=1,
+        consent=dict(record.consent),
     )
 
 
@@ -135,7 +142,8 @@ def record_payload(record: SourceRecord, received_at: datetime) -> dict[str, obj
     return {"record_id": record.record_id, "source": record.source,
             "identifiers": [list(pair) for pair in record.identifiers], "traits": dict(record.traits),
             "recorded_at": record.recorded_at.isoformat() if record.recorded_at else None,
-            "received_at": (record.received_at or received_at).isoformat(), "problem": record.problem}
+            "received_at": (record.received_at or received_at).isoformat(), "problem": record.problem,
+            "consent": dict(record.consent)}
 
 
 def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
@@ -147,7 +155,7 @@ def record_from_payload(payload: Mapping[str, Any]) -> SourceRecord:
                         identifiers=tuple((t, v) for t, v in payload["identifiers"]),
                         traits=dict(payload["traits"]),
                         recorded_at=moment("recorded_at"), received_at=moment("received_at"),
-                        problem=str(payload.get("problem") or ""))
+                        problem=str(payload.get("problem") or ""), consent=dict(payload.get("consent") or {}))
 
 
 def record_rejection(record: SourceRecord, code: str, reason: str, received_at: datetime) -> quarantine.Rejection:

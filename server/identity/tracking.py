@@ -84,7 +84,40 @@ def to_event(message: Mapping[str, Any], call: str, delivery: Delivery, rules: T
         problem=problem,
         problem_code=code,
         received_at=delivery.received_at,
+        consent=consent_of(message),
     )
+
+
+def consent_of(message: Mapping[str, Any]) -> dict[str, object]:
+    """The consent statements a message carries, as sent (ingest warns of what is not a
+    true/false choice): Segment's `context.consent.categoryPreferences` ({category: bool})
+    and RudderStack's `context.consentManagement` (allowedConsentIds, deniedConsentIds).
+    A category stated both ways is denied."""
+    context = _mapping(message.get("context"))
+    found: dict[str, object] = {}
+
+    def state(name: str, value: object) -> None:
+        held = found.get(name)
+        if isinstance(held, bool) and isinstance(value, bool):
+            found[name] = held and value
+        elif held is None or isinstance(value, bool):  # an invalid value states nothing
+            found[name] = value
+
+    preferences = _mapping(context.get("consent")).get("categoryPreferences")
+    if isinstance(preferences, dict):
+        for category, choice in preferences.items():
+            state(str(category), choice)
+    elif preferences is not None:
+        state("categoryPreferences", preferences)  # not an object: an invalid value, warned of
+    management = _mapping(context.get("consentManagement"))
+    for key, granted in (("allowedConsentIds", True), ("deniedConsentIds", False)):
+        ids = management.get(key)
+        for n, consent_id in enumerate(ids if isinstance(ids, list) else [] if ids is None else [ids]):
+            if isinstance(consent_id, str | int) and not isinstance(consent_id, bool) and str(consent_id).strip():
+                state(str(consent_id).strip(), granted)
+            else:
+                state(f"{key}[{n}]", consent_id)  # not an id: an invalid value, warned of
+    return found
 
 
 def occurred(message: Mapping[str, Any], delivery: Delivery) -> tuple[datetime | None, str]:

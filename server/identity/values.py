@@ -7,6 +7,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # consent.py reads ValueWarning from here
+    from server.identity.consent import ConsentState
 
 
 @dataclass(frozen=True, order=True)
@@ -47,6 +51,8 @@ class EventInput:
     # Identifiers the service added in front of those the client sent (an imported record's
     # own `record` identifier): they do not count against the client's limit.
     added_identifiers: int = 0
+    # Consent categories as sent -> the choice (true/false expected; anything else is warned of).
+    consent: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ class Touchpoint:
     traits: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
     invalid: tuple[InvalidValue, ...] = ()
+    # Consent statements: category -> granted (True) or denied (False), at occurred_at, by source.
+    consent: Mapping[str, bool] = field(default_factory=dict)
+    # Statements of categories that are not configured, by the name sent: kept, not used.
+    consent_unknown: Mapping[str, bool] = field(default_factory=dict)
 
 
 class AckStatus(enum.Enum):
@@ -134,6 +144,7 @@ class ProfileView:
     first_seen: datetime | None
     last_seen: datetime | None
     segments: tuple[str, ...] = ()
+    consent: tuple[ConsentState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,7 @@ class IdentityGraphView:
     identifiers: tuple[GraphIdentifier, ...]
     links: tuple[GraphLink, ...]
     invalid_values: tuple[KeptInvalid, ...] = ()
+    consent: tuple[ConsentState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,7 @@ FLAGGED_LABEL = "Flagged"  # beside :Identifier on every flagged one (junk, shar
 GRAPH_LABELS = frozenset({
     "Identifier", "Profile", "Touchpoint", FLAGGED_LABEL, "HasInvalid", "Suppressed", "Matchable", "LinkPending",
     "LinkageModel", "Segment", "SegmentVersion", "SegmentLog", "SegmentChange", "SegmentsDirty", "Rejected",
-    "AuditEntry",
+    "AuditEntry", "StatesConsent", "ConsentUnread",
 })
 
 

@@ -164,6 +164,7 @@ SLIDE_ORDER = (
     "merge_protection",
     "linkage",
     "profile_history",
+    "consent",
     "segments",
 )
 

@@ -262,7 +262,8 @@ def test_deliver_once_writes_the_changes_and_reports_each_destination(tmp_path: 
     with serving(QuietAfterChanges()) as address:
         assert cli.main(["--address", address, "deliver", "--config", str(config), "--once", "--idle", IDLE]) == 0
     assert json.loads(capsys.readouterr().out) == {"destination": "ads", "segment": "repeat-buyers", "position": 7,
-                                                   "delivered": 4, "dead_lettered": 0, "error": None}
+                                                   "delivered": 4, "dead_lettered": 0, "withheld": 0,
+                                                   "error": None}
     lines = [json.loads(line) for line in (tmp_path / "ads.jsonl").read_text().splitlines()]
     assert [(line["position"], line["kind"]) for line in lines] == [(1, "enter"), (2, "enter"), (4, "exit"),
                                                                    (7, "enter")]

@@ -130,3 +130,42 @@ def test_the_collector_file_is_checked_at_start(tmp_path: Path, text: str, messa
     path.write_text(text)
     with pytest.raises(ConfigurationError, match=message):
         load_collector_config(path, TYPES)
+
+
+def test_segments_category_preferences_are_consent_statements_on_any_call() -> None:
+    e = event({"type": "track", "event": "Segment Consent Preference Updated", "anonymousId": "a1",
+               "context": {"consent": {"categoryPreferences": {"Advertising": False, "Analytics": True}}}})
+    assert e.consent == {"Advertising": False, "Analytics": True}
+    assert event({"type": "page", "anonymousId": "a1"}).consent == {}
+
+
+def test_a_batchs_context_states_consent_for_each_of_its_messages() -> None:
+    delivery = Delivery("web", NOW, context={"consent": {"categoryPreferences": {"ads": True}}})
+    assert event({"type": "page", "anonymousId": "a1"}, delivery).consent == {"ads": True}
+
+
+def test_rudderstacks_consent_management_ids_grant_and_deny() -> None:
+    e = event({"type": "identify", "userId": "u1", "context": {"consentManagement": {
+        "provider": "oneTrust", "allowedConsentIds": ["C0001", "C0002"], "deniedConsentIds": ["C0004", 7],
+        "resolutionStrategy": "and"}}})
+    assert e.consent == {"C0001": True, "C0002": True, "C0004": False, "7": False}
+
+
+def test_a_category_granted_by_one_consent_object_and_denied_by_the_other_is_denied() -> None:
+    e = event({"type": "page", "anonymousId": "a1", "context": {
+        "consent": {"categoryPreferences": {"C0004": True}}, "consentManagement": {"deniedConsentIds": ["C0004"]}}})
+    assert e.consent == {"C0004": False}
+
+
+def test_an_invalid_value_states_nothing_beside_a_valid_choice_for_the_same_name() -> None:
+    e = event({"type": "page", "anonymousId": "a1", "context": {
+        "consent": {"categoryPreferences": {"C0004": "yes"}}, "consentManagement": {"allowedConsentIds": ["C0004"]}}})
+    assert e.consent == {"C0004": True}
+
+
+def test_consent_values_that_are_no_choice_are_passed_on_for_ingest_to_warn_of() -> None:
+    e = event({"type": "page", "anonymousId": "a1", "context": {
+        "consent": {"categoryPreferences": {"ads": "yes"}}, "consentManagement": {"allowedConsentIds": [{"id": 1}]}}})
+    assert e.consent == {"ads": "yes", "allowedConsentIds[0]": {"id": 1}}
+    assert event({"type": "page", "anonymousId": "a1",
+                  "context": {"consent": {"categoryPreferences": "all"}}}).consent == {"categoryPreferences": "all"}

@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from server.errors import InvalidArgument, NotFound
@@ -56,9 +57,11 @@ def stored_segment(record: Mapping[str, Any], rule: Rule | None = None) -> Store
 class SegmentCatalog:
     """Reads the definitions and compiles each version once."""
 
-    def __init__(self, graph: Graph, strong_types: Collection[str]) -> None:
+    def __init__(self, graph: Graph, strong_types: Collection[str],
+                 consent_defaults: Mapping[str, str] = MappingProxyType({})) -> None:
         self.graph = graph
         self.strong_types = tuple(sorted(strong_types))
+        self.consent_defaults = consent_defaults  # configured category -> granted | denied
         self._compiled: dict[tuple[str, int], CompiledRule] = {}
         self._rules: dict[tuple[str, int], Rule] = {}
         self._lock = threading.Lock()
@@ -96,7 +99,7 @@ class SegmentCatalog:
     def compiled(self, segment: StoredSegment) -> CompiledRule:
         key = (segment.name, segment.version)
         if key not in self._compiled:
-            self._compiled[key] = compile_rule(segment.rule, self.strong_types)
+            self._compiled[key] = compile_rule(segment.rule, self.strong_types, self.consent_defaults)
         return self._compiled[key]
 
     def check_references(self, definition: SegmentDefinition, existing: Iterable[StoredSegment]) -> None:

@@ -21,8 +21,10 @@ from types import MappingProxyType
 
 from server.identity.golden import TRAIT_PREFIX
 from server.identity.golden import PROPERTY_PREFIX  # numeric event properties, as ingest stores them
+from server.identity.consent import GRANTED, STATE_PREFIX
 from server.identity.segments.rule_tree import (
     AllOf,
+    ConsentIs,
     AnyOf,
     HasIdentifierType,
     InSegment,
@@ -57,6 +59,9 @@ NUMBER_AT_MOST = "toFloatOrNull(p[%(key)s]) <= %(bound)s"
 HAS_IDENTIFIER_TYPE = "EXISTS { (p)<-[:BELONGS_TO]-(rule_i:Identifier) WHERE rule_i.type = %(type)s }"
 ANONYMOUS = "NOT EXISTS { (p)<-[:BELONGS_TO]-(rule_i:Identifier) WHERE rule_i.type IN %(types)s }"
 IN_SEGMENT = "EXISTS { (p)-[:IN_SEGMENT]->(rule_s:Segment) WHERE rule_s.name = %(name)s }"
+# The profile keeps its state per category (server/identity/consent.py); never stated: the default.
+CONSENT_GRANTED = "coalesce(p[%(key)s], %(default)s) = %(granted)s"
+CONSENT_NOT_GRANTED = "coalesce(p[%(key)s], %(default)s) <> %(granted)s"
 
 # A touchpoint belongs to the profile of its primary identifier (as in journeys).
 TOUCHPOINTS = "(p)<-[:BELONGS_TO]-(:Identifier)<-[:CARRIED {primary: true}]-(rule_t:Touchpoint)"
@@ -96,11 +101,19 @@ class _Parameters:
         return "$" + name
 
 
-def compile_rule(rule: Rule, strong_types: Collection[str]) -> CompiledRule:
-    """Compiles a validated rule; strong_types are the known-person identifier types IsAnonymous excludes."""
+def compile_rule(rule: Rule, strong_types: Collection[str],
+                 consent_defaults: Mapping[str, str] = MappingProxyType({})) -> CompiledRule:
+    """Compiles a validated rule; strong_types are the known-person identifier types IsAnonymous
+    excludes, consent_defaults each configured category's state when never stated."""
     parameters = _Parameters()
-    predicate = _compile(rule, parameters, sorted(strong_types))
+    predicate = _compile(rule, parameters, _Context(sorted(strong_types), consent_defaults))
     return CompiledRule(predicate, MappingProxyType(parameters.values))
+
+
+@dataclass(frozen=True)
+class _Context:
+    strong_types: list[str]
+    consent_defaults: Mapping[str, str]
 
 
 def render(template: str, compiled: CompiledRule) -> str:
@@ -111,17 +124,17 @@ def render(template: str, compiled: CompiledRule) -> str:
     return template.replace(RULE_PLACEHOLDER, compiled.predicate)
 
 
-def _compile(rule: Rule, param: _Parameters, strong_types: list[str]) -> str:
+def _compile(rule: Rule, param: _Parameters, context: _Context) -> str:
     if isinstance(rule, AllOf | AnyOf):
-        parts = [_compile(r, param, strong_types) for r in rule.rules]
+        parts = [_compile(r, param, context) for r in rule.rules]
         joiner, empty = (" AND ", "true") if isinstance(rule, AllOf) else (" OR ", "false")
         return "(" + joiner.join(parts) + ")" if parts else empty
     if isinstance(rule, Not):
-        return "(NOT " + _compile(rule.rule, param, strong_types) + ")"
-    return LEAF % {"test": _leaf(rule, param, strong_types)}
+        return "(NOT " + _compile(rule.rule, param, context) + ")"
+    return LEAF % {"test": _leaf(rule, param, context)}
 
 
-def _leaf(rule: Rule, param: _Parameters, strong_types: list[str]) -> str:
+def _leaf(rule: Rule, param: _Parameters, context: _Context) -> str:
     match rule:
         case TraitEquals(key, value):
             return TRAIT_EQUALS % {"key": _trait_key(key, param), "value": param(value)}
@@ -136,11 +149,16 @@ def _leaf(rule: Rule, param: _Parameters, strong_types: list[str]) -> str:
         case HasIdentifierType(type_):
             return HAS_IDENTIFIER_TYPE % {"type": param(type_)}
         case IsAnonymous():
-            return ANONYMOUS % {"types": param(strong_types)}
+            return ANONYMOUS % {"types": param(context.strong_types)}
         case TouchpointAggregate():
             return _touchpoints(rule, param)
         case InSegment(name):
             return IN_SEGMENT % {"name": param(name)}
+        case ConsentIs(category, granted):
+            template = CONSENT_GRANTED if granted else CONSENT_NOT_GRANTED
+            return template % {"key": param(STATE_PREFIX + category),
+                               "default": param(context.consent_defaults.get(category, "denied")),
+                               "granted": param(GRANTED)}
     raise TypeError(f"not a rule node: {rule!r}")
 
 
@@ -220,6 +238,8 @@ def _describe_leaf(rule: Rule) -> str:
             return _describe_touchpoints(rule)
         case InSegment(name):
             return f"in segment {_name(name)}"
+        case ConsentIs(category, granted):
+            return f"consent {_name(category)} {'granted' if granted else 'not granted'}"
     return repr(rule)
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from server.errors import InvalidArgument, OutOfRange
 from server.graph import Graph, Tx, epoch_millis, to_datetime
+from server.identity import consent
 from server.identity.values import Identifier
 from server.identity.segments.catalog import (
     SegmentCatalog,
@@ -98,9 +99,9 @@ class Membership:
     def upsert(self, definition: SegmentDefinition) -> StoredSegment:
         """Validates and stores the definition as the segment's next version, then evaluates
         it (and the segments that depend on it) over every profile."""
-        validate(definition, self.known_types)
+        validate(definition, self.known_types, self.catalog.consent_defaults)
         self.catalog.check_references(definition, self.catalog.all())
-        compiled = compile_rule(definition.rule, self.catalog.strong_types)
+        compiled = compile_rule(definition.rule, self.catalog.strong_types, self.catalog.consent_defaults)
         row = definition_row(definition, compiled, json.dumps(to_dict(definition.rule), sort_keys=True))
         owner = f"upsert:{uuid.uuid4().hex}"
         lease_ms = int(UPSERT_LEASE.total_seconds() * 1000)
@@ -170,6 +171,8 @@ class Membership:
         returns (profiles taken, changes logged)."""
         def work(tx: Tx) -> tuple[int, int]:
             claimed = tx.run("segments/claim_dirty", limit=limit)
+            if claimed:  # consent first: rules and destinations read it
+                consent.refresh(tx, sorted(r["profile_id"] for r in claimed))
             segments = self.catalog.recent() if claimed else []
             if not segments:
                 return len(claimed), 0

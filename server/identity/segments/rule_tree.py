@@ -1,4 +1,5 @@
-"""The segment rule tree: and / or / not over conditions on traits, identifiers and touchpoints.
+"""The segment rule tree: and / or / not over conditions on traits, identifiers, touchpoints,
+other segments and consent.
 
 It mirrors `identity.v1.Rule` in domain terms. A definition is validated once, when it is
 stored, with a message that names the bad node by its proto-JSON path. Its dict form has the
@@ -127,9 +128,18 @@ class InSegment:
     name: str
 
 
+@dataclass(frozen=True)
+class ConsentIs:
+    """The profile's consent for a configured category is granted (granted=False: it is not:
+    denied, in conflict, or never stated with a default of denied)."""
+
+    category: str
+    granted: bool = True
+
+
 Rule = (
     AllOf | AnyOf | Not | TraitEquals | TraitIn | TraitPrefix | TraitRange | TraitExists
-    | HasIdentifierType | IsAnonymous | TouchpointAggregate | InSegment
+    | HasIdentifierType | IsAnonymous | TouchpointAggregate | InSegment | ConsentIs
 )
 TRAIT_RULES = (TraitEquals, TraitIn, TraitPrefix, TraitRange, TraitExists)
 
@@ -145,7 +155,8 @@ class SegmentDefinition:
 # Validation
 
 
-def validate(definition: SegmentDefinition, known_identifier_types: Collection[str]) -> None:
+def validate(definition: SegmentDefinition, known_identifier_types: Collection[str],
+             consent_categories: Collection[str] = ()) -> None:
     """Raises InvalidArgument naming the first bad node by its path (`rule.all.rules[1].not...`)."""
     _check_name(definition.name, "name")
     for count, (path, depth, node) in enumerate(walk(definition.rule), start=1):
@@ -154,6 +165,9 @@ def validate(definition: SegmentDefinition, known_identifier_types: Collection[s
         if count > MAX_NODES:
             raise InvalidArgument(f"rule has more than {MAX_NODES} nodes")
         _check_node(node, path, definition.name, known_identifier_types)
+        if isinstance(node, ConsentIs) and node.category not in consent_categories:
+            raise InvalidArgument(f"{path}.consent.category {node.category!r} is not a configured consent category; "
+                                  f"expected one of {', '.join(sorted(consent_categories)) or '(none configured)'}")
 
 
 def walk(rule: Rule, path: str = "rule") -> Iterator[tuple[str, int, object]]:
@@ -199,9 +213,9 @@ def _check_node(node: object, path: str, segment: str, known_types: Collection[s
         _check_name(node.name, f"{path}.in_segment")
         if node.name == segment:
             raise InvalidArgument(f"{path}.in_segment names the segment itself")
-    elif not isinstance(node, Not | IsAnonymous):
+    elif not isinstance(node, Not | IsAnonymous | ConsentIs):
         raise InvalidArgument(f"{path} is not set: expected one of all, any, not, trait, identifier, "
-                              "touchpoints, in_segment")
+                              "touchpoints, in_segment, consent")
 
 
 def _check_trait(node: TraitEquals | TraitIn | TraitPrefix | TraitRange | TraitExists, where: str) -> None:
@@ -313,6 +327,8 @@ def to_dict(rule: Rule) -> dict[str, Any]:
             return {"touchpoints": _touchpoints_dict(rule)}
         case InSegment(name):
             return {"in_segment": name}
+        case ConsentIs(category, granted):
+            return {"consent": {"category": category, "granted": granted}}
     raise TypeError(f"not a rule node: {rule!r}")
 
 
@@ -361,7 +377,7 @@ def duration_text(window: timedelta) -> str:
     return f"{sign}{seconds}.{fraction:06d}s"
 
 
-NODES = ("all", "any", "not", "trait", "identifier", "touchpoints", "in_segment")
+NODES = ("all", "any", "not", "trait", "identifier", "touchpoints", "in_segment", "consent")
 TRAIT_TESTS = ("equals", "in", "prefix", "range", "exists")
 DURATION = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?s")
 SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -389,6 +405,12 @@ def _rule(data: object, path: str, depth: int) -> Rule:
         return _identifier_rule(value, where)
     if kind == "touchpoints":
         return _touchpoints_rule(value, where)
+    if kind == "consent":
+        fields = _object(value, where, ("category", "granted"))
+        if "granted" not in fields:
+            raise InvalidArgument(f"{where}.granted is unset: true selects the people who granted the category, "
+                                  "false those who did not")
+        return ConsentIs(_string(fields.get("category", ""), f"{where}.category"), _bool(fields["granted"], f"{where}.granted"))
     return InSegment(_string(value, where))
 
 
