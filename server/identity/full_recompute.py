@@ -15,7 +15,7 @@ from functools import partial
 from server.graph import Graph, Tx
 from server.identity import consent
 from server.identity.values import Identifier
-from server.identity.link_commit import split_profile
+from server.identity.link_commit import refresh_summaries, split_profile
 from server.identity.identity_config import IdentityRules
 from server.identity.stitching import new_profile_id
 
@@ -82,3 +82,5 @@ def _repair(tx: Tx, rules: IdentityRules, mismatch: Mismatch) -> None:
         profile_id = new_profile_id()
         tx.run("profiles/create", profile_ids=[profile_id], now=now)
         tx.run("profiles/assign", rows=[{"type": identifier.type, "value": identifier.value, "profile_id": profile_id}])
+        # its golden record and counts, and a mark for segments and consent, as ingest gives a profile
+        refresh_summaries(tx, rules, [profile_id], now, "recompute")

@@ -401,3 +401,26 @@ def test_browsers_consent_slide_shows_the_state_and_the_statements_it_comes_from
     assert records[0]["t"]["consent_denied"] == ["advertising"]
     (shown,) = [c for c in records[0]["consent"] if c.startswith("advertising:")]
     assert shown.startswith("advertising: denied (2026-11-01T09:02:00Z") and shown.endswith(", app)")
+
+
+# ---- the repair of a full recompute ------------------------------------------------------------
+
+def test_profiles_a_repair_merges_get_a_conflict_and_an_orphan_its_own_consent(identity, driver: Driver, graph,
+                                                                              uid) -> None:
+    from server.identity.full_recompute import recompute, repair
+    from server.identity.identity_config import load_rules
+
+    cookie, email, phone_cookie = f"cookie:{uid}", f"email:{uid}@example.com", f"cookie:o-{uid}"
+    ingest(identity, [stated(f"{uid}-a", cookie, minute=1, advertising=True),
+                      stated(f"{uid}-b", email, minute=2, advertising=False),
+                      stated(f"{uid}-c", phone_cookie, minute=3, email=True)])
+    driver.execute_query(  # a link the incremental path never saw: the two profiles are one component
+        "MATCH (a:Identifier {type: 'cookie', value: $a}), (b:Identifier {type: 'email', value: $b}) "
+        "CREATE (a)-[:LINKED {times_seen: 1, event_ids: []}]->(b)", a=uid, b=f"{uid}@example.com")
+    driver.execute_query("MATCH (:Identifier {type: 'cookie', value: $v})-[b:BELONGS_TO]->() DELETE b", v=f"o-{uid}")
+    report = recompute(graph, scope=uid)
+    assert sorted(m.problem for m in report.mismatches) == ["merge", "orphan"]
+    repair(graph, load_rules(), report)
+    wait_for(identity, cookie, CONFLICT)
+    assert profile_of(identity, cookie).profile_id == profile_of(identity, email).profile_id
+    wait_for(identity, phone_cookie, GRANTED, "email")  # the orphan's new profile was evaluated
