@@ -318,12 +318,15 @@ class DestinationWorker:
         return [c for c in changes if c not in held] if held else changes
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T | None:
-        """call(), retried with backoff while the server cannot answer; None once stopping."""
+        """call(), retried with backoff while the server cannot answer; None once stopping.
+        A refusal a retry would meet again (PERMISSION_DENIED, ...) stops the destination."""
         attempt = 1
         while not self.stopping.is_set():
             try:
                 return call()
             except grpc.RpcError as exc:
+                if exc.code() not in TRANSIENT:
+                    raise DeliveryError(f"looking up the batch's {what} failed: {rpc_error_text(exc)}") from None
                 delay = backoff_delay(attempt, self.reconnect_seconds, self.max_reconnect_seconds)
                 log.warning("destination %s: looking up the batch's %s failed (%s); again in %.2f s",
                             self.destination.name, what, rpc_error_text(exc), delay)

@@ -157,3 +157,20 @@ def test_a_batch_with_withheld_changes_keeps_the_key_of_the_whole_batch(tmp_path
                    consent=lambda ids: {"b": frozenset({"advertising"})},
                    rules=lambda name: consent("advertising")).run()
     assert keys == ["meta:ads:3-4", "meta:ads:8-8"]  # batch_size 2: a's ENTER withheld from the first
+
+
+def test_a_lookup_the_server_refuses_stops_the_destination_rather_than_retry_forever(tmp_path: Path) -> None:
+    class Denied(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.PERMISSION_DENIED
+
+        def details(self) -> str:
+            return "the token may not read profiles"
+
+    def granted(ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        raise Denied()
+
+    (status,) = DeliveryRunner(config(tmp_path), source([change(1, "a", "enter")]), idle_seconds=0.5,
+                               consent=granted, rules=lambda name: consent("advertising")).run()
+    assert status.error and status.error.startswith("looking up the batch's consent failed")
+    assert "may not read profiles" in status.error and status.position == 0
