@@ -240,16 +240,7 @@ def _audience_identifiers(identifiers: tuple[str, ...], platform: str, where: st
 
 
 def _identifier_types(value: Any, where: str, types: frozenset[str], problems: list[str]) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append(f"{where}: identifiers must be a list of identifier types, e.g. [email, phone]")
-        return ()
-    unknown = [v for v in value if v not in types]
-    if unknown:
-        problems.append(f"{where}: identifiers {', '.join(map(repr, unknown))} are not identifier types "
-                        f"(known: {', '.join(sorted(types))})")
-    return tuple(dict.fromkeys(value))
+    return _names(value, types, problems, f"{where}: identifiers", "identifier types", "[email, phone]", "known")
 
 
 def known_categories(identity_config: Path = IDENTITY_CONFIG) -> frozenset[str]:
@@ -261,15 +252,25 @@ def known_categories(identity_config: Path = IDENTITY_CONFIG) -> frozenset[str]:
 
 
 def _consent_categories(value: Any, where: str, categories: frozenset[str], problems: list[str]) -> tuple[str, ...]:
+    if isinstance(value, list) and not value:
+        problems.append(f"{where}: requires_consent is empty; name a category, e.g. [advertising], or leave it out")
+        return ()
+    return _names(value, categories, problems, f"{where}: requires_consent", "consent categories", "[advertising]",
+                  "configured")
+
+
+def _names(value: Any, known: frozenset[str], problems: list[str], key: str, what: str, example: str,
+           listed: str) -> tuple[str, ...]:
+    """A list of names each of which must be known (identifier types, consent categories), without repeats."""
     if value is None:
         return ()
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        problems.append(f"{where}: requires_consent must be a non-empty list of consent categories, e.g. [advertising]")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{key} must be a list of {what}, e.g. {example}")
         return ()
-    unknown = [v for v in value if v not in categories]
+    unknown = [v for v in value if v not in known]
     if unknown:
-        problems.append(f"{where}: requires_consent {', '.join(map(repr, unknown))} are not consent categories "
-                        f"(configured: {', '.join(sorted(categories)) or 'none'})")
+        problems.append(f"{key} {', '.join(map(repr, unknown))} are not {what} ({listed}: "
+                        f"{', '.join(sorted(known)) or 'none'})")
     return tuple(dict.fromkeys(value))
 
 

@@ -85,6 +85,18 @@ def test_the_latest_statement_by_event_time_wins_not_the_latest_to_arrive(identi
     assert consent["advertising"].stated_at.ToDatetime().minute == T0.minute + 30
 
 
+def disagreeing_profiles_merged(identity, uid: str) -> tuple[str, str]:
+    """A cookie that granted advertising (minute 1) and an e-mail that denied it (minute 2),
+    each a profile of its own and evaluated, then a login that shows them one person."""
+    cookie, email = f"cookie:{uid}", f"email:{uid}@example.com"
+    ingest(identity, [stated(f"{uid}-a", cookie, minute=1, advertising=True),
+                      stated(f"{uid}-b", email, minute=2, advertising=False)])
+    wait_for(identity, cookie, GRANTED)
+    wait_for(identity, email, DENIED)
+    ingest(identity, [event(f"{uid}-login", cookie, email, minute=3, type="login")])
+    return cookie, email
+
+
 def test_a_merge_of_profiles_that_disagree_is_a_conflict_until_a_newer_statement(identity, segments, uid) -> None:
     cookie, email = f"cookie:{uid}", f"email:{uid}@example.com"
     ingest(identity, [stated(f"{uid}-a", cookie, minute=1, advertising=True),
@@ -121,12 +133,7 @@ def test_profiles_that_agree_merge_without_conflict(identity, uid) -> None:
 
 
 def test_a_split_recomputes_each_part_from_its_own_statements(identity, uid) -> None:
-    cookie, email = f"cookie:{uid}", f"email:{uid}@example.com"
-    ingest(identity, [stated(f"{uid}-a", cookie, minute=1, advertising=True),
-                      stated(f"{uid}-b", email, minute=2, advertising=False)])
-    wait_for(identity, cookie, GRANTED)
-    wait_for(identity, email, DENIED)
-    ingest(identity, [event(f"{uid}-login", cookie, email, minute=3, type="login")])
+    cookie, email = disagreeing_profiles_merged(identity, uid)
     wait_for(identity, cookie, CONFLICT)
 
     identity.UnlinkIdentifier(pb.UnlinkIdentifierRequest(identifier=identifier(cookie), linked_to=identifier(email),
@@ -175,12 +182,7 @@ def test_the_identity_graph_shows_the_consent(identity, uid) -> None:
 
 
 def test_forgetting_a_person_leaves_no_consent_record(identity, driver: Driver, uid) -> None:
-    cookie, email = f"cookie:{uid}", f"email:{uid}@example.com"
-    ingest(identity, [stated(f"{uid}-a", cookie, minute=1, advertising=True),
-                      stated(f"{uid}-b", email, minute=2, advertising=False)])
-    wait_for(identity, cookie, GRANTED)
-    wait_for(identity, email, DENIED)
-    ingest(identity, [event(f"{uid}-login", cookie, email, minute=3, type="login")])
+    cookie, email = disagreeing_profiles_merged(identity, uid)
     merged = profile_of(identity, cookie)
     ids = [merged.profile_id, *merged.merged_profile_ids]
     assert len(ids) == 2
