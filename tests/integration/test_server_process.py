@@ -36,8 +36,19 @@ def server_env(neo4j: Neo4jSettings, **overrides: str) -> dict[str, str]:
 
 
 def start_server(env: dict[str, str], port: int, *flags: str) -> subprocess.Popen[str]:
+    """In a session of its own, so that kill_all reaches the processes --processes starts too."""
     return subprocess.Popen([sys.executable, "-m", "server", "--listen", f"127.0.0.1:{port}", *flags],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def kill_all(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL to the server and every process it started: a test that failed leaves none behind."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
 
 
 def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
@@ -146,9 +157,7 @@ def test_sigterm_drains_an_open_ingest_stream_then_exits(neo4j_settings: Neo4jSe
         output = proc.stdout.read() if proc.stdout else ""
         assert "draining" in output and "stopped" in output
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_all(proc)
 
 
 def test_a_burst_of_sigterm_and_sigint_during_a_drain_still_stops_the_server(neo4j_settings: Neo4jSettings,
@@ -164,9 +173,7 @@ def test_a_burst_of_sigterm_and_sigint_during_a_drain_still_stops_the_server(neo
             proc.send_signal(signal.SIGTERM if n % 2 else signal.SIGINT)
         finish_drain(feed, acks, proc, uid)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_all(proc)
 
 
 def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings, uid: str) -> None:
@@ -192,9 +199,7 @@ def test_health_reports_not_serving_while_draining(neo4j_settings: Neo4jSettings
                 assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
         finish_drain(feed, acks, proc, uid)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_all(proc)
 
 
 def accepted_by_processes(http: int, processes: int) -> float | None:
@@ -232,8 +237,7 @@ def test_several_processes_share_the_port_and_stop_together(neo4j_settings: Neo4
         assert "2 server processes started" in output
         assert output.count("serving gRPC on") == 2
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_all(proc)
 
 
 def test_several_processes_need_a_fixed_port() -> None:
@@ -269,6 +273,4 @@ def test_a_server_killed_mid_ingest_loses_no_acked_event(neo4j_settings: Neo4jSe
             "UNWIND $ids AS id MATCH (t:Touchpoint {event_id: id}) RETURN count(t) AS stored", ids=sorted(accepted))
         assert records[0]["stored"] == len(accepted)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_all(proc)
