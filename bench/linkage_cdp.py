@@ -573,6 +573,8 @@ def run_world(server, neo4j, run: Run, seed: int, streams: int, deadline_s: floa
         predicted.update(part)
     lookup_s = time.monotonic() - began
     figures = score(predicted, world)
+    # printed before the diagnostics below, which at 1M take half an hour (500 ExplainLink calls)
+    log(f"{run.label}: profiles {figures['profiles']}, probabilistic {figures['probabilistic']}")
     with server.channel() as channel:
         figures["missed"]["why"] = why_missed(Stub(channel), missed_list(predicted, world))
     model = model_figures(drain.status)
