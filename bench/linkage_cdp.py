@@ -230,15 +230,22 @@ def missed_list(predicted: Mapping[Ident, Hashable], world: CdpWorld) -> list[tu
                   if predicted[loyalty] != predicted[record])
 
 
-def why_missed(stub: Stub, missed: Sequence[tuple[Ident, Ident]], limit: int = 500) -> dict[str, int]:
+def why_missed(stub: Stub, missed: Sequence[tuple[Ident, Ident]], limit: int = 500,
+               budget_s: float = 600.0) -> dict[str, int]:
     """What the service says keeps each missed pair apart (ExplainLink's stopped_by, shortened),
-    counted over the first `limit` pairs: a guard, a score below a threshold, or blocking that
-    never compared them call for different fixes, and the traits alone cannot tell them apart."""
+    counted over the first `limit` pairs, or as many as `budget_s` allows (one call is a heavy
+    query at 1M): a guard, a score below a threshold, or blocking that never compared them call
+    for different fixes, and the traits alone cannot tell them apart. "pairs explained" says
+    how many were asked."""
     reasons: Counter[str] = Counter()
+    began, explained_pairs = time.monotonic(), 0
     for loyalty, record in missed[:limit]:
+        if time.monotonic() - began > budget_s:
+            break
         explained = stub.ExplainLink(pb.ExplainLinkRequest(a=_ref(loyalty), b=_ref(record)), timeout=60)
         reasons.update({stop_reason(sentence) for sentence in explained.stopped_by} or {"nothing said"})
-    return dict(reasons.most_common())
+        explained_pairs += 1
+    return {"pairs explained": explained_pairs, **dict(reasons.most_common())}
 
 
 def _ref(identifier: Ident) -> common_pb2.ProfileRef:
@@ -544,8 +551,15 @@ def parallel(channel: Callable[[], grpc.Channel], work: Callable[[Stub, Any], An
     return run_threads(run, chunks)
 
 
+@dataclass(frozen=True)
+class Explain:
+    """How many missed pairs to ask ExplainLink about, and for how long at most."""
+    pairs: int = 500
+    seconds: float = 600.0
+
+
 def run_world(server, neo4j, run: Run, seed: int, streams: int, deadline_s: float,
-              stall_s: float) -> dict[str, Any]:
+              stall_s: float, explain: Explain = Explain()) -> dict[str, Any]:
     world = generate(run.people, seed=seed, prefix=run.prefix(seed), per_postcode=run.per_postcode,
                      records_only=run.records_only)
     log(f"{run.label}: {world.stats()}")
@@ -576,7 +590,8 @@ def run_world(server, neo4j, run: Run, seed: int, streams: int, deadline_s: floa
     # printed before the diagnostics below, which at 1M take half an hour (500 ExplainLink calls)
     log(f"{run.label}: profiles {figures['profiles']}, probabilistic {figures['probabilistic']}")
     with server.channel() as channel:
-        figures["missed"]["why"] = why_missed(Stub(channel), missed_list(predicted, world))
+        figures["missed"]["why"] = why_missed(Stub(channel), missed_list(predicted, world),
+                                              explain.pairs, explain.seconds)
     model = model_figures(drain.status)
     row = {"run": {**asdict(run), "label": run.label}, "people": run.people, "seed": seed, "world": world.stats(),
            "ingest_s": ingest_s, "events_per_s": len(world.events) / ingest_s if ingest_s else 0.0,
@@ -668,6 +683,10 @@ def main() -> None:
                         help="seconds to wait for online linkage to drain (default 600 + 0.1 per person)")
     parser.add_argument("--stall", type=float, default=600.0,
                         help="give up waiting when the linkage queue has not shrunk for this many seconds")
+    parser.add_argument("--explain", type=int, default=500,
+                        help="missed pairs to ask ExplainLink why (the first ones, sorted)")
+    parser.add_argument("--explain-seconds", type=float, default=600.0,
+                        help="stop asking ExplainLink after this many seconds per run")
     args = parser.parse_args()
     try:
         runs = plan_runs(args.people, args.per_postcode, args.records_only, args.runs)
@@ -678,7 +697,8 @@ def main() -> None:
         with bench_neo4j(Path(scratch) / "neo4j") as neo4j, bench_server(neo4j, args.processes) as server:
             for run in runs:
                 deadline = args.deadline or 600 + 0.1 * run.people
-                rows.append(run_world(server, neo4j, run, args.seed, args.streams, deadline, args.stall))
+                rows.append(run_world(server, neo4j, run, args.seed, args.streams, deadline, args.stall,
+                                      Explain(args.explain, args.explain_seconds)))
                 log(f"{run.label}: profiles {rows[-1]['profiles']}, probabilistic {rows[-1]['probabilistic']}")
     report(rows)
     ratios = [{**asdict(r), "met": r.met} for r in cost_ratios(rows)]
