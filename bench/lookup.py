@@ -1,26 +1,32 @@
-"""Profile lookups through gRPC LookupProfiles on a large graph: throughput and latency.
+"""Profile lookups through gRPC on a large graph: throughput, latency and CPU per lookup.
 
-Uses the graph that `bench/ingest.py --keep-home DIR` left (by default the 1M-event run):
-`python -m bench.lookup --neo4j-home DIR`. Samples identifiers of that graph, then for
---seconds each measures:
-- 1 stream, closed loop (send one, wait for its profile, send the next);
-- 1 stream, pipelined (--window requests in flight);
-- 8 concurrent streams, closed loop, and pipelined (each on a connection of its own).
-Latency is from send to receipt of that request's result. Prints lookups/s, p50, p99 and
-the share found. Goal (issue 3): at least 3,000 lookups/s with p99 under 20 ms.
-The load generator runs on the same 2 cores as Neo4j and the server.
+The graph is the one `bench/ingest.py --keep-home DIR` left (`--neo4j-home DIR`), or, without
+one, a graph this script ingests itself through the service (--events, default 1M events of
+the synthetic population). It samples identifiers of that graph, then for --seconds each:
+- ghz (github.com/bojand/ghz, a Go load generator built from the Go module proxy by
+  bench/ghz.py), unary `LookupProfile`, at several concurrencies; latency is ghz's, per call;
+- with --python, also the old Python load generator on `LookupProfiles` streams (1 and 8
+  streams, closed loop and pipelined), which spends as much CPU as the server it measures.
+CPU per lookup is the server's and Neo4j's CPU over the run divided by the lookups answered;
+ghz's own CPU is not in it. Goal (issue 29): at least 3,000 lookups/s with p99 under 20 ms.
+ghz, the server and Neo4j share the machine's 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from bench.common import bench_neo4j, bench_server, log, save
+from bench.common import bench_neo4j, bench_server, empty_database, ingest_windowed, log, save
+from bench.ghz import Load, run_ghz, summary
+from bench.ingest import CpuWatch
+from bench.population import generate, split_by_person
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 from neo4j import GraphDatabase
 
@@ -85,27 +91,76 @@ def sample_keys(neo4j, limit: int) -> list[tuple[str, str]]:
     return [(r["type"], r["value"]) for r in records]
 
 
+GHZ_LOADS = (Load(concurrency=8, connections=2, seconds=0), Load(concurrency=16, connections=4, seconds=0),
+             Load(concurrency=32, connections=4, seconds=0))
+
+
+def ghz_lookups(server, neo4j, keys: list[tuple[str, str]], load: Load) -> dict[str, Any]:
+    """One ghz run of unary LookupProfile over the keys, with the server's and Neo4j's CPU."""
+    requests = [{"request_id": str(n), "ref": {"identifier": {"type": kind, "value": value}}}
+                for n, (kind, value) in enumerate(keys)]
+    cpu = CpuWatch(neo4j.pid() or 0, server.process.pid)
+    report = run_ghz(server.address, "identity.v1.IdentityService.LookupProfile", "identity/v1/identity_service.proto",
+                     requests, load)
+    figures = summary(report)
+    spent = cpu.per_event_ms(max(figures["calls"], 1))
+    return {"load_generator": "ghz", "rpc": "LookupProfile", "concurrency": load.concurrency,
+            "connections": load.connections, **figures, "cpu_ms_per_lookup": spent}
+
+
+def build_graph(neo4j, server, events: int) -> None:
+    """Ingests `events` events of the synthetic population through the service."""
+    population = generate(people=max(events // 10, 1), events=events, prefix=f"lookup{events}")
+    empty_database(neo4j)
+    log(f"ingesting {events} events to look up ...")
+    run = ingest_windowed(server.channel, split_by_person(population.events[:events], 2), 2000)
+    log(f"ingested in {run.seconds:.0f} s: {dict(run.statuses)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--neo4j-home", type=Path, required=True, help="a home kept by bench/ingest.py --keep-home")
+    parser.add_argument("--neo4j-home", type=Path, help="a home kept by bench/ingest.py --keep-home")
+    parser.add_argument("--events", type=int, default=1_000_000,
+                        help="without --neo4j-home: events to ingest into a fresh graph first")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--processes", type=int, default=2, help="server processes")
     parser.add_argument("--sample", type=int, default=50_000, help="identifiers to look up, drawn at random")
+    parser.add_argument("--python", action="store_true", help="also run the Python load generator on streams")
     args = parser.parse_args()
-    with bench_neo4j(args.neo4j_home) as neo4j, bench_server(neo4j, args.processes) as server:
-        keys = sample_keys(neo4j, args.sample)
-        log(f"{len(keys)} identifiers sampled")
-        run_streams(server, keys, 2, 8, 5)  # warm-up: caches, connections, JIT
-        rows = []
-        for streams, window in ((1, 1), (1, args.window), (8, 1), (8, max(args.window // 8, 1))):
-            rows.append(run_streams(server, keys, streams, window, args.seconds))
-            log(f"{streams} stream(s), window {window}: {rows[-1]['lookups_per_s']:.0f}/s")
-    print(f"{'streams':>7} {'window':>6} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'found':>6}")
+    with tempfile.TemporaryDirectory(prefix="bench-lookup-") as scratch:
+        home = args.neo4j_home or Path(scratch) / "neo4j"
+        with bench_neo4j(home) as neo4j, bench_server(neo4j, args.processes) as server:
+            if args.neo4j_home is None:
+                build_graph(neo4j, server, args.events)
+            rows = measure(server, neo4j, sample_keys(neo4j, args.sample), args)
+    print(f"{'load':>6} {'rpc':>15} {'conc':>5} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/lookup':>14} "
+          f"{'(Neo4j)':>8}  statuses")
     for r in rows:
-        print(f"{r['streams']:7d} {r['window']:6d} {r['lookups_per_s']:10.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-              f"{r['found']:6.1%}")
+        cpu = r["cpu_ms_per_lookup"]
+        print(f"{r['load_generator']:>6} {r['rpc']:>15} {r['concurrency']:5d} {r['calls_per_s']:10.0f} "
+              f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {cpu['neo4j'] + cpu['writer']:14.3f} {cpu['neo4j']:8.3f}  "
+              f"{r['statuses']}")
     print(f"figures saved to {save('lookup', {'processes': args.processes, 'rows': rows})}")
+
+
+def measure(server, neo4j, keys: list[tuple[str, str]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    log(f"{len(keys)} identifiers sampled")
+    ghz_lookups(server, neo4j, keys, Load(8, 2, 5))  # warm-up: caches, connections, JIT
+    rows = []
+    for load in GHZ_LOADS:
+        rows.append(ghz_lookups(server, neo4j, keys, Load(load.concurrency, load.connections, args.seconds)))
+        log(f"ghz, concurrency {load.concurrency}: {rows[-1]['calls_per_s']:.0f}/s, p99 {rows[-1]['p99_ms']:.1f} ms")
+    if args.python:
+        for streams, window in ((1, 1), (1, args.window), (8, 1), (8, max(args.window // 8, 1))):
+            cpu = CpuWatch(neo4j.pid() or 0, server.process.pid)
+            run = run_streams(server, keys, streams, window, args.seconds)
+            rows.append({"load_generator": "python", "rpc": "LookupProfiles", "concurrency": streams * window,
+                         "calls": run["lookups"], "calls_per_s": run["lookups_per_s"], "p50_ms": run["p50_ms"],
+                         "p99_ms": run["p99_ms"], "statuses": {"found": run["found"]},
+                         "cpu_ms_per_lookup": cpu.per_event_ms(max(run["lookups"], 1))})
+            log(f"{streams} stream(s), window {window}: {run['lookups_per_s']:.0f}/s")
+    return rows
 
 
 if __name__ == "__main__":

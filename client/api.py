@@ -147,9 +147,8 @@ class IdentityClient:
 
     def lookup_one(self, target: Ref) -> Profile | None:
         """The profile a ref names, or None when there is none."""
-        results: list[pb.LookupResult] = list(_bidi(
-            self._identity.LookupProfiles, [pb.LookupRequest(request_id="0", ref=ref(target))], self.timeout))
-        (result,) = results
+        result: pb.LookupResult = self._identity.LookupProfile(
+            pb.LookupRequest(request_id="0", ref=ref(target)), timeout=self.timeout)
         return result.profile if result.WhichOneof("result") == "profile" else None
 
     def identity_graph(self, target: Ref) -> IdentityGraph:

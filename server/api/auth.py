@@ -41,6 +41,7 @@ METHOD_SCOPES: Mapping[str, str] = {
     _IDENTITY + "Ingest": INGEST,
     _IDENTITY + "ImportRecords": INGEST,
     _IDENTITY + "LookupProfiles": READ,
+    _IDENTITY + "LookupProfile": READ,
     _IDENTITY + "GetIdentityGraph": READ,
     _IDENTITY + "TraverseJourney": READ,
     _IDENTITY + "GetLinkageStatus": READ,

@@ -97,6 +97,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         async for result in self.lookups.answer_stream(request_iterator):
             yield result
 
+    @unary
+    async def LookupProfile(self, request: pb.LookupRequest, context: Context) -> pb.LookupResult:
+        # the key is checked here, so that a malformed one is INVALID_ARGUMENT, not a miss;
+        # the answer comes from the same coalesced queries as the streams'
+        self.profiles.normalize_key(convert.profile_key(request.ref))
+        return await self.lookups.ask(request)
+
     def _lookup(self, requests: list[pb.LookupRequest]) -> list[pb.LookupResult]:
         """Answers a batch of requests, from many streams, with one query (on a coalescer thread)."""
         answers = self.profiles.lookup([self._lookup_key(request) for request in requests])

@@ -167,6 +167,28 @@ def test_lookup_answers_each_bad_reference_in_the_stream_and_the_good_ones_aroun
             assert word in reason, reason
 
 
+# ---- LookupProfile (unary): a miss is a NotFound result, a malformed ref is refused -------
+
+def test_the_unary_lookup_finds_misses_and_refuses_malformed_references(identity, uid: str) -> None:
+    profile_id = person(identity, uid, "ann")
+
+    def one(ref: common_pb2.ProfileRef) -> pb.LookupResult:
+        return identity.LookupProfile(pb.LookupRequest(request_id="x", ref=ref), timeout=30)
+
+    found = one(by_identifier(f"cookie:ann-{uid}"))
+    assert (found.request_id, found.WhichOneof("result"), found.profile.profile_id) == ("x", "profile", profile_id)
+    assert one(by_id(profile_id)).profile.profile_id == profile_id
+    missed = one(by_identifier(f"cookie:nobody-{uid}"))
+    assert missed.WhichOneof("result") == "not_found" and f"cookie:nobody-{uid}" in missed.not_found.reason
+    assert one(by_id(f"no-such-profile-{uid}")).WhichOneof("result") == "not_found"
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert_refused(lambda: one(NO_REF), invalid, "ref is empty")
+    assert_refused(lambda: one(by_identifier("shoe_size:42")), invalid, "shoe_size")
+    assert_refused(lambda: one(by_identifier("email:not-an-address")), invalid, "not-an-address")
+    assert_refused(lambda: one(by_id("  ")), invalid, "empty")
+    assert one(by_identifier(f"cookie:ann-{uid}")).profile.profile_id == profile_id  # nothing was disturbed
+
+
 # ---- GetIdentityGraph, TraverseJourney, ExplainLink: references --------------------------
 
 def test_the_identity_graph_of_a_bad_or_unknown_reference_is_refused(identity, uid: str) -> None:

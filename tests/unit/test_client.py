@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -301,13 +301,23 @@ def test_a_bad_ref_mid_stream_is_raised_after_the_answers_to_the_good_ones(ident
 
 
 def test_lookup_one_is_none_for_a_miss_and_carries_a_deadline(identity: IdentityClient) -> None:
-    miss = Echo(lambda request: pb.LookupResult(request_id=request.request_id, not_found=pb.NotFound(reason="no")))
-    identity._identity.LookupProfiles = miss
+    asked: list[tuple[pb.LookupRequest, float | None]] = []
+
+    def unary(answer: Callable[[pb.LookupRequest], pb.LookupResult]) -> Callable[..., pb.LookupResult]:
+        def call(request: pb.LookupRequest, timeout: float | None = None) -> pb.LookupResult:
+            asked.append((request, timeout))
+            return answer(request)
+        return call
+
+    identity._identity.LookupProfile = unary(
+        lambda request: pb.LookupResult(request_id=request.request_id, not_found=pb.NotFound(reason="no")))
     assert identity.lookup_one("email:nobody@example.com") is None
-    assert miss.timeout == identity.timeout
-    identity._identity.LookupProfiles = Echo(
+    assert asked[-1][1] == identity.timeout
+    assert asked[-1][0].ref.identifier.value == "nobody@example.com"
+    identity._identity.LookupProfile = unary(
         lambda request: pb.LookupResult(request_id=request.request_id, profile=pb.Profile(profile_id="p9")))
     assert identity.lookup_one("p9").profile_id == "p9"
+    assert asked[-1][0].ref.profile_id == "p9"
 
 
 def test_ingest_cancels_its_call_when_the_caller_stops_reading(identity: IdentityClient) -> None:
