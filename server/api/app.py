@@ -112,6 +112,8 @@ class RunningServer:
     def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new RPCs and lets in-flight ones finish within grace."""
         self.readiness.stop()  # first: a probe must not report SERVING again while stopping
+        if self.metrics.observe_query in self.identity.graph.query_observers:  # a graph outlives its server
+            self.identity.graph.query_observers.remove(self.metrics.observe_query)
         self.set_serving(False)
         if self.collector is not None:  # its requests in flight finish and are acked first
             self.serving_loop.call(stop_collector(self.collector))
@@ -138,6 +140,7 @@ def create_server(settings: Settings, graph: Graph) -> RunningServer:
     ingestor = Ingestor(graph, rules, settings.suppression_salt, OnlineQueue(linkage) if settings.online_linkage else None)
     profiles = Profiles(graph, rules, settings.suppression_salt)
     metrics = ServerMetrics()
+    graph.query_observers.append(metrics.observe_query)
     linker = Linker(graph, rules, linkage, on_refusal=metrics.fit_refused)
     importer = RecordImporter(graph, ingestor, linker, batch_size=settings.ingest_batch_size,
                               queue_unlinked=settings.online_linkage)

@@ -17,7 +17,7 @@ from collections import Counter as CountOf
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,9 @@ class StateSources:
 
 
 class ServerMetrics:
+    def observe_query(self, name: str, seconds: float) -> None:
+        self.query_seconds.labels(name).observe(seconds)
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter("identity_ingest_events", "Events acked, by ack status and reject reason code",
@@ -66,6 +69,9 @@ class ServerMetrics:
         self.lookup_seconds = Histogram("identity_lookup_seconds",
                                         "Seconds from a lookup's arrival to its answer", buckets=LOOKUP_BUCKETS,
                                         registry=self.registry)
+        self.query_seconds = Summary("identity_neo4j_query_seconds",
+                                     "Seconds of each named query (cypher/<query>.cypher), from sent to "
+                                     "records read; _count is how many ran", ["query"], registry=self.registry)
         self.lookups = Counter("identity_lookups", "Lookups answered, by result (profile, not_found)", ["result"],
                                registry=self.registry)
         self.fit_refusals = Counter("identity_linkage_fit_refusals",

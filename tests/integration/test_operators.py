@@ -69,6 +69,10 @@ def test_metrics_move_with_ingest_and_lookups(grpc_server: RunningServer, identi
     assert sample(after, "identity_lookup_seconds_count") - sample(before, "identity_lookup_seconds_count") == 6
     assert sample(after, "identity_lookups_total", result="not_found") - sample(before, "identity_lookups_total",
                                                                                result="not_found") == 1
+    for query in ("ingest/record_touchpoints", "stitching/write_plan", "profiles/lookup"):  # Neo4j's time, by query
+        assert sample(after, "identity_neo4j_query_seconds_count", query=query) > \
+            sample(before, "identity_neo4j_query_seconds_count", query=query), query
+        assert sample(after, "identity_neo4j_query_seconds_sum", query=query) > 0, query
     for gauge in ("identity_neo4j_up", "identity_neo4j_sessions_in_use", "identity_linkage_queue",
                   "identity_linkage_oldest_wait_seconds", "identity_segment_queue",
                   "identity_segment_oldest_wait_seconds", "identity_linkage_probabilistic_on"):
