@@ -8,12 +8,16 @@ shared family tablets), on an emptied database:
   edges, LINKED edges between identifiers seen together, a profile per new identifier.
   No stitching, no merge protection, no golden record: a lower bound on the work;
 - service: the same events through `Ingest` over --streams concurrent bidi streams, each
-  keeping at most --window unacked events in flight, and acked only once committed.
+  keeping at most --window unacked events in flight, and acked only once committed;
+- with --batches, the service again through `IngestBatches` (batches of 500 events, one
+  message each way per batch), on an emptied database.
 Prints events/s of both, their ratio, the cost per event relative to the smallest size, the
 server's peak resident memory, and the CPU each spent per event (Neo4j's, and the writer's:
 the benchmark's own driver threads for the baseline, the server for the service), which
 neighbours on a shared machine disturb less than wall time. Goals (issues 3, 13): service >=
 50% of the baseline; per-event cost at 1M no more than 25% above 10k; bounded server memory.
+Issue 29's goals, printed last: service CPU per event at most 2x the baseline's, and at 1M
+within 25% of 10k's.
 
 Runs its own Neo4j and server; --keep-home DIR keeps the Neo4j home with the largest graph
 for bench/lookup.py (`--neo4j-home DIR`).
@@ -29,7 +33,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import MemoryWatch, bench_neo4j, bench_server, empty_database, ingest_windowed, log, run_threads, save
+from bench.common import (MemoryWatch, bench_neo4j, bench_server, empty_database, ingest_batched, ingest_windowed, log,
+                          run_threads, save)
 from bench.ingest_flaws import cpu_seconds
 from bench.population import EventSpec, generate, split_by_person
 from localneo4j import LocalNeo4j
@@ -98,9 +103,12 @@ def baseline(neo4j: LocalNeo4j, streams: list[list[EventSpec]]) -> float:
         return _timed_threads(write, streams)
 
 
-def service(address_channel, streams: list[list[EventSpec]], window: int) -> tuple[float, Counter[str]]:
-    """Seconds to ingest all streams through gRPC, and the acks by status."""
-    run = ingest_windowed(address_channel, streams, window)
+def service(address_channel, streams: list[list[EventSpec]], window: int,
+            batches: bool = False) -> tuple[float, Counter[str]]:
+    """Seconds to ingest all streams through gRPC (Ingest, or with batches IngestBatches in
+    batches of 500), and the acks by status."""
+    run = (ingest_batched(address_channel, streams, window) if batches
+           else ingest_windowed(address_channel, streams, window))
     return run.seconds, run.statuses
 
 
@@ -117,6 +125,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2000, help="unacked events in flight per stream")
     parser.add_argument("--processes", type=int, default=1, help="server processes")
     parser.add_argument("--keep-home", type=Path, help="keep the Neo4j home with the largest graph here")
+    parser.add_argument("--batches", action="store_true",
+                        help="also ingest each size through IngestBatches (batches of 500), after Ingest")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -127,6 +137,9 @@ def main() -> None:
             baseline(neo4j, warm_up)  # plans cached and JIT warm on both paths before anything counts
             empty_database(neo4j)
             service(server.channel, warm_up, args.window)
+            if args.batches:
+                empty_database(neo4j)
+                service(server.channel, warm_up, args.window, batches=True)
             log("warmed up")
             for size in sizes:
                 population = generate(people=max(size // 10, 1), events=size, prefix=f"s{size}")
@@ -146,10 +159,18 @@ def main() -> None:
                 service_cpu = cpu.per_event_ms(len(events))
                 peak = watch.stop()
                 log(f"service {len(events) / service_s:.0f} events/s, acks {dict(statuses)}, peak RSS {peak:.0f} MB")
-                rows.append({"events": len(events), "baseline_s": base_s, "service_s": service_s,
-                             "baseline_eps": len(events) / base_s, "service_eps": len(events) / service_s,
-                             "acks": dict(statuses), "server_peak_rss_mb": peak,
-                             "baseline_cpu_ms_per_event": base_cpu, "service_cpu_ms_per_event": service_cpu})
+                row = {"events": len(events), "baseline_s": base_s, "service_s": service_s,
+                       "baseline_eps": len(events) / base_s, "service_eps": len(events) / service_s,
+                       "acks": dict(statuses), "server_peak_rss_mb": peak,
+                       "baseline_cpu_ms_per_event": base_cpu, "service_cpu_ms_per_event": service_cpu}
+                if args.batches:
+                    empty_database(neo4j)
+                    cpu = CpuWatch(database, server.process.pid)
+                    batched_s, batched_statuses = service(server.channel, streams, args.window, batches=True)
+                    row.update(batches_s=batched_s, batches_eps=len(events) / batched_s,
+                               batches_acks=dict(batched_statuses), batches_cpu_ms_per_event=cpu.per_event_ms(len(events)))
+                    log(f"IngestBatches {len(events) / batched_s:.0f} events/s, acks {dict(batched_statuses)}")
+                rows.append(row)
     first = rows[0]["service_s"] / rows[0]["events"]
     print(f"{'events':>9} {'baseline ev/s':>14} {'service ev/s':>13} {'ratio':>6} {'us/event':>9} "
           f"{'vs smallest':>11} {'server peak RSS MB':>19} {'CPU ms/event: baseline':>23} {'service':>17}  acks")
@@ -162,9 +183,29 @@ def main() -> None:
               f"{per_event * 1e6:9.0f} {r['cost_vs_smallest']:11.2f} {r['server_peak_rss_mb']:19.0f} "
               f"{base['neo4j'] + base['writer']:8.2f} ({base['neo4j']:.2f} Neo4j) "
               f"{served['neo4j'] + served['writer']:6.2f} ({served['neo4j']:.2f} Neo4j)  {r['acks']}")
+    cpu_ratios(rows)
     print(f"figures saved to {save('ingest', {'streams': args.streams, 'window': args.window, 'rows': rows})}")
     if args.keep_home:
         print(f"graph kept: python -m bench.lookup --neo4j-home {args.keep_home}")
+
+
+def cpu_ratios(rows: list[dict]) -> None:
+    """Issue 29's figures: service CPU per event against the baseline's (goal <= 2), and per-event
+    CPU against the smallest size's (goal <= 1.25), for Ingest and, when run, IngestBatches."""
+    def total(cpu: dict[str, float]) -> float:
+        return cpu["neo4j"] + cpu["writer"]
+
+    print(f"\n{'events':>9} {'rpc':>14} {'CPU ms/event':>13} {'vs baseline':>12} {'vs smallest':>12}")
+    for key, rpc in (("service_cpu_ms_per_event", "Ingest"), ("batches_cpu_ms_per_event", "IngestBatches")):
+        if key not in rows[0]:
+            continue
+        smallest = total(rows[0][key])
+        for r in rows:
+            r.setdefault("cpu_ratios", {})[rpc] = {"vs_baseline": total(r[key]) / total(r["baseline_cpu_ms_per_event"]),
+                                                  "vs_smallest": total(r[key]) / smallest}
+            ratios = r["cpu_ratios"][rpc]
+            print(f"{r['events']:9d} {rpc:>14} {total(r[key]):13.3f} {ratios['vs_baseline']:12.2f} "
+                  f"{ratios['vs_smallest']:12.2f}")
 
 
 if __name__ == "__main__":

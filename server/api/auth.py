@@ -39,6 +39,7 @@ _IDENTITY, _SEGMENTS = "/identity.v1.IdentityService/", "/identity.v1.SegmentSer
 # checks that the table covers the protos, so a new RPC cannot ship without a scope).
 METHOD_SCOPES: Mapping[str, str] = {
     _IDENTITY + "Ingest": INGEST,
+    _IDENTITY + "IngestBatches": INGEST,
     _IDENTITY + "ImportRecords": INGEST,
     _IDENTITY + "LookupProfiles": READ,
     _IDENTITY + "LookupProfile": READ,

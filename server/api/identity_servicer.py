@@ -38,6 +38,8 @@ AUDIT_MAX = 10_000  # at most, in one call: the entries are read at once, then s
 # Items a streamed read hands over per trip to the read pool.
 JOURNEY_CHUNK = 200
 LIST_CHUNK = 100
+# Most events one IngestBatches message may hold (it is written in transactions of batch_size).
+MAX_EVENT_BATCH = 10_000
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
@@ -68,6 +70,22 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         async for batch in batched(request_iterator, self.batch_size, self.batch_wait):
             for ack in await self.pools.ingest.run(self._ingest, batch, sources):
                 yield ack
+
+    @streaming
+    async def IngestBatches(self, request_iterator: AsyncIterator[pb.EventBatch],
+                            context: Context) -> AsyncIterator[pb.IngestAckBatch]:
+        # one message each way per batch: grpc's per-message cost is most of the server's
+        # Python work per event on Ingest (bench/profile_ingest)
+        sources = _sources_of(current_caller())
+        async for batch in request_iterator:
+            if len(batch.events) > MAX_EVENT_BATCH:
+                raise InvalidArgument(f"a batch holds {len(batch.events)} events, more than {MAX_EVENT_BATCH}: "
+                                      f"send at most {MAX_EVENT_BATCH} (about {self.batch_size} is one transaction)")
+            acks: list[pb.IngestAck] = []
+            for start in range(0, len(batch.events), self.batch_size):
+                part = list(batch.events[start:start + self.batch_size])
+                acks.extend(await self.pools.ingest.run(self._ingest, part, sources))
+            yield pb.IngestAckBatch(acks=acks)
 
     def _ingest(self, events: list[pb.Event], sources: frozenset[str] | None) -> list[pb.IngestAck]:
         """One batch, converted and committed on an ingest thread: the event loop only moves messages."""
