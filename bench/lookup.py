@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_neo4j, bench_server, empty_database, ingest_windowed, log, save
+from bench.common import bench_neo4j, bench_server, empty_database, ingest_batched, log, save
 from bench.ghz import Load, run_ghz, summary
 from bench.ingest import CpuWatch
 from bench.population import generate, split_by_person
@@ -109,11 +109,11 @@ def ghz_lookups(server, neo4j, keys: list[tuple[str, str]], load: Load) -> dict[
 
 
 def build_graph(neo4j, server, events: int) -> None:
-    """Ingests `events` events of the synthetic population through the service."""
+    """Ingests `events` events of the synthetic population through the service (IngestBatches)."""
     population = generate(people=max(events // 10, 1), events=events, prefix=f"lookup{events}")
     empty_database(neo4j)
     log(f"ingesting {events} events to look up ...")
-    run = ingest_windowed(server.channel, split_by_person(population.events[:events], 2), 2000)
+    run = ingest_batched(server.channel, split_by_person(population.events[:events], 2), 2000)
     log(f"ingested in {run.seconds:.0f} s: {dict(run.statuses)}")
 
 
