@@ -133,6 +133,13 @@ class IdentityClient:
         """
         return _bidi(self._identity.Ingest, events)
 
+    def ingest_batches(self, batches: Iterable[Iterable[Event]]) -> Iterator[list[IngestAck]]:
+        """As ingest, for events at hand in bulk: one list of acks per batch (one ack per event,
+        in order), as each batch is committed. Batches of about 500 events suit the server."""
+        requests = (pb.EventBatch(events=list(batch)) for batch in batches)
+        answers: Iterator[pb.IngestAckBatch] = _bidi(self._identity.IngestBatches, requests)
+        return (list(answer.acks) for answer in answers)
+
     def import_records(self, records: Iterable[SourceRecord]) -> Iterator[ImportProgress]:
         """Progress while the server links the records, then one summary, which ends the stream."""
         return _bidi(self._identity.ImportRecords, records)

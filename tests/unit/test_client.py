@@ -320,6 +320,13 @@ def test_lookup_one_is_none_for_a_miss_and_carries_a_deadline(identity: Identity
     assert asked[-1][0].ref.profile_id == "p9"
 
 
+def test_ingest_batches_sends_one_message_per_batch_and_yields_its_acks(identity: IdentityClient) -> None:
+    echo = Echo(lambda batch: pb.IngestAckBatch(acks=[pb.IngestAck(event_id=e.event_id) for e in batch.events]))
+    identity._identity.IngestBatches = echo
+    acks = list(identity.ingest_batches([[pb.Event(event_id="a"), pb.Event(event_id="b")], [], [pb.Event(event_id="c")]]))
+    assert [[a.event_id for a in batch] for batch in acks] == [["a", "b"], [], ["c"]]
+
+
 def test_ingest_cancels_its_call_when_the_caller_stops_reading(identity: IdentityClient) -> None:
     echo = Echo(lambda event: pb.IngestAck(event_id=event.event_id))
     identity._identity.Ingest = echo
