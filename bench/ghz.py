@@ -62,14 +62,28 @@ class Load:
 
 def run_ghz(address: str, method: str, proto: str, requests: Sequence[Mapping[str, Any]], load: Load,
             metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """ghz's JSON report of calling `method` (package.Service.Method) at `address`, plaintext,
-    with the requests round-robin (request i is requests[i % len])."""
+    """ghz's JSON report of calling unary `method` (package.Service.Method) at `address`,
+    plaintext, with the requests round-robin (request i is requests[i % len])."""
+    return _ghz(address, method, proto, json.dumps(list(requests)),
+                ["--disable-template-functions", "--disable-template-data"], load, metadata)
+
+
+def run_ghz_streams(address: str, method: str, proto: str, template: str, per_stream: int, load: Load,
+                    metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """ghz's JSON report of bidi streams of `method`, each sending `per_stream` messages made
+    from the template (ghz's Go template syntax, e.g. {{randomInt 0 1000}}, evaluated for each
+    message) and reading every answer; a call's latency is its whole stream's."""
+    return _ghz(address, method, proto, template,
+                ["--stream-dynamic-messages", "--stream-call-count", str(per_stream)], load, metadata)
+
+
+def _ghz(address: str, method: str, proto: str, data_text: str, options: Sequence[str], load: Load,
+         metadata: Mapping[str, str] | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ghz-") as scratch:
         data = Path(scratch) / "requests.json"
-        data.write_text(json.dumps(list(requests)))
+        data.write_text(data_text)
         command = [str(ghz_binary()), "--insecure", "--proto", str(PROTOS / proto), "--import-paths", str(PROTOS),
-                   "--call", method, "--data-file", str(data), "--disable-template-functions",
-                   "--disable-template-data", "--concurrency", str(load.concurrency),
+                   "--call", method, "--data-file", str(data), *options, "--concurrency", str(load.concurrency),
                    "--connections", str(load.connections), "--duration", f"{load.seconds}s",
                    "--cpus", str(load.cpus), "--timeout", "10s", "--format", "json", address]
         if metadata:

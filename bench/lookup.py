@@ -4,7 +4,11 @@ The graph is the one `bench/ingest.py --keep-home DIR` left (`--neo4j-home DIR`)
 one, a graph this script ingests itself through the service (--events, default 1M events of
 the synthetic population). It samples identifiers of that graph, then for --seconds each:
 - ghz (github.com/bojand/ghz, a Go load generator built from the Go module proxy by
-  bench/ghz.py), unary `LookupProfile`, at several concurrencies; latency is ghz's, per call;
+  bench/ghz.py), unary `LookupProfile` over the sampled identifiers, at several
+  concurrencies; latency is ghz's, per call;
+- ghz on `LookupProfiles` streams of 20 lookups each (people's first cookies, at random;
+  only for a graph of known prefix: one this script built, or --prefix); latency is the
+  whole stream's, from opening to its last answer, an upper bound of each lookup's;
 - with --python, also the old Python load generator on `LookupProfiles` streams (1 and 8
   streams, closed loop and pipelined), which spends as much CPU as the server it measures.
 CPU per lookup is the server's and Neo4j's CPU over the run divided by the lookups answered;
@@ -15,6 +19,7 @@ ghz, the server and Neo4j share the machine's 2 cores.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 import threading
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_neo4j, bench_server, empty_database, ingest_batched, log, save
-from bench.ghz import Load, run_ghz, summary
+from bench.ghz import Load, run_ghz, run_ghz_streams, summary
 from bench.ingest import CpuWatch
 from bench.population import generate, split_by_person
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
@@ -93,6 +98,8 @@ def sample_keys(neo4j, limit: int) -> list[tuple[str, str]]:
 
 GHZ_LOADS = (Load(concurrency=8, connections=2, seconds=0), Load(concurrency=16, connections=4, seconds=0),
              Load(concurrency=32, connections=4, seconds=0))
+PER_STREAM = 20  # lookups per LookupProfiles stream that ghz opens
+PROTO = "identity/v1/identity_service.proto"
 
 
 def ghz_lookups(server, neo4j, keys: list[tuple[str, str]], load: Load) -> dict[str, Any]:
@@ -100,21 +107,37 @@ def ghz_lookups(server, neo4j, keys: list[tuple[str, str]], load: Load) -> dict[
     requests = [{"request_id": str(n), "ref": {"identifier": {"type": kind, "value": value}}}
                 for n, (kind, value) in enumerate(keys)]
     cpu = CpuWatch(neo4j.pid() or 0, server.process.pid)
-    report = run_ghz(server.address, "identity.v1.IdentityService.LookupProfile", "identity/v1/identity_service.proto",
-                     requests, load)
-    figures = summary(report)
+    figures = summary(run_ghz(server.address, "identity.v1.IdentityService.LookupProfile", PROTO, requests, load))
     spent = cpu.per_event_ms(max(figures["calls"], 1))
     return {"load_generator": "ghz", "rpc": "LookupProfile", "concurrency": load.concurrency,
-            "connections": load.connections, **figures, "cpu_ms_per_lookup": spent}
+            "connections": load.connections, **figures, "lookups_per_s": figures["calls_per_s"],
+            "cpu_ms_per_lookup": spent}
 
 
-def build_graph(neo4j, server, events: int) -> None:
-    """Ingests `events` events of the synthetic population through the service (IngestBatches)."""
+def ghz_stream_lookups(server, neo4j, people: int, prefix: str, load: Load) -> dict[str, Any]:
+    """One ghz run of LookupProfiles streams of PER_STREAM lookups each, by the first browser
+    cookie of random people of the population (`<prefix>-c-<n>-0`). A call's latency is its
+    stream's, from opening to the last answer: an upper bound of each of its lookups'."""
+    template = json.dumps({"request_id": "{{.RequestNumber}}", "ref": {"identifier": {
+        "type": "cookie", "value": f"{prefix}-c-{{{{randomInt 0 {people}}}}}-0"}}})
+    cpu = CpuWatch(neo4j.pid() or 0, server.process.pid)
+    figures = summary(run_ghz_streams(server.address, "identity.v1.IdentityService.LookupProfiles", PROTO, template,
+                                      PER_STREAM, load))
+    lookups = figures["calls"] * PER_STREAM
+    return {"load_generator": "ghz", "rpc": f"LookupProfiles x{PER_STREAM}", "concurrency": load.concurrency,
+            "connections": load.connections, **figures, "lookups_per_s": figures["calls_per_s"] * PER_STREAM,
+            "cpu_ms_per_lookup": cpu.per_event_ms(max(lookups, 1))}
+
+
+def build_graph(neo4j, server, events: int) -> tuple[str, int]:
+    """Ingests `events` events of the synthetic population through the service (IngestBatches);
+    returns its prefix and number of people."""
     population = generate(people=max(events // 10, 1), events=events, prefix=f"lookup{events}")
     empty_database(neo4j)
     log(f"ingesting {events} events to look up ...")
     run = ingest_batched(server.channel, split_by_person(population.events[:events], 2), 2000)
     log(f"ingested in {run.seconds:.0f} s: {dict(run.statuses)}")
+    return f"lookup{events}", max(events // 10, 1)
 
 
 def main() -> None:
@@ -127,36 +150,48 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="server processes")
     parser.add_argument("--sample", type=int, default=50_000, help="identifiers to look up, drawn at random")
     parser.add_argument("--python", action="store_true", help="also run the Python load generator on streams")
+    parser.add_argument("--prefix", help="with --neo4j-home: the population's prefix (bench.ingest's is s<events>), "
+                                         "for the stream runs, which look up people's cookies by number")
+    parser.add_argument("--people", type=int, default=100_000, help="with --prefix: people in that population")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lookup-") as scratch:
         home = args.neo4j_home or Path(scratch) / "neo4j"
         with bench_neo4j(home) as neo4j, bench_server(neo4j, args.processes) as server:
-            if args.neo4j_home is None:
-                build_graph(neo4j, server, args.events)
-            rows = measure(server, neo4j, sample_keys(neo4j, args.sample), args)
-    print(f"{'load':>6} {'rpc':>15} {'conc':>5} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/lookup':>14} "
+            population = build_graph(neo4j, server, args.events) if args.neo4j_home is None else None
+            if population is None and args.prefix:
+                population = (args.prefix, args.people)
+            rows = measure(server, neo4j, sample_keys(neo4j, args.sample), population, args)
+    print(f"{'load':>6} {'rpc':>19} {'conc':>5} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/lookup':>14} "
           f"{'(Neo4j)':>8}  statuses")
     for r in rows:
         cpu = r["cpu_ms_per_lookup"]
-        print(f"{r['load_generator']:>6} {r['rpc']:>15} {r['concurrency']:5d} {r['calls_per_s']:10.0f} "
+        print(f"{r['load_generator']:>6} {r['rpc']:>19} {r['concurrency']:5d} {r['lookups_per_s']:10.0f} "
               f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {cpu['neo4j'] + cpu['writer']:14.3f} {cpu['neo4j']:8.3f}  "
               f"{r['statuses']}")
     print(f"figures saved to {save('lookup', {'processes': args.processes, 'rows': rows})}")
 
 
-def measure(server, neo4j, keys: list[tuple[str, str]], args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(server, neo4j, keys: list[tuple[str, str]], population: tuple[str, int] | None,
+            args: argparse.Namespace) -> list[dict[str, Any]]:
     log(f"{len(keys)} identifiers sampled")
     ghz_lookups(server, neo4j, keys, Load(8, 2, 5))  # warm-up: caches, connections, JIT
     rows = []
     for load in GHZ_LOADS:
         rows.append(ghz_lookups(server, neo4j, keys, Load(load.concurrency, load.connections, args.seconds)))
-        log(f"ghz, concurrency {load.concurrency}: {rows[-1]['calls_per_s']:.0f}/s, p99 {rows[-1]['p99_ms']:.1f} ms")
+        log(f"ghz unary, concurrency {load.concurrency}: {rows[-1]['lookups_per_s']:.0f}/s, "
+            f"p99 {rows[-1]['p99_ms']:.1f} ms")
+    if population is not None:
+        for concurrency in (4, 8, 16):
+            load = Load(concurrency, min(concurrency, 4), args.seconds)
+            rows.append(ghz_stream_lookups(server, neo4j, population[1], population[0], load))
+            log(f"ghz streams of {PER_STREAM}, concurrency {concurrency}: {rows[-1]['lookups_per_s']:.0f}/s, "
+                f"stream p99 {rows[-1]['p99_ms']:.1f} ms")
     if args.python:
         for streams, window in ((1, 1), (1, args.window), (8, 1), (8, max(args.window // 8, 1))):
             cpu = CpuWatch(neo4j.pid() or 0, server.process.pid)
             run = run_streams(server, keys, streams, window, args.seconds)
             rows.append({"load_generator": "python", "rpc": "LookupProfiles", "concurrency": streams * window,
-                         "calls": run["lookups"], "calls_per_s": run["lookups_per_s"], "p50_ms": run["p50_ms"],
+                         "calls": run["lookups"], "lookups_per_s": run["lookups_per_s"], "p50_ms": run["p50_ms"],
                          "p99_ms": run["p99_ms"], "statuses": {"found": run["found"]},
                          "cpu_ms_per_lookup": cpu.per_event_ms(max(run["lookups"], 1))})
             log(f"{streams} stream(s), window {window}: {run['lookups_per_s']:.0f}/s")
