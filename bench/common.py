@@ -188,13 +188,9 @@ class IngestRun:
 def ingest_windowed(channel: Callable[[], grpc.Channel], streams: Sequence[Sequence[Any]], window: int) -> IngestRun:
     """Ingests the streams through gRPC, one thread and channel per stream, each keeping at most
     `window` unacked events in flight (acks come only once committed). Events need to_proto()."""
-    from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
+    from identity.v1 import identity_service_pb2_grpc
 
-    statuses: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def send(events: Sequence[Any]) -> None:
+    def acks(opened: grpc.Channel, events: Sequence[Any]) -> Iterator[list[Any]]:
         in_flight = threading.Semaphore(window)
 
         def requests() -> Iterator[Any]:
@@ -202,21 +198,11 @@ def ingest_windowed(channel: Callable[[], grpc.Channel], streams: Sequence[Seque
                 in_flight.acquire()
                 yield event.to_proto()
 
-        counted: Counter[str] = Counter()
-        warned: Counter[str] = Counter()
-        with channel() as opened:
-            stub = identity_service_pb2_grpc.IdentityServiceStub(opened)
-            for ack in stub.Ingest(requests(), timeout=24 * 3600):
-                in_flight.release()
-                counted[pb.AckStatus.Name(ack.status)] += 1
-                warned.update(w.field for w in ack.warnings)
-        with lock:
-            statuses.update(counted)
-            warnings.update(warned)
+        for ack in identity_service_pb2_grpc.IdentityServiceStub(opened).Ingest(requests(), timeout=24 * 3600):
+            in_flight.release()
+            yield [ack]
 
-    began = time.monotonic()
-    run_threads(send, list(streams))
-    return IngestRun(time.monotonic() - began, statuses, warnings)
+    return _ingest_streams(channel, streams, acks)
 
 
 def ingest_batched(channel: Callable[[], grpc.Channel], streams: Sequence[Sequence[Any]], window: int,
@@ -225,11 +211,7 @@ def ingest_batched(channel: Callable[[], grpc.Channel], streams: Sequence[Sequen
     `batch`, keeping at most `window` unacked events in flight."""
     from identity.v1 import identity_service_pb2 as pb, identity_service_pb2_grpc
 
-    statuses: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def send(events: Sequence[Any]) -> None:
+    def acks(opened: grpc.Channel, events: Sequence[Any]) -> Iterator[list[Any]]:
         in_flight = threading.Semaphore(max(window // batch, 1))
 
         def requests() -> Iterator[Any]:
@@ -237,13 +219,30 @@ def ingest_batched(channel: Callable[[], grpc.Channel], streams: Sequence[Sequen
                 in_flight.acquire()
                 yield pb.EventBatch(events=[event.to_proto() for event in events[start:start + batch]])
 
+        for answer in identity_service_pb2_grpc.IdentityServiceStub(opened).IngestBatches(requests(),
+                                                                                         timeout=24 * 3600):
+            in_flight.release()
+            yield list(answer.acks)
+
+    return _ingest_streams(channel, streams, acks)
+
+
+def _ingest_streams(channel: Callable[[], grpc.Channel], streams: Sequence[Sequence[Any]],
+                    acks: Callable[[grpc.Channel, Sequence[Any]], Iterator[list[Any]]]) -> IngestRun:
+    """Runs each stream on a thread and channel of its own; acks(channel, events) yields its
+    acks as they come, and they are counted by status and by the fields warned about."""
+    from identity.v1 import identity_service_pb2 as pb
+
+    statuses: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send(events: Sequence[Any]) -> None:
         counted: Counter[str] = Counter()
         warned: Counter[str] = Counter()
         with channel() as opened:
-            stub = identity_service_pb2_grpc.IdentityServiceStub(opened)
-            for acks in stub.IngestBatches(requests(), timeout=24 * 3600):
-                in_flight.release()
-                for ack in acks.acks:
+            for answered in acks(opened, events):
+                for ack in answered:
                     counted[pb.AckStatus.Name(ack.status)] += 1
                     warned.update(w.field for w in ack.warnings)
         with lock:
@@ -253,3 +252,4 @@ def ingest_batched(channel: Callable[[], grpc.Channel], streams: Sequence[Sequen
     began = time.monotonic()
     run_threads(send, list(streams))
     return IngestRun(time.monotonic() - began, statuses, warnings)
+
