@@ -142,9 +142,14 @@ def java_profile(recording: Path, top: int) -> dict[str, Any]:
     """Neo4j's CPU samples (jdk.ExecutionSample) by stage and by innermost Neo4j method."""
     done = subprocess.run(["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)],
                           capture_output=True, text=True, check=True)
+    return java_samples(done.stdout, top)
+
+
+def java_samples(printed: str, top: int) -> dict[str, Any]:
+    """Shares by stage and by innermost Neo4j method of `jfr print`'s execution samples."""
     stages: Counter[str] = Counter()
     methods: Counter[str] = Counter()
-    for sample in done.stdout.split("jdk.ExecutionSample")[1:]:
+    for sample in printed.split("jdk.ExecutionSample")[1:]:
         frames = [line.strip().split("(")[0] for line in sample.splitlines() if "line:" in line]
         if not frames:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile_ingest import QUERY_SAMPLE, by_query, python_profile
+from bench.profile_ingest import QUERY_SAMPLE, by_query, java_samples, python_profile
 
 METRICS = """# HELP identity_neo4j_query_seconds Seconds of each named query
 identity_neo4j_query_seconds_count{query="stitching/read_state"} 10.0
@@ -37,3 +37,29 @@ def test_python_samples_count_own_and_inclusive_time(tmp_path: Path) -> None:
     assert shares["main (a.py:1)"] == (0.0, 1.0)
     assert shares["encode (b.py:3)"] == (0.75, 0.75)
     assert shares["wait (c.py:4)"] == (0.25, 0.25)
+
+
+PRINTED = """
+jdk.ExecutionSample {
+  stackTrace = [
+    org.neo4j.index.internal.gbptree.KeySearch.search(Object) line: 80
+    org.neo4j.kernel.impl.api.TransactionCommitProcess.commit(Object) line: 10
+    java.lang.Thread.run() line: 1
+  ]
+}
+
+jdk.ExecutionSample {
+  stackTrace = [
+    java.util.HashMap.get(Object) line: 5
+    org.neo4j.bolt.protocol.Handler.read(Object) line: 20
+  ]
+}
+"""
+
+
+def test_java_samples_fall_in_the_first_stage_their_stack_shows() -> None:
+    java = java_samples(PRINTED, top=5)
+    assert java["samples"] == 2
+    assert java["stages"] == {"commit: writing the transaction's changes": 0.5, "bolt: messages in and out": 0.5}
+    assert java["methods"] == {"org.neo4j.index.internal.gbptree.KeySearch.search": 0.5,
+                               "org.neo4j.bolt.protocol.Handler.read": 0.5}
