@@ -1,7 +1,7 @@
 """Where ingest's cost goes: CPU per event of the server and of Neo4j, and Neo4j's time by query.
 
 Runs its own Neo4j and server, warms both up, then ingests --events events of the synthetic
-population (as bench/ingest.py does) and prints:
+population (as bench/ingest.py does; through Ingest, or with --batches IngestBatches) and prints:
 - CPU ms per event of the server and of Neo4j (from /proc, over the ingest only);
 - each named query's share of the time spent in queries (the server's metric
   identity_neo4j_query_seconds, read before and after): count, ms per call, ms per event;
@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_neo4j, bench_server, empty_database, free_port, ingest_windowed, log, save
+from bench.common import bench_neo4j, bench_server, empty_database, free_port, ingest_batched, ingest_windowed, log, save
 from bench.ingest import CpuWatch
 from bench.population import generate, split_by_person
 
@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument("--jfr", action="store_true",
                         help="also profile Neo4j's Java CPU with Java Flight Recorder (jcmd and jfr of the JDK)")
     parser.add_argument("--top", type=int, default=40, help="functions shown from the Python profile")
+    parser.add_argument("--batches", action="store_true", help="ingest through IngestBatches (batches of 500)")
     args = parser.parse_args()
+    ingest = ingest_batched if args.batches else ingest_windowed
     http_port = free_port()
     metrics_url = f"http://127.0.0.1:{http_port}/metrics"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch:
@@ -98,7 +100,7 @@ def main() -> None:
             if args.jfr:
                 _jcmd(neo4j.pid() or 0, "JFR.start", "name=profile", "settings=profile")
             before, cpu, began = query_times(metrics_url), CpuWatch(neo4j.pid() or 0, server.process.pid), time.monotonic()
-            run = ingest_windowed(server.channel, streams, args.window)
+            run = ingest(server.channel, streams, args.window)
             seconds, spent, after = time.monotonic() - began, cpu.per_event_ms(args.events), query_times(metrics_url)
             if args.jfr:
                 _jcmd(neo4j.pid() or 0, "JFR.stop", "name=profile", f"filename={recording}")
@@ -112,7 +114,7 @@ def main() -> None:
     queries = by_query(before, after, args.events)
     report(args.events, seconds, spent, dict(run.statuses), queries, functions)
     report_java(java)
-    figures = {"events": args.events, "seconds": seconds, "cpu_ms_per_event": spent, "acks": dict(run.statuses),
+    figures = {"events": args.events, "rpc": "IngestBatches" if args.batches else "Ingest", "seconds": seconds, "cpu_ms_per_event": spent, "acks": dict(run.statuses),
                "queries": queries, "python": functions, "java": java}
     path = save("profile-ingest", figures)
     if raw_text:

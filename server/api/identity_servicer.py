@@ -42,6 +42,16 @@ LIST_CHUNK = 100
 MAX_EVENT_BATCH = 10_000
 
 
+# A lookup as the coalescer takes it: the request, and its key when the handler normalised it
+# already (a unary call checks it first); None leaves that to the coalescer's thread.
+Lookup = tuple[pb.LookupRequest, ProfileKey | None]
+
+
+async def _unchecked(requests: AsyncIterator[pb.LookupRequest]) -> AsyncIterator[Lookup]:
+    async for request in requests:
+        yield request, None
+
+
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(self, graph: Graph, ingestor: Ingestor, profiles: Profiles, batch_size: int, batch_wait: float,
                  linker: Linker, importer: RecordImporter, replayer: Replayer, pools: WorkPools,
@@ -58,7 +68,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.rescorer = Rescorer(linker)
         self.explainer = Explainer(linker, profiles)
         self.metrics = metrics
-        self.lookups: Coalescer[pb.LookupRequest, pb.LookupResult] = Coalescer(
+        self.lookups: Coalescer[Lookup, pb.LookupResult] = Coalescer(
             self._lookup, max_size=batch_size, observe=metrics.lookup_seconds.observe)
         self.batch_size = batch_size
         self.batch_wait = batch_wait
@@ -112,20 +122,20 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> AsyncIterator[pb.LookupResult]:
         # no waiting for a fuller batch: requests of all streams that queue meanwhile are
         # answered together by the coalescer's next query (on its own threads)
-        async for result in self.lookups.answer_stream(request_iterator):
+        async for result in self.lookups.answer_stream(_unchecked(request_iterator)):
             yield result
 
     @unary
     async def LookupProfile(self, request: pb.LookupRequest, context: Context) -> pb.LookupResult:
         # the key is checked here, so that a malformed one is INVALID_ARGUMENT, not a miss;
         # the answer comes from the same coalesced queries as the streams'
-        self.profiles.normalize_key(convert.profile_key(request.ref))
-        return await self.lookups.ask(request)
+        key = self.profiles.normalize_key(convert.profile_key(request.ref))
+        return await self.lookups.ask((request, key))
 
-    def _lookup(self, requests: list[pb.LookupRequest]) -> list[pb.LookupResult]:
+    def _lookup(self, lookups: list[Lookup]) -> list[pb.LookupResult]:
         """Answers a batch of requests, from many streams, with one query (on a coalescer thread)."""
-        answers = self.profiles.lookup([self._lookup_key(request) for request in requests])
-        results = [convert.lookup_result(request.request_id, answer) for request, answer in zip(requests, answers)]
+        answers = self.profiles.lookup([self._lookup_key(request) if key is None else key for request, key in lookups])
+        results = [convert.lookup_result(request.request_id, answer) for (request, _), answer in zip(lookups, answers)]
         found = sum(result.HasField("profile") for result in results)
         self.metrics.lookups.labels("profile").inc(found)
         self.metrics.lookups.labels("not_found").inc(len(results) - found)

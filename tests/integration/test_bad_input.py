@@ -178,6 +178,8 @@ def test_the_unary_lookup_finds_misses_and_refuses_malformed_references(identity
     found = one(by_identifier(f"cookie:ann-{uid}"))
     assert (found.request_id, found.WhichOneof("result"), found.profile.profile_id) == ("x", "profile", profile_id)
     assert one(by_id(profile_id)).profile.profile_id == profile_id
+    # answered by the key the handler normalised (the coalescer does not normalise it again)
+    assert one(by_identifier(f"email:  ANN-{uid.upper()}@Example.COM ")).profile.profile_id == profile_id
     missed = one(by_identifier(f"cookie:nobody-{uid}"))
     assert missed.WhichOneof("result") == "not_found" and f"cookie:nobody-{uid}" in missed.not_found.reason
     assert one(by_id(f"no-such-profile-{uid}")).WhichOneof("result") == "not_found"

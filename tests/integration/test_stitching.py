@@ -94,6 +94,24 @@ def test_the_golden_record_takes_crm_over_web_and_recent_over_old(identity, uid:
                       "city": ("Shelbyville", "web")}
 
 
+def test_the_golden_record_survives_later_batches_without_traits_and_merges(identity, driver: Driver,
+                                                                             uid: str) -> None:
+    """A batch whose events carry no new winning trait leaves the stored golden record (JSON and
+    trait copies) as it is; a merge and a newer value still change it."""
+    ingest(identity, [event(f"{uid}-1", f"email:{uid}@example.com", source="crm", first_name="Ann")])
+    ingest(identity, [event(f"{uid}-2", f"email:{uid}@example.com", minute=2)])  # no traits
+    ingest(identity, [event(f"{uid}-3", f"cookie:c-{uid}", minute=3, city="Leeds")])
+    ingest(identity, [event(f"{uid}-4", f"cookie:c-{uid}", f"email:{uid}@example.com", minute=4)])  # merge
+    traits = {t.key: t.value for t in profile_of(identity, f"email:{uid}@example.com").traits}
+    assert traits == {"first_name": "Ann", "city": "Leeds"}
+    ingest(identity, [event(f"{uid}-5", f"cookie:c-{uid}", minute=5, city="York")])
+    profile = profile_of(identity, f"cookie:c-{uid}")
+    assert {t.key: t.value for t in profile.traits} == {"first_name": "Ann", "city": "York"}
+    (stored,) = driver.execute_query("MATCH (p:Profile {profile_id: $id}) RETURN p.`trait.first_name` AS first_name, "
+                                     "p.`trait.city` AS city", id=profile.profile_id).records
+    assert (stored["first_name"], stored["city"]) == ("Ann", "York"), "segment rules compare these copies"
+
+
 def test_identity_graph_shows_links_with_their_evidence(identity, uid: str) -> None:
     ingest(identity, [event(f"{uid}-{n}", f"cookie:c-{uid}", f"email:{uid}@example.com", minute=n) for n in range(3)])
     graph = identity.GetIdentityGraph(pb.GetIdentityGraphRequest(ref=by_identifier(f"cookie:c-{uid}")), timeout=10)
