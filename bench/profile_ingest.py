@@ -6,8 +6,9 @@ population (as bench/ingest.py does; through Ingest, or with --batches IngestBat
 - each named query's share of the time spent in queries (the server's metric
   identity_neo4j_query_seconds, read before and after): count, ms per call, ms per event;
 - with --py-spy PATH (a py-spy binary, e.g. from `pip install py-spy` in any venv), the
-  server's Python CPU by function: samples taken only while a thread holds the GIL, so
-  waiting on Neo4j is not counted. The raw profile is saved beside the figures.
+  server's Python CPU by function, and by kind of work (PYTHON_KINDS): samples taken only
+  while a thread holds the GIL, so waiting on Neo4j is not counted. The raw profile is saved
+  beside the figures.
 This is the profile issue 29 asks to start from; the goals themselves are bench/ingest.py's.
 """
 
@@ -72,6 +73,38 @@ def python_profile(raw: Path, top: int) -> list[tuple[str, float, float]]:
     return [(frame, own[frame] / total, n / total) for frame, n in inclusive.most_common(top)] if total else []
 
 
+# Kinds of the server's Python work: a sample counts for the innermost frame that matches one.
+PYTHON_KINDS = (
+    ("Neo4j driver: Bolt packing, unpacking, sockets", ("neo4j/",)),
+    ("protobuf to domain values and back (api/convert.py)", ("api/convert.py",)),
+    ("validation and normalisation", ("normalize.py", "validate_event", "_check_size", "read_statements")),
+    ("stitching's planner (stitching.py)", ("stitching.py",)),
+    ("JSON text (traits, properties, golden records)", ("json/",)),
+    ("query rows and records (ingest, link_commit, golden, consent, graph)",
+     ("ingest.py", "link_commit.py", "golden.py", "quarantine.py", "consent.py", "graph.py")),
+    ("segment worker", ("segments/",)),
+    ("grpc and asyncio", ("grpc/", "asyncio")),
+)
+
+
+def python_by_kind(raw: Path) -> dict[str, float]:
+    """Shares of py-spy's raw samples by kind of work (PYTHON_KINDS; else "other")."""
+    kinds: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        kinds[_kind(stack.split(";"))] += int(count)
+    total = sum(kinds.values()) or 1
+    return {kind: n / total for kind, n in kinds.most_common()}
+
+
+def _kind(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for kind, marks in PYTHON_KINDS:
+            if any(mark in frame for mark in marks):
+                return kind
+    return "other"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -110,12 +143,17 @@ def main() -> None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(120)
             functions = python_profile(raw, args.top) if spy is not None and raw.exists() else []
+            kinds = python_by_kind(raw) if functions else {}
             raw_text = raw.read_text() if functions else ""
     queries = by_query(before, after, args.events)
     report(args.events, seconds, spent, dict(run.statuses), queries, functions)
+    if kinds:
+        print("\nserver Python CPU by kind of work:")
+        for kind, share in kinds.items():
+            print(f"  {kind:75} {share:6.1%}")
     report_java(java)
     figures = {"events": args.events, "rpc": "IngestBatches" if args.batches else "Ingest", "seconds": seconds, "cpu_ms_per_event": spent, "acks": dict(run.statuses),
-               "queries": queries, "python": functions, "java": java}
+               "queries": queries, "python": functions, "python_by_kind": kinds, "java": java}
     path = save("profile-ingest", figures)
     if raw_text:
         path.with_suffix(".pyspy.raw").write_text(raw_text)

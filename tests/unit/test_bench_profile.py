@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile_ingest import QUERY_SAMPLE, by_query, java_samples, python_profile
+from bench.profile_ingest import QUERY_SAMPLE, by_query, java_samples, python_by_kind, python_profile
 
 METRICS = """# HELP identity_neo4j_query_seconds Seconds of each named query
 identity_neo4j_query_seconds_count{query="stitching/read_state"} 10.0
@@ -63,3 +63,15 @@ def test_java_samples_fall_in_the_first_stage_their_stack_shows() -> None:
     assert java["stages"] == {"commit: writing the transaction's changes": 0.5, "bolt: messages in and out": 0.5}
     assert java["methods"] == {"org.neo4j.index.internal.gbptree.KeySearch.search": 0.5,
                                "org.neo4j.bolt.protocol.Handler.read": 0.5}
+
+
+def test_python_samples_are_counted_for_the_innermost_kind_of_work(tmp_path: Path) -> None:
+    raw = tmp_path / "python.raw"
+    raw.write_text(
+        "run (server/identity/ingest.py:1);execute_write (neo4j/_sync/work/session.py:2);"
+        "decide (server/identity/stitching.py:3) 2\n"  # the planner, though inside the driver's transaction
+        "run (server/identity/ingest.py:1);pack (neo4j/_codec/packstream/v1/__init__.py:4) 1\n"
+        "elsewhere (x.py:5) 1\n")
+    kinds = python_by_kind(raw)
+    assert kinds == {"stitching's planner (stitching.py)": 0.5,
+                     "Neo4j driver: Bolt packing, unpacking, sockets": 0.25, "other": 0.25}
