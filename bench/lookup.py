@@ -23,6 +23,7 @@ import argparse
 import json
 import random
 import resource
+import signal
 import tempfile
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Any
 from bench.common import bench_neo4j, bench_server, empty_database, ingest_batched, log, save
 from bench.ghz import Load, run_ghz, run_ghz_streams, summary
 from bench.ingest import CpuWatch
+from bench.profile_ingest import python_by_kind, python_profile, start_py_spy
 from bench.population import generate, split_by_person
 from identity.v1 import common_pb2, identity_service_pb2 as pb, identity_service_pb2_grpc
 from neo4j import GraphDatabase
@@ -163,6 +165,8 @@ def main() -> None:
     parser.add_argument("--prefix", help="with --neo4j-home: the population's prefix (bench.ingest's is s<events>), "
                                          "for the stream runs, which look up people's cookies by number")
     parser.add_argument("--people", type=int, default=100_000, help="with --prefix: people in that population")
+    parser.add_argument("--py-spy", type=Path, help="a py-spy binary: after the measured runs, profile the server's "
+                                                    "Python over one more ghz run (streams at 8, else unary at 16)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lookup-") as scratch:
         home = args.neo4j_home or Path(scratch) / "neo4j"
@@ -170,7 +174,10 @@ def main() -> None:
             population = build_graph(neo4j, server, args.events) if args.neo4j_home is None else None
             if population is None and args.prefix:
                 population = (args.prefix, args.people)
-            rows = measure(server, neo4j, sample_keys(neo4j, args.sample), population, args)
+            keys = sample_keys(neo4j, args.sample)
+            rows = measure(server, neo4j, keys, population, args)
+            profile = (profile_server(server, neo4j, keys, population, args.py_spy, Path(scratch), args.seconds)
+                       if args.py_spy else None)
     print(f"{'load':>6} {'rpc':>19} {'conc':>5} {'lookups/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/lookup':>14} "
           f"{'(Neo4j)':>8} {'ghz CPU ms':>10}  statuses")
     for r in rows:
@@ -179,7 +186,46 @@ def main() -> None:
         print(f"{r['load_generator']:>6} {r['rpc']:>19} {r['concurrency']:5d} {r['lookups_per_s']:10.0f} "
               f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {cpu['neo4j'] + cpu['writer']:14.3f} {cpu['neo4j']:8.3f} {ghz}  "
               f"{r['statuses']}")
-    print(f"figures saved to {save('lookup', {'processes': args.processes, 'rows': rows})}")
+    if profile:
+        print(f"\nserver Python CPU (GIL held) over {profile['run']}, by kind of work:")
+        for kind, share in profile["kinds"].items():
+            print(f"  {kind:75} {share:6.1%}")
+        print(f"by function: {'own':>6} {'incl':>6}")
+        for frame, own, inclusive in profile["functions"]:
+            print(f"  {frame[:110]:110} {own:6.1%} {inclusive:6.1%}")
+    print(f"figures saved to {save('lookup', {'processes': args.processes, 'rows': rows, 'python': profile})}")
+
+
+# Kinds of the server's Python work on the lookup path (bench.profile_ingest.python_by_kind).
+LOOKUP_KINDS = (
+    ("Neo4j driver: Bolt packing, unpacking, sockets", ("neo4j/",)),
+    ("pb messages from views (api/convert.py)", ("api/convert.py",)),
+    ("views from records (profiles, golden, consent, graph)",
+     ("profiles.py", "golden.py", "consent.py", "graph.py", "values.py")),
+    ("coalescer hand-offs (batching.py)", ("batching.py",)),
+    ("servicer, status, auth, metrics", ("identity_servicer.py", "api/status.py", "api/auth.py", "api/metrics.py",
+                                         "prometheus_client")),
+    ("grpc and asyncio", ("grpc/", "asyncio")),
+)
+
+
+def profile_server(server, neo4j, keys: list[tuple[str, str]], population: tuple[str, int] | None, py_spy: Path,
+                   scratch: Path, seconds: float) -> dict[str, Any]:
+    """The server's Python CPU by kind of work and by function over one more ghz run."""
+    raw = scratch / "lookup.pyspy.raw"
+    spy = start_py_spy(py_spy, server.process.pid, raw)
+    time.sleep(1.0)  # py-spy attached before the load starts
+    if population is not None:
+        ghz_stream_lookups(server, neo4j, population[1], population[0], Load(8, 4, seconds))
+        run = f"ghz streams of {PER_STREAM} at 8"
+    else:
+        ghz_lookups(server, neo4j, keys, Load(16, 4, seconds))
+        run = "ghz unary at 16"
+    spy.send_signal(signal.SIGINT)
+    spy.wait(120)
+    if not raw.exists():
+        return {"run": run, "kinds": {}, "functions": []}
+    return {"run": run, "kinds": python_by_kind(raw, LOOKUP_KINDS), "functions": python_profile(raw, 30)}
 
 
 def measure(server, neo4j, keys: list[tuple[str, str]], population: tuple[str, int] | None,

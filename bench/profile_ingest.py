@@ -87,19 +87,23 @@ PYTHON_KINDS = (
 )
 
 
-def python_by_kind(raw: Path) -> dict[str, float]:
-    """Shares of py-spy's raw samples by kind of work (PYTHON_KINDS; else "other")."""
-    kinds: Counter[str] = Counter()
+Kinds = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def python_by_kind(raw: Path, kinds: Kinds = PYTHON_KINDS) -> dict[str, float]:
+    """Shares of py-spy's raw samples by kind of work (the first of kinds that the innermost
+    matching frame names; else "other")."""
+    counted: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        kinds[_kind(stack.split(";"))] += int(count)
-    total = sum(kinds.values()) or 1
-    return {kind: n / total for kind, n in kinds.most_common()}
+        counted[_kind(stack.split(";"), kinds)] += int(count)
+    total = sum(counted.values()) or 1
+    return {kind: n / total for kind, n in counted.most_common()}
 
 
-def _kind(frames: list[str]) -> str:
+def _kind(frames: list[str], kinds: Kinds) -> str:
     for frame in reversed(frames):
-        for kind, marks in PYTHON_KINDS:
+        for kind, marks in kinds:
             if any(mark in frame for mark in marks):
                 return kind
     return "other"
@@ -128,7 +132,7 @@ def main() -> None:
             population = generate(people=max(args.events // 10, 1), events=args.events, prefix=f"p{args.events}")
             streams = split_by_person(population.events[:args.events], args.streams)
             raw = Path(scratch) / "python.raw"
-            spy = _start_py_spy(args.py_spy, server.process.pid, raw) if args.py_spy else None
+            spy = start_py_spy(args.py_spy, server.process.pid, raw) if args.py_spy else None
             recording = Path(scratch) / "neo4j.jfr"
             if args.jfr:
                 _jcmd(neo4j.pid() or 0, "JFR.start", "name=profile", "settings=profile")
@@ -212,9 +216,10 @@ def report_java(java: dict[str, Any]) -> None:
         print(f"  {method[:110]:110} {share:6.1%}")
 
 
-def _start_py_spy(binary: Path, pid: int, raw: Path) -> subprocess.Popen[bytes]:
+def start_py_spy(binary: Path, pid: int, raw: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording the process and its children (a server's worker processes) until SIGINT."""
     return subprocess.Popen([str(binary), "record", "--pid", str(pid), "--format", "raw", "--output", str(raw),
-                             "--rate", "50", "--nonblocking", "--gil"],
+                             "--rate", "50", "--nonblocking", "--gil", "--subprocesses"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -312,3 +312,14 @@ def test_with_a_model_current_a_refused_refit_is_shown_but_probabilistic_linkage
     assert view.off is None and view.why_off == "" and view.model is not None
     assert view.model.version == current.version, "the current model stays current"
     assert view.refused is not None and refusals == ["refit"], "the refusal is still counted and shown"
+
+
+def test_the_fit_sample_leaves_out_a_record_that_lost_its_person(graph: Graph, driver: Driver, run: str) -> None:
+    """A record forgotten while a fit reads its sample comes back without its person; the
+    sample leaves it out instead of failing the fit (the online worker's fit once failed on it)."""
+    driver.execute_query("CREATE (:Identifier:Matchable {type: 'email', value: $value})",
+                         value=f"gone-{run}@example.com")
+    rows = graph.read("linkage/sample", share=1.0, limit=10**9)
+    assert all(r["person"] for r in rows)
+    assert f"gone-{run}@example.com" not in {r["value"] for r in rows}
+    driver.execute_query("MATCH (m:Matchable {value: $value}) DETACH DELETE m", value=f"gone-{run}@example.com")

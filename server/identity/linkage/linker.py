@@ -183,7 +183,8 @@ class Linker:
         if total < 2:
             raise FailedPrecondition("no records with person attributes to fit the linkage model on yet")
         share = min(1.0, 1.5 * sample_records / total)
-        rows = self.graph.read("linkage/sample", share=share, limit=sample_records)
+        # a record forgotten (or deleted) while the sample is read comes back without its person
+        rows = [r for r in self.graph.read("linkage/sample", share=share, limit=sample_records) if r["person"]]
         sampled = [PersonAttributes.from_dict(json.loads(r["person"])) for r in rows]
         pairs: list[tuple[PersonAttributes, PersonAttributes]] = []
         seen: set[frozenset[Identifier]] = set()
