@@ -6,6 +6,7 @@ also splits a profile whose links no longer hold it together).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -67,7 +68,13 @@ class Profiles:
         return answers
 
     def _consent(self, held: list[list[Any]]) -> tuple[ConsentState, ...]:
+        if not held:  # most profiles never stated consent: every category at its default
+            return self._default_consent
         return tuple(with_defaults(from_properties(dict(held)), self.rules.consent))
+
+    @functools.cached_property
+    def _default_consent(self) -> tuple[ConsentState, ...]:
+        return tuple(with_defaults({}, self.rules.consent))
 
     def resolve(self, key: ProfileKey) -> str:
         """The current profile id for a key; NotFound says why there is none."""
