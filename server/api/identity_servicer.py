@@ -42,14 +42,9 @@ LIST_CHUNK = 100
 MAX_EVENT_BATCH = 10_000
 
 
-# A lookup as the coalescer takes it: the request, and its key when the handler normalised it
-# already (a unary call checks it first); None leaves that to the coalescer's thread.
-Lookup = tuple[pb.LookupRequest, ProfileKey | None]
-
-
-async def _unchecked(requests: AsyncIterator[pb.LookupRequest]) -> AsyncIterator[Lookup]:
-    async for request in requests:
-        yield request, None
+# A lookup as the coalescer takes it: a stream's request as it came (its key is normalised on
+# the coalescer's thread), or a unary call's request with the key its handler checked.
+Lookup = pb.LookupRequest | tuple[pb.LookupRequest, ProfileKey]
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
@@ -122,7 +117,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> AsyncIterator[pb.LookupResult]:
         # no waiting for a fuller batch: requests of all streams that queue meanwhile are
         # answered together by the coalescer's next query (on its own threads)
-        async for result in self.lookups.answer_stream(_unchecked(request_iterator)):
+        async for result in self.lookups.answer_stream(request_iterator):
             yield result
 
     @unary
@@ -134,8 +129,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def _lookup(self, lookups: list[Lookup]) -> list[pb.LookupResult]:
         """Answers a batch of requests, from many streams, with one query (on a coalescer thread)."""
-        answers = self.profiles.lookup([self._lookup_key(request) if key is None else key for request, key in lookups])
-        results = [convert.lookup_result(request.request_id, answer) for (request, _), answer in zip(lookups, answers)]
+        pairs = [(lookup, None) if isinstance(lookup, pb.LookupRequest) else lookup for lookup in lookups]
+        answers = self.profiles.lookup([self._lookup_key(request) if key is None else key for request, key in pairs])
+        results = [convert.lookup_result(request.request_id, answer) for (request, _), answer in zip(pairs, answers)]
         found = sum(result.HasField("profile") for result in results)
         self.metrics.lookups.labels("profile").inc(found)
         self.metrics.lookups.labels("not_found").inc(len(results) - found)
