@@ -90,13 +90,17 @@ def test_many_watchers_share_one_poll_and_each_gets_its_segments_changes() -> No
         assert [await take(w, 1) for w in watchers_a] == [[1]] * 100  # caught up from the log
         firsts_b = [asyncio.ensure_future(take(w, 1)) for w in watchers_b]
         await until(lambda: feed.watchers == 200)
-        polls_before = log.polls
+        polls_before, began = log.polls, asyncio.get_running_loop().time()
         log.append("b", "p1")
         log.append("a", "p2")
         assert [await take(w, 1) for w in watchers_a] == [[3]] * 100
         assert [await f for f in firsts_b] == [[2]] * 100
         await asyncio.sleep(0.1)  # ten poll intervals with 200 watchers: about ten queries, not 2,000
-        assert log.polls - polls_before <= 20
+        # one query per poll interval (0.01 s), however many watchers, and however slow a loaded
+        # machine made the interval: bounded by the time it took, not by a count of rounds
+        intervals = (asyncio.get_running_loop().time() - began) / 0.01
+        polls = log.polls - polls_before
+        assert polls <= intervals + 5 and polls < 100, (polls, intervals)
         assert feed.watchers == 200
         for w in watchers_a + watchers_b:
             await w.aclose()  # type: ignore[attr-defined]
