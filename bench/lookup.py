@@ -118,13 +118,8 @@ def ghz_lookups(server, neo4j, keys: list[tuple[str, str]], load: Load) -> dict[
     """One ghz run of unary LookupProfile over the keys, with the server's and Neo4j's CPU."""
     requests = [{"request_id": str(n), "ref": {"identifier": {"type": kind, "value": value}}}
                 for n, (kind, value) in enumerate(keys)]
-    cpu, ghz_0 = CpuWatch(neo4j.pid() or 0, server.process.pid), children_cpu_seconds()
-    figures = summary(run_ghz(server.address, "identity.v1.IdentityService.LookupProfile", PROTO, requests, load))
-    calls = max(figures["calls"], 1)
-    spent = cpu.per_event_ms(calls)
-    return {"load_generator": "ghz", "rpc": "LookupProfile", "concurrency": load.concurrency,
-            "connections": load.connections, **figures, "lookups_per_s": figures["calls_per_s"],
-            "cpu_ms_per_lookup": spent, "ghz_cpu_ms_per_lookup": (children_cpu_seconds() - ghz_0) * 1000 / calls}
+    return _measured(server, neo4j, load, "LookupProfile", 1, lambda: run_ghz(
+        server.address, "identity.v1.IdentityService.LookupProfile", PROTO, requests, load))
 
 
 def ghz_stream_lookups(server, neo4j, people: int, prefix: str, load: Load) -> dict[str, Any]:
@@ -133,13 +128,18 @@ def ghz_stream_lookups(server, neo4j, people: int, prefix: str, load: Load) -> d
     stream's, from opening to the last answer: an upper bound of each of its lookups'."""
     template = json.dumps({"request_id": "{{.RequestNumber}}", "ref": {"identifier": {
         "type": "cookie", "value": f"{prefix}-c-{{{{randomInt 0 {people}}}}}-0"}}})
+    return _measured(server, neo4j, load, f"LookupProfiles x{PER_STREAM}", PER_STREAM, lambda: run_ghz_streams(
+        server.address, "identity.v1.IdentityService.LookupProfiles", PROTO, template, PER_STREAM, load))
+
+
+def _measured(server, neo4j, load: Load, rpc: str, per_call: int, run: Callable[[], Any]) -> dict[str, Any]:
+    """A ghz run's figures, with the server's and Neo4j's CPU and ghz's own per lookup
+    (per_call lookups per ghz call)."""
     cpu, ghz_0 = CpuWatch(neo4j.pid() or 0, server.process.pid), children_cpu_seconds()
-    figures = summary(run_ghz_streams(server.address, "identity.v1.IdentityService.LookupProfiles", PROTO, template,
-                                      PER_STREAM, load))
-    lookups = max(figures["calls"] * PER_STREAM, 1)
-    return {"load_generator": "ghz", "rpc": f"LookupProfiles x{PER_STREAM}", "concurrency": load.concurrency,
-            "connections": load.connections, **figures, "lookups_per_s": figures["calls_per_s"] * PER_STREAM,
-            "cpu_ms_per_lookup": cpu.per_event_ms(lookups),
+    figures = summary(run())
+    lookups = max(figures["calls"] * per_call, 1)
+    return {"load_generator": "ghz", "rpc": rpc, "concurrency": load.concurrency, "connections": load.connections,
+            **figures, "lookups_per_s": figures["calls_per_s"] * per_call, "cpu_ms_per_lookup": cpu.per_event_ms(lookups),
             "ghz_cpu_ms_per_lookup": (children_cpu_seconds() - ghz_0) * 1000 / lookups}
 
 
